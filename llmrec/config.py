@@ -1,0 +1,154 @@
+"""The YAML configuration: one pydantic model per pipeline stage, validated with clear errors.
+
+Relative paths in a config file are resolved against the file's own folder, so a config and its
+data can move together.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmrec.errors import InputError
+
+
+BUILTIN = "builtin:"  # data shipped inside the package, e.g. `builtin:ml-100k`
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def builtin_config(name: str) -> Path:
+    return PACKAGE_DIR / "configs" / f"{name}.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Columns(_Section):
+    """Column names of a generic interactions table and (optional) items table."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str | None = "timestamp"
+    title: str | None = "title"
+    text: list[str] = Field(default_factory=list, description="extra item text columns")
+
+
+class DataConfig(_Section):
+    format: Literal["movielens", "p5", "lcrec", "generic"] = "movielens"
+    path: str | None = Field(None, description="movielens folder, p5 .txt file, or lcrec folder")
+    interactions: str | None = Field(None, description="generic: CSV/TSV/Parquet/JSONL file")
+    items: str | None = Field(None, description="generic: optional items table")
+    columns: Columns = Field(default_factory=Columns)
+    dedupe: bool = Field(False, description="keep only the first interaction of each (user, item)")
+    min_interactions: int = Field(3, ge=3, description="users with fewer go to training only")
+
+
+class IdsConfig(_Section):
+    scheme: Literal["semantic", "title", "numeric"] = "semantic"
+    levels: int = Field(3, ge=1, le=6)
+    codebook_size: int = Field(64, ge=2)
+    embeddings: Literal["auto", "text", "collaborative", "both"] = "auto"
+    seed: int = 0
+
+
+class PromptConfig(_Section):
+    template: str = "next_item.j2"
+    max_history: int = Field(20, ge=1, description="most recent items shown")
+    max_prompt_tokens: int = Field(256, ge=16)
+    include_titles: bool = True
+    max_examples_per_user: int = Field(10, ge=1, description="most recent training targets per user")
+
+
+class LoraSettings(_Section):
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+class ModelConfig(_Section):
+    name: str = Field("smollm2-135m", description="'smollm2-135m', a hub id, or a local folder")
+    dtype: Literal["bf16", "fp32", "fp16"] = "bf16"
+    load_in_4bit: bool = Field(False, description="QLoRA: needs a CUDA GPU and bitsandbytes")
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+
+
+class TrainConfig(_Section):
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-3
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+    eval_every: int = Field(100, description="steps between validation runs; 0 = only at the end")
+    eval_users: int = 64
+    save_every: int = Field(50, description="steps between resumable checkpoints")
+    log_every: int = 10
+    seed: int = 0
+
+
+class GenerateConfig(_Section):
+    backend: Literal["hf"] = "hf"
+    num_beams: int = 20
+    top_k: int = 10
+    batch_size: int = 8
+    exclude_history: bool = True
+
+
+class Config(_Section):
+    prepared_dir: str = "prepared"
+    run_dir: str = "runs/default"
+    data: DataConfig = Field(default_factory=DataConfig)
+    ids: IdsConfig = Field(default_factory=IdsConfig)
+    prompts: PromptConfig = Field(default_factory=PromptConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+
+    def resolve_paths(self, base: Path) -> Config:
+        """Return a copy whose relative paths are anchored at `base`."""
+
+        def anchor(p: str) -> str:
+            return str((base / p).resolve())
+
+        cfg = self.model_copy(deep=True)
+        cfg.prepared_dir = anchor(cfg.prepared_dir)
+        cfg.run_dir = anchor(cfg.run_dir)
+        for key in ("path", "interactions", "items"):
+            value = getattr(cfg.data, key)
+            if value is not None and not value.startswith(BUILTIN):
+                setattr(cfg.data, key, anchor(value))
+        if (base / cfg.prompts.template).exists():
+            cfg.prompts.template = anchor(cfg.prompts.template)
+        if (base / cfg.model.name).exists():
+            cfg.model.name = anchor(cfg.model.name)
+        return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config; errors name the file and the offending key."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("config file not found", path=path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML: {exc}", path=path) from exc
+    if not isinstance(raw, dict):
+        raise InputError("top level must be a mapping", path=path)
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise InputError(first["msg"], path=path, field=key) from exc
+    return cfg.resolve_paths(path.parent.resolve())
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

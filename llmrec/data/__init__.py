@@ -1,0 +1,6 @@
+"""Stage 1: import interactions and items from any supported source, and split them."""
+
+from llmrec.data.importers import Catalog, load_catalog
+from llmrec.data.split import SplitData, leave_one_out
+
+__all__ = ["Catalog", "SplitData", "leave_one_out", "load_catalog"]

@@ -1,0 +1,80 @@
+"""Chronological leave-one-out split and the prepared-data tables that later stages read.
+
+Rules (documented in the README):
+- Each user's interactions are sorted by timestamp; ties keep file order (a stable sort on the
+  line/record number), so the split is deterministic.
+- Repeated (user, item) interactions are kept (re-consumption is signal) unless `dedupe: true`,
+  which keeps only the first occurrence.
+- Users with at least `min_interactions` (>= 3) items: the last item is the test target, the one
+  before it the validation target, the rest is training history. Shorter users contribute their
+  whole sequence to training (examples, popularity, collaborative embeddings) and are not evaluated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from llmrec.data.importers import Catalog
+from llmrec.errors import InputError
+from llmrec.io import atomic_path
+
+
+@dataclass
+class SplitData:
+    """Items and per-user train/valid/test sequences."""
+
+    items: pd.DataFrame  # item, title, text
+    users: pd.DataFrame  # user, train (list[str]), valid (str|None), test (str|None)
+
+    def history(self, row: pd.Series | dict, split: str) -> list[str]:
+        """The history the model sees when predicting `split`'s target for this user."""
+        if split == "valid":
+            return list(row["train"])
+        if split == "test":
+            return [*row["train"], row["valid"]]
+        raise ValueError(f"unknown split {split!r}")
+
+    def eval_users(self, split: str) -> pd.DataFrame:
+        return self.users[self.users[split].notna()].reset_index(drop=True)
+
+    def titles(self) -> dict[str, str]:
+        return dict(zip(self.items["item"], self.items["title"].fillna(""), strict=True))
+
+    def save(self, folder: Path) -> None:
+        for name, frame in (("items", self.items), ("users", self.users)):
+            with atomic_path(folder / f"{name}.parquet") as tmp:
+                pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SplitData:
+        folder = Path(folder)
+        if not (folder / "users.parquet").exists():
+            raise InputError("not a prepared folder (no users.parquet): run `llmrec prepare` first", path=folder)
+        users = pd.read_parquet(folder / "users.parquet")
+        users["train"] = users["train"].map(list)
+        return cls(items=pd.read_parquet(folder / "items.parquet"), users=users)
+
+
+def leave_one_out(catalog: Catalog, *, dedupe: bool = False, min_interactions: int = 3) -> SplitData:
+    inter = catalog.interactions.sort_values(["user", "timestamp", "row"], kind="stable")
+    if dedupe:
+        inter = inter.drop_duplicates(["user", "item"], keep="first")
+    seqs = inter.groupby("user", sort=False)["item"].agg(list)
+    records = []
+    for user, seq in seqs.items():
+        if len(seq) >= min_interactions:
+            records.append((user, seq[:-2], seq[-2], seq[-1]))
+        else:
+            records.append((user, seq, None, None))
+    users = pd.DataFrame.from_records(records, columns=["user", "train", "valid", "test"])
+    if users["test"].notna().sum() == 0:
+        raise InputError(
+            f"no user has at least {min_interactions} interactions, so nothing can be evaluated",
+            path=catalog.source,
+        )
+    return SplitData(items=catalog.items.reset_index(drop=True), users=users)

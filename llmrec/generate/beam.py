@@ -1,0 +1,124 @@
+"""Trie-constrained beam search that prefills each prompt once.
+
+`model.generate(num_beams=W)` copies the prompt W times before the prefill, so it runs the long
+prompt through the model W times. Here the prompt is run once per user and its KV cache is
+copied to the W beams (`reorder_cache` with a repeated index), after which every step feeds one
+token per beam. The selection rule follows transformers' beam search with `length_penalty=0`
+(scores are sequence log-probabilities): the top 2W continuations are ranked, an EOS among the top
+W closes an item, the best W others keep running, and a user is done when its W finished items all
+score above its best running beam.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel
+
+from llmrec.generate.trie import ItemTrie
+
+NEG = float("-inf")
+
+
+@dataclass
+class Scored:
+    item: int  # index into the catalogue
+    score: float  # log-probability of the item's id tokens (and EOS)
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[r, width - len(p) :] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def beam_search(
+    model: PreTrainedModel,
+    prompts: list[list[int]],
+    trie: ItemTrie,
+    *,
+    num_beams: int,
+    top_k: int,
+    pad_id: int,
+    exclude: list[list[int]] | None = None,
+) -> list[list[Scored]]:
+    """Top-`top_k` distinct items per prompt, best first. `exclude[b]` lists item indices that
+    may not be returned for prompt b (e.g. its history)."""
+    if top_k > num_beams:
+        raise ValueError(f"top_k ({top_k}) cannot exceed num_beams ({num_beams})")
+    device = model.device
+    batch, width = len(prompts), num_beams
+    blocked = [trie.blocked(ex) if ex else None for ex in (exclude or [None] * batch)]
+    row_blocked = [blocked[r // width] for r in range(batch * width)]
+
+    ids, attn = left_pad(prompts, pad_id)
+    ids, attn = ids.to(device), attn.to(device)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0), use_cache=True)
+    cache = out.past_key_values
+    logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()  # (batch, vocab)
+    vocab = logp.shape[-1]
+
+    # Step 0 has one real beam per user; the other W-1 start at -inf so only beam 0 expands.
+    scores = torch.full((batch, width), NEG)
+    scores[:, 0] = 0.0
+    nodes = [0] * (batch * width)
+    logp = logp.repeat_interleave(width, dim=0)
+    cache_rows = torch.arange(batch).repeat_interleave(width)  # rows of the prefill cache per beam
+    attn = attn.repeat_interleave(width, dim=0)
+
+    pool: list[list[tuple[float, int]]] = [[] for _ in range(batch)]
+    done = [False] * batch
+    for _ in range(trie.max_depth):
+        masked = logp + trie.mask(nodes, vocab, row_blocked)
+        acc = (scores.view(batch, width, 1) + masked.view(batch, width, vocab)).view(batch, -1)
+        top_scores, top_idx = torch.topk(acc, k=2 * width, dim=-1)
+        parent = top_idx // vocab
+        token = top_idx % vocab
+        is_eos = (token == trie.eos) & torch.isfinite(top_scores)
+
+        new_scores = torch.full((batch, width), NEG)
+        new_nodes, new_parents, new_tokens = [], [], []
+        for b in range(batch):
+            if not done[b]:
+                for rank in range(width):  # an EOS closes an item only within the top W
+                    if is_eos[b, rank]:
+                        leaf = trie.step(nodes[b * width + int(parent[b, rank])], trie.eos)
+                        pool[b].append((float(top_scores[b, rank]), trie.item_at[leaf]))
+                pool[b] = sorted(pool[b], key=lambda x: -x[0])[:width]
+            running = (top_scores[b] + is_eos[b].float() * -1e9).topk(width).indices
+            for j, c in enumerate(running.tolist()):
+                p, t, s = int(parent[b, c]), int(token[b, c]), float(top_scores[b, c])
+                ok = torch.isfinite(top_scores[b, c]) and not is_eos[b, c]
+                new_scores[b, j] = s if ok else NEG
+                new_nodes.append(trie.step(nodes[b * width + p], t) if ok else -1)
+                new_parents.append(b * width + p)
+                new_tokens.append(t if ok else pad_id)
+            best_running = float(new_scores[b].max())
+            if len(pool[b]) == width and best_running <= pool[b][-1][0]:
+                done[b] = True
+        if all(done) or not torch.isfinite(new_scores).any():
+            break
+
+        beam_rows = torch.tensor(new_parents)
+        cache.reorder_cache(cache_rows[beam_rows].to(device))
+        cache_rows = torch.arange(batch * width)
+        attn = torch.cat([attn[beam_rows.to(device)], torch.ones((batch * width, 1), dtype=attn.dtype, device=device)], 1)
+        scores, nodes = new_scores, new_nodes
+        step_ids = torch.tensor(new_tokens, device=device).unsqueeze(-1)
+        out = model(
+            input_ids=step_ids,
+            attention_mask=attn,
+            position_ids=(attn.sum(-1, keepdim=True) - 1),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        cache = out.past_key_values
+        logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
+
+    return [[Scored(item, s) for s, item in pool[b][:top_k] if s > NEG] for b in range(batch)]

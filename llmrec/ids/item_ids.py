@@ -1,0 +1,122 @@
+"""Item identifiers: the bijection between catalogue items and the text the LLM generates.
+
+Schemes: `semantic` (residual k-means codes as new special tokens, `<a_12><b_5><c_77>`), `title`
+(the title made unique) and `numeric` (random integers as text). All are built from item metadata
+and training interactions only; nothing depends on the order of held-out items.
+"""
+
+from __future__ import annotations
+
+import string
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmrec.config import IdsConfig
+from llmrec.data import SplitData
+from llmrec.errors import InputError
+from llmrec.ids.embeddings import collaborative_embeddings, item_texts, normalise
+from llmrec.ids.rqkmeans import residual_kmeans, resolve_collisions
+from llmrec.io import atomic_path, read_json, write_json
+
+LEVEL_NAMES = string.ascii_lowercase
+
+
+@dataclass
+class ItemIds:
+    """`ids[i]` is the identifier text of `items[i]`; `new_tokens` must be added to the tokenizer."""
+
+    scheme: str
+    items: list[str]
+    ids: list[str]
+    new_tokens: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError("item ids are not unique")
+        self.index = {item: i for i, item in enumerate(self.items)}
+
+    def id_of(self, item: str) -> str:
+        return self.ids[self.index[item]]
+
+    def save(self, folder: Path) -> None:
+        with atomic_path(folder / "item_ids.parquet") as tmp:
+            pd.DataFrame({"item": self.items, "id": self.ids}).to_parquet(tmp, index=False)
+        write_json(folder / "item_ids.json", {"scheme": self.scheme, "new_tokens": self.new_tokens})
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ItemIds:
+        folder = Path(folder)
+        table = pd.read_parquet(folder / "item_ids.parquet")
+        meta = read_json(folder / "item_ids.json")
+        return cls(meta["scheme"], table["item"].tolist(), table["id"].tolist(), meta["new_tokens"])
+
+
+def semantic_tokens(levels: int, codebook_size: int) -> list[str]:
+    return [f"<{LEVEL_NAMES[lv]}_{c}>" for lv in range(levels) for c in range(codebook_size)]
+
+
+def semantic_ids(embeddings: np.ndarray, cfg: IdsConfig) -> list[str]:
+    codes, stages = residual_kmeans(embeddings, cfg.levels, cfg.codebook_size, seed=cfg.seed)
+    codes = resolve_collisions(codes, stages, cfg.codebook_size)
+    return ["".join(f"<{LEVEL_NAMES[lv]}_{c}>" for lv, c in enumerate(row)) for row in codes]
+
+
+def title_ids(split: SplitData) -> list[str]:
+    """Titles, stripped; duplicates get " (2)", " (3)", ...; missing titles become "item <id>"."""
+    seen: Counter[str] = Counter()
+    out = []
+    for item, title in zip(split.items["item"], split.items["title"].fillna(""), strict=True):
+        base = " ".join(str(title).split()) or f"item {item}"
+        seen[base] += 1
+        out.append(base if seen[base] == 1 else f"{base} ({seen[base]})")
+    while len(set(out)) != len(out):  # a suffixed title can equal a real one: suffix again
+        counts = Counter(out)
+        out = [t if counts[t] == 1 or i == out.index(t) else f"{t}*" for i, t in enumerate(out)]
+    return out
+
+
+def numeric_ids(n_items: int, seed: int) -> list[str]:
+    """Random distinct integers of equal width: the number says nothing about the item."""
+    width = len(str(max(n_items * 10, 100)))
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(np.arange(10 ** (width - 1), 10**width), size=n_items, replace=False)
+    return [str(int(x)) for x in picks]
+
+
+def choose_embeddings(cfg: IdsConfig, split: SplitData) -> str:
+    if cfg.embeddings != "auto":
+        return cfg.embeddings
+    has_text = (pd.Series(item_texts(split)).str.len() > 0).mean() >= 0.5
+    return "both" if has_text else "collaborative"
+
+
+def build_item_ids(cfg: IdsConfig, split: SplitData, text_embedder=None) -> ItemIds:
+    """Build the id map. `text_embedder(list[str]) -> np.ndarray` is needed for text embeddings."""
+    items = split.items["item"].tolist()
+    if cfg.scheme == "title":
+        return ItemIds("title", items, title_ids(split))
+    if cfg.scheme == "numeric":
+        return ItemIds("numeric", items, numeric_ids(len(items), cfg.seed))
+    kind = choose_embeddings(cfg, split)
+    parts = []
+    if kind in ("text", "both"):
+        if text_embedder is None:
+            raise InputError("text embeddings need the backbone model", field="ids.embeddings")
+        parts.append(normalise(text_embedder(item_texts(split))))
+    if kind in ("collaborative", "both"):
+        parts.append(collaborative_embeddings(split, seed=cfg.seed))
+    if len(items) > cfg.codebook_size**cfg.levels:
+        raise InputError(
+            f"{len(items)} items do not fit {cfg.codebook_size}^{cfg.levels} codes", field="ids.codebook_size"
+        )
+    ids = semantic_ids(np.concatenate(parts, axis=1), cfg)
+    return ItemIds("semantic", items, ids, semantic_tokens(cfg.levels, cfg.codebook_size))
+
+
+def id_token_ids(tokenizer, ids: list[str]) -> list[list[int]]:
+    """The token sequence of each id as the model generates it (after the prompt's final newline)."""
+    return tokenizer(list(ids), add_special_tokens=False).input_ids

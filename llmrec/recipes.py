@@ -1,0 +1,192 @@
+"""The recipes behind the CLI: plain functions that wire the stages together.
+
+    prepare(cfg)     import -> split -> item ids -> prompt datasets   (cfg.prepared_dir)
+    train(cfg)       LoRA fine-tune with periodic validation          (cfg.run_dir)
+    evaluate(run)    full-ranking metrics beside popularity           (run/metrics-<split>.json)
+    recommend(run)   top-K for one user or an ad-hoc history
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from llmrec.backbone import add_tokens, load_model, load_tokenizer, resize_for_tokenizer
+from llmrec.config import Config, dump_config
+from llmrec.data import SplitData, leave_one_out, load_catalog
+from llmrec.errors import InputError
+from llmrec.evaluate import Popularity, ranking_metrics
+from llmrec.generate import Recommendation, Recommender
+from llmrec.ids import ItemIds, build_item_ids, id_token_ids
+from llmrec.ids.embeddings import text_embeddings
+from llmrec.ids.item_ids import choose_embeddings
+from llmrec.io import atomic_path, read_json, write_json
+from llmrec.prompts import PromptBuilder, eval_examples, training_examples
+from llmrec.train.loop import add_lora, encode_examples, fit
+from llmrec.train.run_dir import RunDir
+
+console = Console(stderr=True)
+
+
+def prepare(cfg: Config) -> Path:
+    out = Path(cfg.prepared_dir)
+    t0 = time.time()
+    console.log(f"importing {cfg.data.format} data")
+    catalog = load_catalog(cfg.data)
+    split = leave_one_out(catalog, dedupe=cfg.data.dedupe, min_interactions=cfg.data.min_interactions)
+    tokenizer = load_tokenizer(cfg.model.name)
+    embedder = None
+    if cfg.ids.scheme == "semantic" and choose_embeddings(cfg.ids, split) in ("text", "both"):
+        model = load_model(cfg.model.name, cfg.model.dtype)
+        embedder = lambda texts: text_embeddings(texts, model, tokenizer)  # noqa: E731
+    console.log(f"building {cfg.ids.scheme} item ids for {len(split.items)} items")
+    ids = build_item_ids(cfg.ids, split, embedder)
+    add_tokens(tokenizer, ids.new_tokens)
+    builder = PromptBuilder(cfg.prompts, tokenizer, dict(zip(ids.items, ids.ids, strict=True)), split.titles())
+    frames = {
+        "train": training_examples(split, builder, cfg.prompts.max_examples_per_user),
+        "valid": eval_examples(split, builder, "valid"),
+        "test": eval_examples(split, builder, "test"),
+    }
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        split.save(tmp)
+        ids.save(tmp)
+        tokenizer.save_pretrained(tmp / "tokenizer")
+        for name, frame in frames.items():
+            frame.to_parquet(tmp / f"examples-{name}.parquet", index=False)
+        (tmp / "config.yaml").write_text(dump_config(cfg))
+        write_json(
+            tmp / "manifest.json",
+            {
+                "source": catalog.source,
+                "interactions": len(catalog.interactions),
+                "users": len(split.users),
+                "items": len(split.items),
+                "evaluated_users": int(split.users["test"].notna().sum()),
+                "examples": {k: len(v) for k, v in frames.items()},
+                "id_scheme": ids.scheme,
+                "new_tokens": len(ids.new_tokens),
+                "wall_s": round(time.time() - t0, 1),
+            },
+        )
+    console.log(f"prepared {out} in {time.time() - t0:.0f}s: {len(frames['train'])} training examples")
+    return out
+
+
+def _validator(cfg: Config, tokenizer, ids: ItemIds, split: SplitData):
+    users = split.eval_users("valid")
+    sample = users.sample(n=min(cfg.train.eval_users, len(users)), random_state=cfg.train.seed)
+    histories = [split.history(row, "valid") for _, row in sample.iterrows()]
+    targets = sample["valid"].tolist()
+    catalogue = set(ids.items)
+
+    def validate(model) -> dict[str, float]:
+        rec = Recommender(model, tokenizer, ids, split.titles(), cfg.prompts, cfg.generate)
+        lists = rec.recommend(histories, k=max(10, cfg.generate.top_k))
+        m = ranking_metrics(targets, [[r.item for r in row] for row in lists], catalogue)
+        return {k: m[k] for k in ("ndcg@10", "hr@10", "mrr")}
+
+    return validate
+
+
+def train(cfg: Config) -> RunDir:
+    prepared = Path(cfg.prepared_dir)
+    if not (prepared / "examples-train.parquet").exists():
+        raise InputError("no prepared data: run `llmrec prepare CONFIG` first", path=prepared)
+    run = RunDir(cfg.run_dir)
+    run.path.mkdir(parents=True, exist_ok=True)
+    (run.path / "config.yaml").write_text(dump_config(cfg))
+    for name in ("item_ids.parquet", "item_ids.json", "items.parquet"):
+        shutil.copy2(prepared / name, run.path / name)
+    if not run.tokenizer.exists():
+        shutil.copytree(prepared / "tokenizer", run.tokenizer)
+    tokenizer = run.load_tokenizer()
+    ids = ItemIds.load(prepared)
+    split = SplitData.load(prepared)
+    model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.load_in_4bit)
+    resize_for_tokenizer(model, tokenizer, seed=cfg.train.seed)
+    model = add_lora(model, cfg, tokenizer.convert_tokens_to_ids(ids.new_tokens))
+    table = pd.read_parquet(prepared / "examples-train.parquet")
+    targets = id_token_ids(tokenizer, [ids.id_of(t) for t in table["target"]])
+    examples = encode_examples(tokenizer, table["prompt"].tolist(), targets)
+    console.log(f"training on {len(examples)} examples; run directory {run.path}")
+    fit(cfg, model, tokenizer, examples, run, _validator(cfg, tokenizer, ids, split))
+    return run
+
+
+def evaluate(run_dir: str | Path, split_name: str = "test", limit: int | None = None, seed: int = 0) -> dict:
+    """Evaluate the run and popularity on the same users; write `metrics-<split>.json`."""
+    run = RunDir(run_dir)
+    cfg = run.load_config()
+    split = SplitData.load(cfg.prepared_dir)
+    users = split.eval_users(split_name)
+    if limit and limit < len(users):
+        users = users.sample(n=limit, random_state=seed).reset_index(drop=True)
+    histories = [split.history(row, split_name) for _, row in users.iterrows()]
+    targets = users[split_name].tolist()
+    k = max(10, cfg.generate.top_k)
+    rec = Recommender.from_run(run.path)
+    t0 = time.time()
+    lists = rec.recommend(histories, k=k, progress=True)
+    wall = time.time() - t0
+    catalogue = set(rec.item_ids.items)
+    metrics = ranking_metrics(targets, [[r.item for r in row] for row in lists], catalogue)
+    pop = Popularity(split)
+    pop_lists = [pop.recommend(h, k, cfg.generate.exclude_history) for h in histories]
+    metrics["baselines"] = {"popularity": ranking_metrics(targets, pop_lists, catalogue)}
+    metrics |= {
+        "split": split_name,
+        "num_beams": max(cfg.generate.num_beams, k),
+        "exclude_history": cfg.generate.exclude_history,
+        "generate_wall_s": round(wall, 1),
+        "users_per_s": round(len(histories) / max(wall, 1e-9), 2),
+    }
+    if run.summary.exists():
+        metrics["train"] = read_json(run.summary)
+    write_json(run.metrics(split_name), metrics)
+    print_metrics(metrics)
+    return metrics
+
+
+def print_metrics(metrics: dict) -> None:
+    keys = ["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr", "valid_rate", "distinct_rate"]
+    table = Table(title=f"{metrics.get('split', '')} metrics, {metrics['users']} users (full ranking)")
+    table.add_column("model")
+    for key in keys:
+        table.add_column(key, justify="right")
+    table.add_row("llm", *(f"{metrics[k]:.4f}" for k in keys))
+    for name, base in metrics.get("baselines", {}).items():
+        table.add_row(name, *(f"{base[k]:.4f}" for k in keys))
+    Console().print(table)
+
+
+def user_history(split: SplitData, user: str) -> list[str]:
+    """Everything known about a user, oldest first (train + valid + test items)."""
+    rows = split.users[split.users["user"] == str(user)]
+    if rows.empty:
+        raise InputError(f"unknown user '{user}'", field="user")
+    row = rows.iloc[0]
+    return [*row["train"], *(x for x in (row["valid"], row["test"]) if isinstance(x, str))]
+
+
+def recommend(
+    run_dir: str | Path, user: str | None = None, history: list[str] | None = None, k: int = 10
+) -> list[Recommendation]:
+    run = RunDir(run_dir)
+    if history is None:
+        if user is None:
+            raise InputError("give --user or --history")
+        history = user_history(SplitData.load(run.load_config().prepared_dir), user)
+    return Recommender.from_run(run.path).recommend([history], k=k)[0]
+
+
+def sample_users(split: SplitData, n: int, seed: int = 0) -> list[str]:
+    users = split.eval_users("test")["user"].tolist()
+    return random.Random(seed).sample(users, min(n, len(users)))

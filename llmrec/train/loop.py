@@ -1,0 +1,208 @@
+"""The fine-tuning recipe: LoRA (+ trainable id-token rows) on next-item examples, with Accelerate.
+
+Accelerate owns device placement, mixed precision, gradient accumulation and the multi-process
+path (`accelerate launch --cpu --num_processes 2 -m llmrec train ...`). The loss covers only the
+target id tokens and EOS. Every `save_every` steps the resumable state is written atomically, so a
+killed run continues where it stopped; the adapter with the best validation NDCG@10 is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
+
+from llmrec.config import Config
+from llmrec.io import atomic_path, write_json
+from llmrec.train.run_dir import RunDir
+
+Example = dict[str, list[int]]
+
+
+def encode_examples(
+    tokenizer: PreTrainedTokenizerBase, prompts: list[str], target_tokens: list[list[int]]
+) -> list[Example]:
+    """input_ids = prompt + id tokens + EOS; labels mask the prompt with -100."""
+    prompt_ids = tokenizer(prompts, add_special_tokens=False).input_ids
+    out = []
+    for p, t in zip(prompt_ids, target_tokens, strict=True):
+        answer = [*t, tokenizer.eos_token_id]
+        out.append({"input_ids": p + answer, "labels": [-100] * len(p) + answer})
+    return out
+
+
+def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(x["input_ids"]) for x in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for r, x in enumerate(batch):
+        n = len(x["input_ids"])
+        ids[r, :n] = torch.tensor(x["input_ids"])
+        labels[r, :n] = torch.tensor(x["labels"])
+        mask[r, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def add_lora(model: PreTrainedModel, cfg: Config, new_token_ids: list[int]) -> PeftModel:
+    lora = cfg.model.lora
+    peft_cfg = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+        # Only the new id-token rows of the (tied) embedding train; the rest stays frozen.
+        trainable_token_indices={"embed_tokens": new_token_ids} if new_token_ids else None,
+    )
+    return get_peft_model(model, peft_cfg)
+
+
+def fit(
+    cfg: Config,
+    model: PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[Example],
+    run: RunDir,
+    validate: Callable[[PeftModel], dict[str, float]] | None = None,
+) -> dict:
+    """Train; returns a summary. `validate(model)` returns metrics including 'ndcg@10'."""
+    tc = cfg.train
+    accelerator = Accelerator(gradient_accumulation_steps=tc.grad_accum)
+    if accelerator.device.type == "cpu":  # processes share the cores: don't oversubscribe them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
+    set_seed(tc.seed)
+    # Per process, an epoch is a whole number of optimizer steps (the remainder is dropped), so a
+    # resumed run can skip to exactly where it stopped.
+    batches_per_epoch = max(1, len(examples) // (tc.batch_size * accelerator.num_processes))
+    steps_per_epoch = max(1, batches_per_epoch // tc.grad_accum)
+    total = tc.max_steps or max(1, math.ceil(tc.epochs * steps_per_epoch))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, min(tc.warmup_steps, total // 10 + 1), total)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    step, best, best_metrics, elapsed_before = 0, -1.0, {}, 0.0
+    if run.checkpoint.exists():
+        state = torch.load(run.checkpoint, weights_only=False)
+        set_peft_model_state_dict(accelerator.unwrap_model(model), state["adapter"])
+        optimizer.optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, best, best_metrics = state["step"], state["best"], state.get("best_metrics", {})
+        elapsed_before = state.get("elapsed", 0.0)
+        accelerator.print(f"resuming from step {step} of {total}")
+    if accelerator.is_main_process:
+        _truncate_log(run.log, step)
+
+    def save_state() -> None:
+        if not accelerator.is_main_process:
+            return
+        state = {
+            "adapter": get_peft_model_state_dict(accelerator.unwrap_model(model), save_embedding_layers=False),
+            "optimizer": optimizer.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "step": step,
+            "best": best,
+            "best_metrics": best_metrics,
+            "elapsed": elapsed_before + time.time() - start,
+        }
+        with atomic_path(run.checkpoint) as tmp:
+            torch.save(state, tmp)
+
+    def run_validation() -> None:
+        nonlocal best, best_metrics
+        if accelerator.is_main_process:
+            unwrapped = accelerator.unwrap_model(model)
+            metrics = validate(unwrapped) if validate else {}
+            unwrapped.train()
+            _log(run.log, {"step": step, **{f"valid_{k}": v for k, v in metrics.items()}})
+            score = metrics.get("ndcg@10", 0.0)
+            if validate is None or score > best or not run.adapter.exists():
+                best, best_metrics = score, metrics
+                with atomic_path(run.adapter) as tmp:
+                    # The id-token rows live in the trainable-tokens adapter: skip the full embedding copy.
+                    unwrapped.save_pretrained(tmp, save_embedding_layers=False)
+            accelerator.print(f"step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        accelerator.wait_for_everyone()
+
+    model.train()
+    start = time.time()
+    tokens = 0
+    bar = tqdm(total=total, initial=step, desc="training", unit="step", disable=not accelerator.is_local_main_process)
+    pad_id = tokenizer.pad_token_id
+    while step < total:
+        epoch, within = divmod(step, steps_per_epoch)
+        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(tc.seed + epoch)).tolist()
+        loader = DataLoader(
+            [examples[i] for i in order],
+            batch_size=tc.batch_size,
+            drop_last=True,
+            collate_fn=lambda b: collate(b, pad_id),
+        )
+        loader = accelerator.prepare_data_loader(loader)
+        loader = accelerator.skip_first_batches(loader, within * tc.grad_accum)
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                optimizer.zero_grad()
+            tokens += int(batch["attention_mask"].sum()) * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if accelerator.is_main_process and (step % tc.log_every == 0 or step == total):
+                secs = time.time() - start
+                _log(run.log, {"step": step, "loss": round(loss.item(), 4), "lr": scheduler.get_last_lr()[0],
+                               "tokens_per_s": round(tokens / max(secs, 1e-9), 1), "elapsed_s": round(secs, 1)})
+            if tc.eval_every and step % tc.eval_every == 0 and step < total:
+                run_validation()
+            if step % tc.save_every == 0 or step == total:
+                save_state()
+            if step >= total or step % steps_per_epoch == 0:
+                break
+    bar.close()
+    run_validation()
+    save_state()
+    summary = {
+        "steps": step,
+        "examples": len(examples),
+        "batch_size": tc.batch_size,
+        "grad_accum": tc.grad_accum,
+        "processes": accelerator.num_processes,
+        "train_wall_s": round(elapsed_before + time.time() - start, 1),
+        "best_valid": best_metrics,
+    }
+    if accelerator.is_main_process:
+        write_json(run.summary, summary)
+    return summary
+
+
+def _log(path: Path, record: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """After a resume, drop log lines written after the checkpoint (they will be redone)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in keep))

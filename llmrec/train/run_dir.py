@@ -1,0 +1,54 @@
+"""The run directory: everything a trained model needs, in one folder, and how to load it back.
+
+    config.yaml          resolved config (points at the prepared folder)
+    adapter/             best LoRA adapter (safetensors; includes trained id-token rows)
+    tokenizer/           tokenizer with the new id tokens
+    item_ids.parquet     item <-> id text; item_ids.json: scheme and new tokens
+    items.parquet        item titles and text
+    train_log.jsonl      one line per logged step / validation
+    checkpoint/state.pt  last resumable state (adapter, optimizer, scheduler, step)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from peft import PeftModel
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from llmrec.backbone import load_model, resize_for_tokenizer
+from llmrec.config import Config
+from llmrec.errors import InputError
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.yaml")
+    adapter = property(lambda self: self.path / "adapter")
+    tokenizer = property(lambda self: self.path / "tokenizer")
+    log = property(lambda self: self.path / "train_log.jsonl")
+    checkpoint = property(lambda self: self.path / "checkpoint" / "state.pt")
+    summary = property(lambda self: self.path / "train_summary.json")
+
+    def metrics(self, split: str) -> Path:
+        return self.path / f"metrics-{split}.json"
+
+    def load_config(self) -> Config:
+        if not self.config.exists():
+            raise InputError("not a run directory (no config.yaml): run `llmrec train` first", path=self.path)
+        return Config.model_validate(yaml.safe_load(self.config.read_text()))
+
+    def load_tokenizer(self) -> PreTrainedTokenizerBase:
+        return AutoTokenizer.from_pretrained(self.tokenizer)
+
+    def load_model(self, tokenizer: PreTrainedTokenizerBase, dtype: str | None = None) -> PreTrainedModel:
+        """Base model + trained adapter, in eval mode."""
+        if not (self.adapter / "adapter_config.json").exists():
+            raise InputError("run has no trained adapter yet (training did not finish a checkpoint)", path=self.adapter)
+        cfg = self.load_config()
+        model = load_model(cfg.model.name, dtype or cfg.model.dtype)
+        resize_for_tokenizer(model, tokenizer)
+        return PeftModel.from_pretrained(model, self.adapter).eval()

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub: fail fast instead of retrying
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny import save_tiny_backbone  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> Path:
+    return save_tiny_backbone(tmp_path_factory.mktemp("tiny-llm"))
+
+
+def write_synthetic_csvs(folder: Path, n_users: int = 40, n_items: int = 30, seed: int = 0) -> tuple[Path, Path]:
+    """Interactions with a learnable pattern (users walk the catalogue in steps of 1) and titles."""
+    rng = random.Random(seed)
+    lines = ["uid,iid,ts"]
+    for u in range(n_users):
+        start = rng.randrange(n_items)
+        for t in range(rng.randrange(5, 9)):
+            lines.append(f"u{u},m{(start + t) % n_items},{1_600_000_000 + 60 * t}")
+    inter = folder / "interactions.csv"
+    inter.write_text("\n".join(lines) + "\n")
+    items = folder / "items.csv"
+    genres = ["comedy", "drama", "action"]
+    items.write_text(
+        "iid,name,genre\n" + "".join(f"m{i},Film {i},{genres[i % 3]}\n" for i in range(n_items))
+    )
+    return inter, items
