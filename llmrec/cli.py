@@ -71,7 +71,9 @@ def evaluate(
 def recommend(
     run_dir: Path,
     user: Annotated[str | None, typer.Option(help="a user id from the prepared data")] = None,
-    history: Annotated[str | None, typer.Option(help='comma-separated item ids, oldest first: "i1,i2,..."')] = None,
+    history: Annotated[
+        str | None, typer.Option(help='comma-separated item ids, oldest first: "i1,i2,..."')
+    ] = None,
     k: Annotated[int, typer.Option("-k", help="how many items")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
 ) -> None:
@@ -87,7 +89,9 @@ def recommend(
         _fail(exc)
     if as_json:
         for r in recs:
-            sys.stdout.write(json.dumps({"rank": r.rank, "item": r.item, "title": r.title, "score": r.score}) + "\n")
+            sys.stdout.write(
+                json.dumps({"rank": r.rank, "item": r.item, "title": r.title, "score": r.score}) + "\n"
+            )
         return
     table = Table(title=f"top-{k} for {'user ' + user if user else 'the given history'}")
     for col in ("rank", "item", "title", "log-prob"):

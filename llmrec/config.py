@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.errors import InputError
 
-
 BUILTIN = "builtin:"  # data shipped inside the package, e.g. `builtin:ml-100k`
 PACKAGE_DIR = Path(__file__).resolve().parent
 

@@ -1,9 +1,9 @@
 """The recipes behind the CLI: plain functions that wire the stages together.
 
-    prepare(cfg)     import -> split -> item ids -> prompt datasets   (cfg.prepared_dir)
-    train(cfg)       LoRA fine-tune with periodic validation          (cfg.run_dir)
-    evaluate(run)    full-ranking metrics beside popularity           (run/metrics-<split>.json)
-    recommend(run)   top-K for one user or an ad-hoc history
+prepare(cfg)     import -> split -> item ids -> prompt datasets   (cfg.prepared_dir)
+train(cfg)       LoRA fine-tune with periodic validation          (cfg.run_dir)
+evaluate(run)    full-ranking metrics beside popularity           (run/metrics-<split>.json)
+recommend(run)   top-K for one user or an ad-hoc history
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def prepare(cfg: Config) -> Path:
     console.log(f"building {cfg.ids.scheme} item ids for {len(split.items)} items")
     ids = build_item_ids(cfg.ids, split, embedder)
     add_tokens(tokenizer, ids.new_tokens)
-    builder = PromptBuilder(cfg.prompts, tokenizer, dict(zip(ids.items, ids.ids, strict=True)), split.titles())
+    builder = PromptBuilder(
+        cfg.prompts, tokenizer, dict(zip(ids.items, ids.ids, strict=True)), split.titles()
+    )
     frames = {
         "train": training_examples(split, builder, cfg.prompts.max_examples_per_user),
         "valid": eval_examples(split, builder, "valid"),
@@ -164,7 +166,7 @@ def print_metrics(metrics: dict) -> None:
     table.add_row("llm", *(f"{metrics[k]:.4f}" for k in keys))
     for name, base in metrics.get("baselines", {}).items():
         table.add_row(name, *(f"{base[k]:.4f}" for k in keys))
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)
 
 
 def user_history(split: SplitData, user: str) -> list[str]:

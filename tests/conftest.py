@@ -1,10 +1,9 @@
 from __future__ import annotations
 
+import os
 import random
 import sys
 from pathlib import Path
-
-import os
 
 import pytest
 
@@ -20,7 +19,9 @@ def tiny_backbone(tmp_path_factory) -> Path:
     return save_tiny_backbone(tmp_path_factory.mktemp("tiny-llm"))
 
 
-def write_synthetic_csvs(folder: Path, n_users: int = 40, n_items: int = 30, seed: int = 0) -> tuple[Path, Path]:
+def write_synthetic_csvs(
+    folder: Path, n_users: int = 40, n_items: int = 30, seed: int = 0
+) -> tuple[Path, Path]:
     """Interactions with a learnable pattern (users walk the catalogue in steps of 1) and titles."""
     rng = random.Random(seed)
     lines = ["uid,iid,ts"]
@@ -32,7 +33,5 @@ def write_synthetic_csvs(folder: Path, n_users: int = 40, n_items: int = 30, see
     inter.write_text("\n".join(lines) + "\n")
     items = folder / "items.csv"
     genres = ["comedy", "drama", "action"]
-    items.write_text(
-        "iid,name,genre\n" + "".join(f"m{i},Film {i},{genres[i % 3]}\n" for i in range(n_items))
-    )
+    items.write_text("iid,name,genre\n" + "".join(f"m{i},Film {i},{genres[i % 3]}\n" for i in range(n_items)))
     return inter, items

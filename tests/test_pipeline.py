@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
+import torch
 import yaml
 from conftest import write_synthetic_csvs
 from typer.testing import CliRunner
@@ -15,7 +21,7 @@ from llmrec.train.run_dir import RunDir
 runner = CliRunner()
 
 
-def write_config(tmp_path, backbone, scheme="semantic", **train) -> str:
+def write_config(tmp_path, backbone, scheme="semantic", overrides: dict | None = None, **train) -> str:
     inter, items = write_synthetic_csvs(tmp_path)
     cfg = {
         "prepared_dir": "prepared",
@@ -29,9 +35,18 @@ def write_config(tmp_path, backbone, scheme="semantic", **train) -> str:
         "ids": {"scheme": scheme, "levels": 2, "codebook_size": 8, "embeddings": "both"},
         "prompts": {"max_history": 5, "max_prompt_tokens": 200},
         "model": {"name": str(backbone), "dtype": "fp32", "lora": {"r": 4, "alpha": 8}},
-        "train": {"max_steps": 6, "batch_size": 4, "eval_every": 3, "eval_users": 8, "save_every": 2, **train},
+        "train": {
+            "max_steps": 6,
+            "batch_size": 4,
+            "eval_every": 3,
+            "eval_users": 8,
+            "save_every": 2,
+            **train,
+        },
         "generate": {"num_beams": 10, "top_k": 10, "batch_size": 4},
     }
+    for section, values in (overrides or {}).items():
+        cfg[section].update(values)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
@@ -40,11 +55,20 @@ def write_config(tmp_path, backbone, scheme="semantic", **train) -> str:
 @pytest.mark.parametrize("scheme", ["semantic", "title", "numeric"])
 def test_generic_csv_prepare_train_evaluate(tmp_path, tiny_backbone, scheme):
     config = write_config(tmp_path, tiny_backbone, scheme)
-    for args in (["prepare", config], ["train", config], ["evaluate", str(tmp_path / "run"), "--split", "valid"]):
+    for args in (
+        ["prepare", config],
+        ["train", config],
+        ["evaluate", str(tmp_path / "run"), "--split", "valid"],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output + repr(result.exception)
     run = RunDir(tmp_path / "run")
-    for path in (run.adapter / "adapter_model.safetensors", run.tokenizer / "tokenizer.json", run.log, run.summary):
+    for path in (
+        run.adapter / "adapter_model.safetensors",
+        run.tokenizer / "tokenizer.json",
+        run.log,
+        run.summary,
+    ):
         assert path.exists(), path
     metrics = json.loads(run.metrics("valid").read_text())
     assert metrics["users"] == 40
@@ -65,19 +89,26 @@ def test_generic_csv_prepare_train_evaluate(tmp_path, tiny_backbone, scheme):
     assert result.exit_code == 2 and "nope" in result.output
 
 
-def test_training_resumes_after_interruption(tmp_path, tiny_backbone):
-    """A run stopped after its step-4 checkpoint continues from there instead of restarting."""
-    config = write_config(tmp_path, tiny_backbone, max_steps=4, eval_every=0)
+def test_training_resumes_after_kill(tmp_path, tiny_backbone):
+    """`kill -9` mid-run, then the same command again: it continues from the last checkpoint."""
+    config = write_config(tmp_path, tiny_backbone, max_steps=400, eval_every=0, save_every=5, log_every=5)
     assert runner.invoke(app, ["prepare", config]).exit_code == 0
-    assert runner.invoke(app, ["train", config]).exit_code == 0
-    # Ask for more steps: training must pick up at step 4 (the saved state), not at 0.
-    cfg = yaml.safe_load(open(config))
-    cfg["train"]["max_steps"] = 6
-    yaml.safe_dump(cfg, open(config, "w"))
-    result = runner.invoke(app, ["train", config])
-    assert result.exit_code == 0, result.output
-    assert "resuming from step 4" in result.output
-    steps = [json.loads(line).get("step") for line in RunDir(tmp_path / "run").log.read_text().splitlines()]
-    assert steps == sorted(steps) and steps[-1] == 6
-    summary = json.loads(RunDir(tmp_path / "run").summary.read_text())
-    assert summary["steps"] == 6
+    run = RunDir(tmp_path / "run")
+    cmd = [sys.executable, "-m", "llmrec", "train", config]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not run.checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert run.checkpoint.exists() and not run.summary.exists(), "killed before the end"
+    done = torch.load(run.checkpoint, weights_only=False)["step"]
+    assert 0 < done < 400
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    resumed_at = int(re.search(r"resuming from step (\d+)", result.stdout + result.stderr).group(1))
+    assert resumed_at >= done
+    steps = [json.loads(line)["step"] for line in run.log.read_text().splitlines() if "loss" in line]
+    assert steps == list(range(5, 401, 5))  # every logged step exactly once, none lost or repeated
+    assert json.loads(run.summary.read_text())["steps"] == 400

@@ -63,7 +63,9 @@ def read_text(path: Path, encoding: str = "utf-8") -> str:
         ) from exc
 
 
-def _items_frame(ids: list[str], titles: list[str], texts: list[str], path: Path, rows: list[str]) -> pd.DataFrame:
+def _items_frame(
+    ids: list[str], titles: list[str], texts: list[str], path: Path, rows: list[str]
+) -> pd.DataFrame:
     items = pd.DataFrame({"item": ids, "title": titles, "text": texts})
     dup = items["item"].duplicated()
     if dup.any():
@@ -103,7 +105,10 @@ def load_movielens(folder: Path) -> Catalog:
             stamps.append(float(int(fields[3])))
         except ValueError as exc:
             raise InputError(
-                f"timestamp '{fields[3]}' is not a unix time", path=data_path, where=f"line {n}", field="timestamp"
+                f"timestamp '{fields[3]}' is not a unix time",
+                path=data_path,
+                where=f"line {n}",
+                field="timestamp",
             ) from exc
         users.append(fields[0])
         items_.append(fields[1])
@@ -149,7 +154,9 @@ def load_p5(path: Path) -> Catalog:
             raise InputError("a line needs a user id and at least one item", path=path, where=f"line {n}")
         for pos, tok in enumerate(tokens[1:]):
             if not tok.isdigit():
-                raise InputError(f"item '{tok}' is not an integer id", path=path, where=f"line {n}", field="item")
+                raise InputError(
+                    f"item '{tok}' is not an integer id", path=path, where=f"line {n}", field="item"
+                )
             users.append(tokens[0])
             items_.append(tok)
             stamps.append(float(pos))
@@ -160,9 +167,7 @@ def load_p5(path: Path) -> Catalog:
     attr_path = path.with_name(f"{path.stem}_item2attributes.json")
     if attr_path.exists():
         attrs = _load_json(attr_path)
-        texts = [
-            "attributes " + " ".join(str(a) for a in attrs[i]) if i in attrs else "" for i in ids
-        ]
+        texts = ["attributes " + " ".join(str(a) for a in attrs[i]) if i in attrs else "" for i in ids]
     items = pd.DataFrame({"item": ids, "title": [""] * len(ids), "text": texts})
     return Catalog(inter, items, source=str(path))
 
@@ -193,7 +198,9 @@ def load_lcrec(folder: Path) -> Catalog:
     users, items_, stamps, rows = [], [], [], []
     for n, (user, seq) in enumerate(seqs.items(), start=1):
         if not isinstance(seq, list) or not seq:
-            raise InputError("expected a non-empty list of items", path=inter_path, where=f"record {n} (user {user})")
+            raise InputError(
+                "expected a non-empty list of items", path=inter_path, where=f"record {n} (user {user})"
+            )
         for pos, item in enumerate(seq):
             users.append(str(user))
             items_.append(str(item))
@@ -224,7 +231,9 @@ def read_table(path: Path) -> tuple[pd.DataFrame, str]:
     """
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
-        raise InputError(f"unsupported file type '{suffix}' (use {', '.join(sorted(TABLE_SUFFIXES))})", path=path)
+        raise InputError(
+            f"unsupported file type '{suffix}' (use {', '.join(sorted(TABLE_SUFFIXES))})", path=path
+        )
     if suffix == ".parquet":
         if not path.exists():
             raise InputError("file not found", path=path)
@@ -256,7 +265,9 @@ def read_table(path: Path) -> tuple[pd.DataFrame, str]:
     import io
 
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=True)
+        frame = pd.read_csv(
+            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=True
+        )
     except pd.errors.ParserError as exc:
         raise InputError(f"cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {exc}", path=path) from exc
     if frame.empty:
@@ -277,7 +288,9 @@ def _require_columns(frame: pd.DataFrame, path: Path, wanted: dict[str, str | No
                     if cand in header[0]:
                         hint = f"; the header is one column '{header[0]}': is the delimiter {cand!r}?"
                         break
-            raise InputError(f"missing {role} column (columns are {header}){hint}", path=path, where="header", field=col)
+            raise InputError(
+                f"missing {role} column (columns are {header}){hint}", path=path, where="header", field=col
+            )
 
 
 def _require_values(frame: pd.DataFrame, path: Path, unit: str, cols: list[str]) -> None:
@@ -290,20 +303,26 @@ def _require_values(frame: pd.DataFrame, path: Path, unit: str, cols: list[str])
 
 
 def parse_timestamps(values: pd.Series, rows: pd.Series, path: Path, unit: str, field: str) -> pd.Series:
-    """Unix seconds (numbers) or ISO-8601 date strings, to float seconds."""
+    """Unix seconds (numbers) or ISO-8601 date strings, to float seconds. The first value decides
+    which; the first row that does not follow it is reported."""
     numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().all():
-        return numeric.astype(float)
-    dates = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-    bad = dates.isna()
+    if pd.notna(numeric.iloc[0]):
+        parsed, kind = numeric, "a number (unix time) like the first row"
+    else:
+        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+        kind = "an ISO-8601 date like the first row"
+    bad = parsed.isna()
     if bad.any():
         i = int(bad.to_numpy().argmax())
         raise InputError(
-            f"timestamp '{values.iloc[i]}' is neither a number nor an ISO-8601 date",
+            f"timestamp '{values.iloc[i]}' is not {kind}",
             path=path,
             where=f"{unit} {int(rows.iloc[i])}",
             field=field,
         )
+    if parsed is numeric:
+        return numeric.astype(float)
+    dates = parsed
     return (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
 
 
@@ -337,7 +356,9 @@ def load_generic(interactions: str, items: str | None, cfg: DataConfig) -> Catal
     item_path = Path(items)
     iframe, iunit = read_table(item_path)
     title_col = cols.title if cols.title in iframe.columns else None
-    _require_columns(iframe, item_path, {"item": cols.item, **{"text": c for c in cols.text}})
+    _require_columns(iframe, item_path, {"item": cols.item})
+    for text_col in cols.text:
+        _require_columns(iframe, item_path, {"text": text_col})
     _require_values(iframe, item_path, iunit, [cols.item])
 
     def column(name: str | None) -> list[str]:

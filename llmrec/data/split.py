@@ -54,7 +54,9 @@ class SplitData:
     def load(cls, folder: str | Path) -> SplitData:
         folder = Path(folder)
         if not (folder / "users.parquet").exists():
-            raise InputError("not a prepared folder (no users.parquet): run `llmrec prepare` first", path=folder)
+            raise InputError(
+                "not a prepared folder (no users.parquet): run `llmrec prepare` first", path=folder
+            )
         users = pd.read_parquet(folder / "users.parquet")
         users["train"] = users["train"].map(list)
         return cls(items=pd.read_parquet(folder / "items.parquet"), users=users)

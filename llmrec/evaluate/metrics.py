@@ -12,7 +12,9 @@ from collections.abc import Sequence
 CUTOFFS = (1, 5, 10)
 
 
-def ranking_metrics(targets: Sequence[str], ranked: Sequence[Sequence[str]], catalogue: set[str]) -> dict[str, float]:
+def ranking_metrics(
+    targets: Sequence[str], ranked: Sequence[Sequence[str]], catalogue: set[str]
+) -> dict[str, float]:
     """Means over users of hr@{1,5,10}, ndcg@{5,10}, mrr; plus valid_rate (returned ids that are
     catalogue items) and distinct_rate (returned ids not repeated within a user's list)."""
     if len(targets) != len(ranked):

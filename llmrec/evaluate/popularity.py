@@ -11,7 +11,9 @@ class Popularity:
     def __init__(self, split: SplitData) -> None:
         counts = Counter(item for seq in split.users["train"] for item in seq)
         # Items never seen in training rank last, in catalogue order: every item gets a place.
-        self.ranking = [i for i, _ in counts.most_common()] + [i for i in split.items["item"] if i not in counts]
+        self.ranking = [i for i, _ in counts.most_common()] + [
+            i for i in split.items["item"] if i not in counts
+        ]
 
     def recommend(self, history: list[str], k: int, exclude_history: bool = True) -> list[str]:
         seen = set(history) if exclude_history else set()

@@ -59,7 +59,9 @@ def beam_search(
 
     ids, attn = left_pad(prompts, pad_id)
     ids, attn = ids.to(device), attn.to(device)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0), use_cache=True)
+    out = model(
+        input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0), use_cache=True
+    )
     cache = out.past_key_values
     logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()  # (batch, vocab)
     vocab = logp.shape[-1]
@@ -108,7 +110,9 @@ def beam_search(
         beam_rows = torch.tensor(new_parents)
         cache.reorder_cache(cache_rows[beam_rows].to(device))
         cache_rows = torch.arange(batch * width)
-        attn = torch.cat([attn[beam_rows.to(device)], torch.ones((batch * width, 1), dtype=attn.dtype, device=device)], 1)
+        attn = torch.cat(
+            [attn[beam_rows.to(device)], torch.ones((batch * width, 1), dtype=attn.dtype, device=device)], 1
+        )
         scores, nodes = new_scores, new_nodes
         step_ids = torch.tensor(new_tokens, device=device).unsqueeze(-1)
         out = model(

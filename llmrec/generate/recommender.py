@@ -1,7 +1,7 @@
 """The generation API: top-K catalogue items for user histories, from a trained run.
 
-    rec = Recommender.from_run("runs/ml100k")
-    rec.recommend([["50", "172", "133"]], k=10)   # -> [[Recommendation(item, title, score, rank), ...]]
+rec = Recommender.from_run("runs/ml100k")
+rec.recommend([["50", "172", "133"]], k=10)   # -> [[Recommendation(item, title, score, rank), ...]]
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ class Recommender:
     ) -> None:
         self.model, self.tokenizer, self.item_ids, self.titles = model, tokenizer, item_ids, titles
         self.cfg = gen_cfg
-        self.builder = PromptBuilder(prompt_cfg, tokenizer, dict(zip(item_ids.items, item_ids.ids, strict=True)), titles)
+        self.builder = PromptBuilder(
+            prompt_cfg, tokenizer, dict(zip(item_ids.items, item_ids.ids, strict=True)), titles
+        )
         self.trie = ItemTrie(id_token_ids(tokenizer, item_ids.ids), tokenizer.eos_token_id)
 
     @classmethod
@@ -60,7 +62,9 @@ class Recommender:
     def check_history(self, history: list[str], where: str = "history") -> None:
         unknown = [i for i in history if i not in self.item_ids.index]
         if unknown:
-            raise InputError(f"unknown item id(s) {unknown[:5]} (not in the catalogue)", where=where, field="item")
+            raise InputError(
+                f"unknown item id(s) {unknown[:5]} (not in the catalogue)", where=where, field="item"
+            )
 
     def recommend(
         self,
@@ -76,7 +80,9 @@ class Recommender:
         exclude_history = self.cfg.exclude_history if exclude_history is None else exclude_history
         for n, history in enumerate(histories):
             self.check_history(history, where=f"history {n + 1}")
-        prompts = self.tokenizer([self.builder.render(h) for h in histories], add_special_tokens=False).input_ids
+        prompts = self.tokenizer(
+            [self.builder.render(h) for h in histories], add_special_tokens=False
+        ).input_ids
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
         decode = generate_reference if reference else beam_search
         results: list[list[Scored]] = [[] for _ in histories]
@@ -85,7 +91,9 @@ class Recommender:
         bar = tqdm(total=len(order), desc="recommending", unit="user", disable=not progress)
         for start in range(0, len(order), self.cfg.batch_size):
             idx = order[start : start + self.cfg.batch_size]
-            exclude = [[self.item_ids.index[i] for i in histories[j]] for j in idx] if exclude_history else None
+            exclude = (
+                [[self.item_ids.index[i] for i in histories[j]] for j in idx] if exclude_history else None
+            )
             with torch.inference_mode():
                 out = decode(
                     self.model,
@@ -103,7 +111,12 @@ class Recommender:
         self.model.train(was_training)
         return [
             [
-                Recommendation(self.item_ids.items[s.item], self.titles.get(self.item_ids.items[s.item], ""), s.score, r + 1)
+                Recommendation(
+                    self.item_ids.items[s.item],
+                    self.titles.get(self.item_ids.items[s.item], ""),
+                    s.score,
+                    r + 1,
+                )
                 for r, s in enumerate(scored)
             ]
             for scored in results

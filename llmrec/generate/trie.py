@@ -92,7 +92,9 @@ class ItemTrie:
             self._parent = {c: (n, t) for n, ch in enumerate(self.children) for t, c in ch.items()}
         return self._parent
 
-    def mask(self, nodes: list[int], vocab_size: int, blocked: list[dict[int, set[int]] | None]) -> torch.Tensor:
+    def mask(
+        self, nodes: list[int], vocab_size: int, blocked: list[dict[int, set[int]] | None]
+    ) -> torch.Tensor:
         """Additive mask (len(nodes) x vocab): 0 where the trie allows the token, -inf elsewhere."""
         out = torch.full((len(nodes), vocab_size), float("-inf"))
         rows, cols = [], []

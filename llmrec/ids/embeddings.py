@@ -60,7 +60,9 @@ def collaborative_embeddings(split: SplitData, dim: int = 64, seed: int = 0) -> 
         for item in set(seq):
             rows.append(index[item])
             cols.append(u)
-    matrix = csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(index), len(split.users)))
+    matrix = csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(index), len(split.users))
+    )
     dim = max(1, min(dim, min(matrix.shape) - 1))
     emb = TruncatedSVD(n_components=dim, random_state=seed).fit_transform(matrix)
     return normalise(emb)

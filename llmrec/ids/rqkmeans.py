@@ -8,13 +8,17 @@ from sklearn.cluster import KMeans
 from llmrec.errors import InputError
 
 
-def residual_kmeans(emb: np.ndarray, levels: int, codebook_size: int, seed: int = 0) -> tuple[np.ndarray, list]:
+def residual_kmeans(
+    emb: np.ndarray, levels: int, codebook_size: int, seed: int = 0
+) -> tuple[np.ndarray, list]:
     """Codes (n_items x levels) and, per level, (centroids, residual that level clustered)."""
     residual = emb.astype(np.float64)
     codes = np.zeros((len(emb), levels), dtype=np.int64)
     stages = []
     for level in range(levels):
-        km = KMeans(n_clusters=min(codebook_size, len(emb)), n_init=3, random_state=seed + level).fit(residual)
+        km = KMeans(n_clusters=min(codebook_size, len(emb)), n_init=3, random_state=seed + level).fit(
+            residual
+        )
         codes[:, level] = km.labels_
         stages.append((km.cluster_centers_, residual.copy()))
         residual = residual - km.cluster_centers_[km.labels_]

@@ -14,7 +14,9 @@ def training_examples(split: SplitData, builder: PromptBuilder, max_per_user: in
     targets of each user are kept (recent behaviour matters most, and long users would dominate)."""
     rows = []
     for user, seq in tqdm(
-        zip(split.users["user"], split.users["train"], strict=True), total=len(split.users), desc="training prompts"
+        zip(split.users["user"], split.users["train"], strict=True),
+        total=len(split.users),
+        desc="training prompts",
     ):
         for t in range(max(1, len(seq) - max_per_user), len(seq)):
             rows.append((user, builder.render(seq[:t]), seq[t]))

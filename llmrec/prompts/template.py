@@ -39,11 +39,13 @@ class PromptBuilder:
     ) -> None:
         path = find_template(cfg.template)
         try:
-            self.template = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined).from_string(
-                path.read_text()
-            )
+            self.template = jinja2.Environment(
+                keep_trailing_newline=True, undefined=jinja2.StrictUndefined
+            ).from_string(path.read_text())
         except jinja2.TemplateSyntaxError as exc:
-            raise InputError(f"template syntax error: {exc.message}", path=path, where=f"line {exc.lineno}") from exc
+            raise InputError(
+                f"template syntax error: {exc.message}", path=path, where=f"line {exc.lineno}"
+            ) from exc
         self.source = path
         self.cfg = cfg
         self.tokenizer = tokenizer
@@ -60,14 +62,18 @@ class PromptBuilder:
             return out if out.endswith("\n") else out + "\n"
 
         def fits(n: int) -> bool:
-            return len(self.tokenizer(text(n), add_special_tokens=False).input_ids) <= self.cfg.max_prompt_tokens
+            return (
+                len(self.tokenizer(text(n), add_special_tokens=False).input_ids) <= self.cfg.max_prompt_tokens
+            )
 
         if fits(len(items)):
             return text(len(items))
         lo, hi = 0, len(items)  # invariant: fits(lo), not fits(hi)
         if not fits(0):
             raise InputError(
-                "the template alone is longer than prompts.max_prompt_tokens", path=self.source, field="max_prompt_tokens"
+                "the template alone is longer than prompts.max_prompt_tokens",
+                path=self.source,
+                field="max_prompt_tokens",
             )
         while hi - lo > 1:
             mid = (lo + hi) // 2

@@ -109,7 +109,9 @@ def fit(
         if not accelerator.is_main_process:
             return
         state = {
-            "adapter": get_peft_model_state_dict(accelerator.unwrap_model(model), save_embedding_layers=False),
+            "adapter": get_peft_model_state_dict(
+                accelerator.unwrap_model(model), save_embedding_layers=False
+            ),
             "optimizer": optimizer.optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "step": step,
@@ -139,11 +141,15 @@ def fit(
     model.train()
     start = time.time()
     tokens = 0
-    bar = tqdm(total=total, initial=step, desc="training", unit="step", disable=not accelerator.is_local_main_process)
+    bar = tqdm(
+        total=total, initial=step, desc="training", unit="step", disable=not accelerator.is_local_main_process
+    )
     pad_id = tokenizer.pad_token_id
     while step < total:
         epoch, within = divmod(step, steps_per_epoch)
-        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(tc.seed + epoch)).tolist()
+        order = torch.randperm(
+            len(examples), generator=torch.Generator().manual_seed(tc.seed + epoch)
+        ).tolist()
         loader = DataLoader(
             [examples[i] for i in order],
             batch_size=tc.batch_size,
@@ -169,8 +175,16 @@ def fit(
             bar.set_postfix(loss=f"{loss.item():.3f}")
             if accelerator.is_main_process and (step % tc.log_every == 0 or step == total):
                 secs = time.time() - start
-                _log(run.log, {"step": step, "loss": round(loss.item(), 4), "lr": scheduler.get_last_lr()[0],
-                               "tokens_per_s": round(tokens / max(secs, 1e-9), 1), "elapsed_s": round(secs, 1)})
+                _log(
+                    run.log,
+                    {
+                        "step": step,
+                        "loss": round(loss.item(), 4),
+                        "lr": scheduler.get_last_lr()[0],
+                        "tokens_per_s": round(tokens / max(secs, 1e-9), 1),
+                        "elapsed_s": round(secs, 1),
+                    },
+                )
             if tc.eval_every and step % tc.eval_every == 0 and step < total:
                 run_validation()
             if step % tc.save_every == 0 or step == total:

@@ -1,12 +1,12 @@
 """The run directory: everything a trained model needs, in one folder, and how to load it back.
 
-    config.yaml          resolved config (points at the prepared folder)
-    adapter/             best LoRA adapter (safetensors; includes trained id-token rows)
-    tokenizer/           tokenizer with the new id tokens
-    item_ids.parquet     item <-> id text; item_ids.json: scheme and new tokens
-    items.parquet        item titles and text
-    train_log.jsonl      one line per logged step / validation
-    checkpoint/state.pt  last resumable state (adapter, optimizer, scheduler, step)
+config.yaml          resolved config (points at the prepared folder)
+adapter/             best LoRA adapter (safetensors; includes trained id-token rows)
+tokenizer/           tokenizer with the new id tokens
+item_ids.parquet     item <-> id text; item_ids.json: scheme and new tokens
+items.parquet        item titles and text
+train_log.jsonl      one line per logged step / validation
+checkpoint/state.pt  last resumable state (adapter, optimizer, scheduler, step)
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ class RunDir:
     def load_model(self, tokenizer: PreTrainedTokenizerBase, dtype: str | None = None) -> PreTrainedModel:
         """Base model + trained adapter, in eval mode."""
         if not (self.adapter / "adapter_config.json").exists():
-            raise InputError("run has no trained adapter yet (training did not finish a checkpoint)", path=self.adapter)
+            raise InputError(
+                "run has no trained adapter yet (training did not finish a checkpoint)", path=self.adapter
+            )
         cfg = self.load_config()
         model = load_model(cfg.model.name, dtype or cfg.model.dtype)
         resize_for_tokenizer(model, tokenizer)

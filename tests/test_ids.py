@@ -1,0 +1,98 @@
+"""Item ids: bijective, collision-free, and built without looking at held-out items."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_split import catalog
+
+from llmrec.config import IdsConfig
+from llmrec.data import leave_one_out
+from llmrec.ids import ItemIds, build_item_ids, id_token_ids
+from llmrec.ids.item_ids import numeric_ids, semantic_ids, title_ids
+from llmrec.ids.rqkmeans import residual_kmeans, resolve_collisions
+
+
+def random_split(n_users=30, n_items=50, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = [(f"u{u}", f"i{rng.integers(n_items)}", t) for u in range(n_users) for t in range(8)]
+    split = leave_one_out(catalog(rows))
+    split.items["title"] = [f"Item {i}" for i in range(len(split.items))]
+    return split
+
+
+def test_semantic_ids_are_a_bijection_even_with_identical_embeddings():
+    emb = np.zeros((40, 4), dtype=np.float32)  # every item collides at every level
+    emb[:10] = np.eye(4)[np.arange(10) % 4]
+    ids = semantic_ids(emb, IdsConfig(levels=2, codebook_size=8))
+    assert len(set(ids)) == 40
+    assert all(i.startswith("<a_") and "<b_" in i for i in ids)
+
+
+def test_collisions_move_to_nearest_free_code():
+    emb = np.array([[0.0, 0.0], [0.0, 0.01], [10.0, 10.0]])
+    codes, stages = residual_kmeans(emb, levels=2, codebook_size=2, seed=0)
+    fixed = resolve_collisions(codes, stages, codebook_size=2)
+    assert len({tuple(r) for r in fixed}) == 3
+    assert fixed[0][0] == fixed[1][0]  # near-identical items keep their shared prefix
+
+
+def test_semantic_ids_ignore_held_out_items():
+    """Collaborative ids depend on training sequences only: changing valid/test targets changes nothing."""
+    split = random_split()
+    cfg = IdsConfig(levels=2, codebook_size=8, embeddings="collaborative")
+    before = build_item_ids(cfg, split).ids
+    split.users["test"] = split.users["test"].map(lambda _: "i0")
+    split.users["valid"] = split.users["valid"].map(lambda _: "i1")
+    assert build_item_ids(cfg, split).ids == before
+
+
+def test_title_and_numeric_ids_unique():
+    split = random_split()
+    split.items.loc[:3, "title"] = ["Same", "Same", "", "Same (2)"]
+    ids = title_ids(split)
+    assert len(set(ids)) == len(ids) and ids[0] == "Same" and ids[1].startswith("Same (2)")
+    assert ids[2] == f"item {split.items['item'][2]}"
+    nums = numeric_ids(1000, seed=3)
+    assert len(set(nums)) == 1000 and len({len(n) for n in nums}) == 1
+    assert nums != sorted(nums, key=int)  # random, not sequential: no order leaks
+
+
+def test_save_load_and_tokens(tmp_path):
+    split = random_split()
+    ids = build_item_ids(IdsConfig(levels=2, codebook_size=8, embeddings="collaborative"), split)
+    assert len(ids.new_tokens) == 16
+    ids.save(tmp_path)
+    again = ItemIds.load(tmp_path)
+    assert again.ids == ids.ids and again.id_of(ids.items[3]) == ids.ids[3]
+
+
+def test_semantic_ids_tokenize_to_one_token_per_level():
+    from tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    split = random_split()
+    ids = build_item_ids(IdsConfig(levels=3, codebook_size=4, embeddings="collaborative"), split)
+    tok.add_tokens(ids.new_tokens, special_tokens=True)
+    seqs = id_token_ids(tok, ids.ids)
+    assert all(len(s) == 3 for s in seqs) and len({tuple(s) for s in seqs}) == len(seqs)
+
+
+def test_too_many_items_for_codebook():
+    split = random_split(n_items=50)
+    with pytest.raises(Exception, match="codebook_size"):
+        build_item_ids(IdsConfig(levels=1, codebook_size=4, embeddings="collaborative"), split)
+
+
+def test_text_embeddings_used_when_asked():
+    split = random_split()
+    calls = []
+
+    def embed(texts):
+        calls.append(texts)
+        return np.random.default_rng(0).normal(size=(len(texts), 8)).astype(np.float32)
+
+    build_item_ids(IdsConfig(levels=2, codebook_size=8, embeddings="text"), split, embed)
+    assert calls and calls[0][0].startswith("Item 0")
+    assert isinstance(split.items, pd.DataFrame)

@@ -1,0 +1,40 @@
+"""Leave-one-out rules: ordering, ties, repeats, short users."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from llmrec.data import Catalog, leave_one_out
+
+
+def catalog(rows) -> Catalog:
+    inter = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+    inter["row"] = range(1, len(inter) + 1)
+    items = pd.DataFrame({"item": sorted(set(inter["item"])), "title": "", "text": ""})
+    return Catalog(inter, items, source="test")
+
+
+def test_time_order_ties_in_file_order_and_short_users():
+    split = leave_one_out(
+        catalog([("a", "x", 5), ("a", "y", 1), ("a", "z", 5), ("a", "w", 9), ("b", "x", 1), ("b", "y", 2)])
+    )
+    a = split.users.set_index("user").loc["a"]
+    assert (a["train"], a["valid"], a["test"]) == (["y", "x"], "z", "w")  # x before z: file order
+    b = split.users.set_index("user").loc["b"]
+    assert b["train"] == ["x", "y"] and pd.isna(b["valid"]) and pd.isna(b["test"])
+    assert split.history(a, "test") == ["y", "x", "z"] and split.history(a, "valid") == ["y", "x"]
+    assert split.eval_users("test")["user"].tolist() == ["a"]
+
+
+def test_repeats_kept_or_deduplicated():
+    rows = [("a", "x", 1), ("a", "y", 2), ("a", "x", 3), ("a", "z", 4), ("a", "w", 5)]
+    assert leave_one_out(catalog(rows)).users.iloc[0]["train"] == ["x", "y", "x"]
+    deduped = leave_one_out(catalog(rows), dedupe=True).users.iloc[0]
+    assert (deduped["train"], deduped["valid"], deduped["test"]) == (["x", "y"], "z", "w")
+
+
+def test_saved_and_loaded(tmp_path):
+    split = leave_one_out(catalog([("a", "x", 1), ("a", "y", 2), ("a", "z", 3)]))
+    split.save(tmp_path)
+    again = type(split).load(tmp_path)
+    assert again.users.iloc[0]["train"] == ["x"] and again.users.iloc[0]["test"] == "z"

@@ -1,0 +1,61 @@
+"""Training pieces: label masking, trainable id tokens, adapter reload, QLoRA guard."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny import tiny_model, tiny_tokenizer
+
+from llmrec.backbone import load_model, resize_for_tokenizer
+from llmrec.config import Config
+from llmrec.errors import InputError
+from llmrec.train.loop import add_lora, collate, encode_examples
+
+
+def test_loss_only_on_target_and_eos():
+    tok = tiny_tokenizer()
+    ex = encode_examples(tok, ["Next item:\n"], [[5, 6, 7]])[0]
+    n_prompt = len(tok("Next item:\n", add_special_tokens=False).input_ids)
+    assert ex["labels"][:n_prompt] == [-100] * n_prompt
+    assert ex["labels"][n_prompt:] == [5, 6, 7, tok.eos_token_id] == ex["input_ids"][n_prompt:]
+    batch = collate([ex, encode_examples(tok, ["x"], [[5]])[0]], pad_id=tok.pad_token_id)
+    assert batch["labels"][1, -1] == -100 and batch["attention_mask"][1, -1] == 0
+
+
+def test_new_id_tokens_train_and_reload(tmp_path):
+    tok = tiny_tokenizer()
+    old = len(tok)
+    tok.add_tokens(["<a_0>", "<a_1>"], special_tokens=True)
+    model = tiny_model(old)
+    resize_for_tokenizer(model, tok, seed=0)
+    new_ids = tok.convert_tokens_to_ids(["<a_0>", "<a_1>"])
+    peft_model = add_lora(model, Config(), new_ids)
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert any("lora_A" in n for n in trainable) and any("trainable_tokens" in n for n in trainable)
+    opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
+    batch = collate(encode_examples(tok, ["Next item:\n"] * 4, [[new_ids[0]]] * 4), tok.pad_token_id)
+    for _ in range(3):
+        peft_model(**batch).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    peft_model.eval()
+    peft_model.save_pretrained(tmp_path / "adapter", save_embedding_layers=False)
+    # no full copy of the embedding matrix in the adapter
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size < 200_000
+
+    from peft import PeftModel
+
+    fresh = tiny_model(old)  # same seed: same base weights
+    resize_for_tokenizer(fresh, tok, seed=123)  # different init of new rows: the adapter must override them
+    reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
+    with torch.no_grad():
+        a = peft_model(input_ids=batch["input_ids"]).logits
+        b = reloaded(input_ids=batch["input_ids"]).logits
+    torch.testing.assert_close(a, b)
+
+
+def test_qlora_needs_cuda(tiny_backbone):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(InputError, match="needs a CUDA GPU"):
+        load_model(str(tiny_backbone), "bf16", load_in_4bit=True)
