@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +24,15 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
+@contextmanager
+def reported() -> Iterator[None]:
+    """Bad input ends the command with its message and exit status 2, not a traceback."""
+    try:
+        yield
+    except InputError as exc:
+        _fail(exc)
+
+
 def _load(config: Path):
     from llmrec.config import load_config
 
@@ -33,10 +44,8 @@ def prepare(config: Path) -> None:
     """Import -> split -> item ids -> prompt datasets, into the config's prepared_dir."""
     from llmrec import recipes
 
-    try:
+    with reported():
         recipes.prepare(_load(config))
-    except InputError as exc:
-        _fail(exc)
 
 
 @app.command()
@@ -44,10 +53,8 @@ def train(config: Path) -> None:
     """LoRA fine-tune into the config's run_dir (resumes if a checkpoint is there)."""
     from llmrec import recipes
 
-    try:
+    with reported():
         recipes.train(_load(config))
-    except InputError as exc:
-        _fail(exc)
 
 
 @app.command()
@@ -61,10 +68,8 @@ def evaluate(
 
     if split not in ("valid", "test"):
         _fail(InputError("--split must be 'valid' or 'test'"))
-    try:
+    with reported():
         recipes.evaluate(run_dir, split, limit)
-    except InputError as exc:
-        _fail(exc)
 
 
 @app.command()
@@ -83,10 +88,8 @@ def recommend(
     if (user is None) == (history is None):
         _fail(InputError("give exactly one of --user or --history"))
     items = [h.strip() for h in history.split(",") if h.strip()] if history else None
-    try:
+    with reported():
         recs = recipes.recommend(run_dir, user=user, history=items, k=k)
-    except InputError as exc:
-        _fail(exc)
     if as_json:
         for r in recs:
             sys.stdout.write(
@@ -110,10 +113,8 @@ def quickstart(
     """Prepare ML-100K, LoRA-tune SmolLM2 briefly, evaluate against popularity, show 3 users' top-5."""
     from llmrec import quickstart as qs
 
-    try:
+    with reported():
         qs.run(config, eval_users=eval_users, steps=steps)
-    except InputError as exc:
-        _fail(exc)
 
 
 if __name__ == "__main__":

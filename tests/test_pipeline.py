@@ -112,3 +112,32 @@ def test_training_resumes_after_kill(tmp_path, tiny_backbone):
     steps = [json.loads(line)["step"] for line in run.log.read_text().splitlines() if "loss" in line]
     assert steps == list(range(5, 401, 5))  # every logged step exactly once, none lost or repeated
     assert json.loads(run.summary.read_text())["steps"] == 400
+
+
+def test_two_cpu_processes_with_accelerate_launch(tmp_path, tiny_backbone):
+    """The multi-device path: accelerate's torchrun launcher, two gloo processes on the CPU."""
+    config = write_config(tmp_path, tiny_backbone, max_steps=4, eval_every=2, save_every=2)
+    assert runner.invoke(app, ["prepare", config]).exit_code == 0
+    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29517",
+           "-m", "llmrec", "train", config]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = RunDir(tmp_path / "run")
+    summary = json.loads(run.summary.read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 4
+    assert (run.adapter / "adapter_model.safetensors").exists()
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_backbone):
+    config = write_config(tmp_path, tiny_backbone)
+    with (tmp_path / "interactions.csv").open("a") as f:
+        f.write("u1,m1,not-a-time\n")
+    result = runner.invoke(app, ["prepare", config])
+    assert result.exit_code == 2
+    assert "interactions.csv" in result.output and "line" in result.output and "'ts'" in result.output
+    assert not (tmp_path / "prepared").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".prepared")]  # no temp leftovers
+    bad_cfg = tmp_path / "bad.yaml"
+    bad_cfg.write_text("ids:\n  scheme: sequential\n")
+    result = runner.invoke(app, ["prepare", str(bad_cfg)])
+    assert result.exit_code == 2 and "ids.scheme" in result.output

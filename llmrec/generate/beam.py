@@ -80,27 +80,32 @@ def beam_search(
         masked = logp + trie.mask(nodes, vocab, row_blocked)
         acc = (scores.view(batch, width, 1) + masked.view(batch, width, vocab)).view(batch, -1)
         top_scores, top_idx = torch.topk(acc, k=2 * width, dim=-1)
-        parent = top_idx // vocab
-        token = top_idx % vocab
-        is_eos = (token == trie.eos) & torch.isfinite(top_scores)
+        # Python lists: the per-candidate bookkeeping below is scalar work, slow on tensors.
+        cand_scores = top_scores.tolist()
+        cand_parent = (top_idx // vocab).tolist()
+        cand_token = (top_idx % vocab).tolist()
 
         new_scores = torch.full((batch, width), NEG)
         new_nodes, new_parents, new_tokens = [], [], []
         for b in range(batch):
+            finite = [s > NEG for s in cand_scores[b]]
+            is_eos = [f and t == trie.eos for f, t in zip(finite, cand_token[b], strict=True)]
             if not done[b]:
                 for rank in range(width):  # an EOS closes an item only within the top W
-                    if is_eos[b, rank]:
-                        leaf = trie.step(nodes[b * width + int(parent[b, rank])], trie.eos)
-                        pool[b].append((float(top_scores[b, rank]), trie.item_at[leaf]))
+                    if is_eos[rank]:
+                        leaf = trie.step(nodes[b * width + cand_parent[b][rank]], trie.eos)
+                        pool[b].append((cand_scores[b][rank], trie.item_at[leaf]))
                 pool[b] = sorted(pool[b], key=lambda x: -x[0])[:width]
-            running = (top_scores[b] + is_eos[b].float() * -1e9).topk(width).indices
-            for j, c in enumerate(running.tolist()):
-                p, t, s = int(parent[b, c]), int(token[b, c]), float(top_scores[b, c])
-                ok = torch.isfinite(top_scores[b, c]) and not is_eos[b, c]
-                new_scores[b, j] = s if ok else NEG
-                new_nodes.append(trie.step(nodes[b * width + p], t) if ok else -1)
+            # the best W candidates that did not just end (stable order: ties resolve as torch.topk)
+            running = [c for c in range(2 * width) if not is_eos[c]][:width]
+            running += [c for c in range(2 * width) if is_eos[c]][: width - len(running)]
+            for j, c in enumerate(running):
+                ok = finite[c] and not is_eos[c]
+                p = cand_parent[b][c]
+                new_scores[b, j] = cand_scores[b][c] if ok else NEG
+                new_nodes.append(trie.step(nodes[b * width + p], cand_token[b][c]) if ok else -1)
                 new_parents.append(b * width + p)
-                new_tokens.append(t if ok else pad_id)
+                new_tokens.append(cand_token[b][c] if ok else pad_id)
             best_running = float(new_scores[b].max())
             if len(pool[b]) == width and best_running <= pool[b][-1][0]:
                 done[b] = True

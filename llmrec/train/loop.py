@@ -79,7 +79,15 @@ def fit(
 ) -> dict:
     """Train; returns a summary. `validate(model)` returns metrics including 'ndcg@10'."""
     tc = cfg.train
-    accelerator = Accelerator(gradient_accumulation_steps=tc.grad_accum)
+    # cpu=True without CUDA makes torchrun-started processes (`accelerate launch --multi_gpu`,
+    # `torchrun --nproc_per_node N`) one multi-CPU (gloo) job instead of N independent runs.
+    accelerator = Accelerator(gradient_accumulation_steps=tc.grad_accum, cpu=not torch.cuda.is_available())
+    if accelerator.num_processes == 1 and os.environ.get("MASTER_ADDR") and "WORLD_SIZE" not in os.environ:
+        accelerator.print(
+            "note: `accelerate launch --cpu --num_processes N` starts ONE process unless given an MPI "
+            "--mpirun_hostfile; for N CPU processes use `accelerate launch --multi_gpu --num_processes N` "
+            "(torchrun). Training in one process."
+        )
     if accelerator.device.type == "cpu":  # processes share the cores: don't oversubscribe them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
     set_seed(tc.seed)
