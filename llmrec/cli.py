@@ -105,6 +105,29 @@ def recommend(
 
 
 @app.command()
+def score(
+    run_dir: Path,
+    out: Annotated[Path, typer.Option("--out", help="recs.parquet or recs.jsonl")],
+    users: Annotated[
+        Path | None, typer.Option("--users", help="user ids: one per line, or a table with 'user'")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="score an evaluation split instead: valid or test")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="items per user")] = 10,
+    shard_size: Annotated[int, typer.Option(help="users per atomic shard")] = 1000,
+    limit: Annotated[int | None, typer.Option(help="only the first N users")] = None,
+    strict: Annotated[bool, typer.Option(help="stop at the first bad user instead of logging it")] = False,
+) -> None:
+    """Offline batch scoring: one row per (user, rank); resumable after a kill."""
+    from llmrec import recipes
+
+    with reported():
+        recipes.score(run_dir, out, users_file=users, split_name=split, k=k, shard_size=shard_size,
+                      limit=limit, strict=strict)  # fmt: skip
+
+
+@app.command()
 def quickstart(
     config: Annotated[Path | None, typer.Option(help="override the built-in quickstart config")] = None,
     eval_users: Annotated[int, typer.Option(help="test users to evaluate")] = 200,

@@ -23,11 +23,11 @@ def run(config: Path | None = None, eval_users: int = 200, steps: int | None = N
         cfg.train.max_steps = steps
     recipes.prepare(cfg)
     run_dir = recipes.train(cfg)
-    metrics = recipes.evaluate(run_dir.path, "test", limit=eval_users)
+    rec = Recommender.from_run(run_dir.path)
+    metrics = recipes.evaluate(run_dir.path, "test", limit=eval_users, recommender=rec)
 
     split = SplitData.load(cfg.prepared_dir)
     titles = split.titles()
-    rec = Recommender.from_run(run_dir.path)
     console = Console()
     for user in recipes.sample_users(split, 3, seed=1):
         history = recipes.user_history(split, user)

@@ -123,7 +123,13 @@ def train(cfg: Config) -> RunDir:
     return run
 
 
-def evaluate(run_dir: str | Path, split_name: str = "test", limit: int | None = None, seed: int = 0) -> dict:
+def evaluate(
+    run_dir: str | Path,
+    split_name: str = "test",
+    limit: int | None = None,
+    seed: int = 0,
+    recommender: Recommender | None = None,
+) -> dict:
     """Evaluate the run and popularity on the same users; write `metrics-<split>.json`."""
     run = RunDir(run_dir)
     cfg = run.load_config()
@@ -134,7 +140,7 @@ def evaluate(run_dir: str | Path, split_name: str = "test", limit: int | None = 
     histories = [split.history(row, split_name) for _, row in users.iterrows()]
     targets = users[split_name].tolist()
     k = max(10, cfg.generate.top_k)
-    rec = Recommender.from_run(run.path)
+    rec = recommender or Recommender.from_run(run.path)
     t0 = time.time()
     lists = rec.recommend(histories, k=k, progress=True)
     wall = time.time() - t0
@@ -192,3 +198,69 @@ def recommend(
 def sample_users(split: SplitData, n: int, seed: int = 0) -> list[str]:
     users = split.eval_users("test")["user"].tolist()
     return random.Random(seed).sample(users, min(n, len(users)))
+
+
+def read_user_ids(path: str | Path) -> list[str]:
+    """User ids from a text file (one per line) or a CSV/TSV/Parquet/JSONL table with a `user` column."""
+    from llmrec.data.importers import read_table, read_text
+
+    path = Path(path)
+    if path.suffix.lower() in {".csv", ".tsv", ".parquet", ".jsonl", ".json"}:
+        frame, _ = read_table(path)
+        if "user" not in frame.columns:
+            raise InputError("needs a 'user' column", path=path, where="header", field="user")
+        return frame["user"].astype(str).str.strip().tolist()
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
+
+
+def score(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    users_file: str | Path | None = None,
+    split_name: str | None = None,
+    k: int = 10,
+    shard_size: int = 1000,
+    limit: int | None = None,
+    strict: bool = False,
+) -> dict:
+    """Batch top-K for a users file (full known history) or an evaluation split (its history)."""
+    from llmrec.score import ScoreRequest, score_users
+
+    run = RunDir(run_dir)
+    cfg = run.load_config()
+    split = SplitData.load(cfg.prepared_dir)
+    if (users_file is None) == (split_name is None):
+        raise InputError("give exactly one of --users FILE or --split")
+    if split_name is not None:
+        rows = split.eval_users(split_name)
+        requests = [ScoreRequest(row["user"], split.history(row, split_name)) for _, row in rows.iterrows()]
+    else:
+        known = {u: i for i, u in enumerate(split.users["user"])}
+        requests = []
+        for user in read_user_ids(users_file):
+            if user in known:
+                requests.append(ScoreRequest(user, user_history(split, user)))
+            else:
+                requests.append(ScoreRequest(user, None, error=f"unknown user '{user}'"))
+    requests = requests[:limit] if limit else requests
+    rec = Recommender.from_run(run.path)
+    settings = {
+        "run": str(run.path.resolve()),
+        "k": k,
+        "source": str(users_file or split_name),
+        "backend": "hf",
+    }
+    summary = score_users(
+        requests,
+        lambda histories: rec.recommend(histories, k=k),
+        out,
+        shard_size=shard_size,
+        settings=settings,
+        strict=strict,
+        check_history=rec.check_history,
+    )
+    console.log(
+        f"scored {summary['users']} users -> {summary['rows']} rows, {summary['errors']} errors: {out}"
+    )
+    return summary

@@ -8,7 +8,6 @@ and training interactions only; nothing depends on the order of held-out items.
 from __future__ import annotations
 
 import string
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,16 +65,17 @@ def semantic_ids(embeddings: np.ndarray, cfg: IdsConfig) -> list[str]:
 
 
 def title_ids(split: SplitData) -> list[str]:
-    """Titles, stripped; duplicates get " (2)", " (3)", ...; missing titles become "item <id>"."""
-    seen: Counter[str] = Counter()
+    """Titles, whitespace-normalised; a repeat gets " (2)", " (3)", ...; a missing one is "item <id>"."""
+    taken: set[str] = set()
     out = []
     for item, title in zip(split.items["item"], split.items["title"].fillna(""), strict=True):
         base = " ".join(str(title).split()) or f"item {item}"
-        seen[base] += 1
-        out.append(base if seen[base] == 1 else f"{base} ({seen[base]})")
-    while len(set(out)) != len(out):  # a suffixed title can equal a real one: suffix again
-        counts = Counter(out)
-        out = [t if counts[t] == 1 or i == out.index(t) else f"{t}*" for i, t in enumerate(out)]
+        candidate, n = base, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{base} ({n})"
+        taken.add(candidate)
+        out.append(candidate)
     return out
 
 

@@ -1,0 +1,78 @@
+"""Offline batch scoring: rows = users x K, atomic shards, resume after kill -9, per-user errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from test_pipeline import runner, write_config
+
+from llmrec.cli import app
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_backbone):
+    tmp = tmp_path_factory.mktemp("score")
+    config = write_config(tmp, tiny_backbone, max_steps=2, eval_every=0)
+    for args in (["prepare", config], ["train", config]):
+        assert runner.invoke(app, args).exit_code == 0
+    return tmp / "run"
+
+
+def test_score_split_to_parquet_and_jsonl(trained_run, tmp_path):
+    for out in (tmp_path / "recs.parquet", tmp_path / "recs.jsonl"):
+        result = runner.invoke(app, ["score", str(trained_run), "--split", "test", "--out", str(out), "-k", "5",
+                                     "--shard-size", "7"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        frame = pd.read_parquet(out) if out.suffix == ".parquet" else pd.read_json(out, lines=True)
+        assert list(frame.columns) == ["user", "rank", "item", "title", "score"]
+        assert len(frame) == 40 * 5 and not frame.duplicated(["user", "rank"]).any()
+        assert not frame.duplicated(["user", "item"]).any()
+        assert (frame.groupby("user")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
+
+
+def test_unknown_users_go_to_errors_file_or_fail_strict(trained_run, tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("u1\nghost\nu2\n")
+    out = tmp_path / "recs.parquet"
+    result = runner.invoke(app, ["score", str(trained_run), "--users", str(users), "--out", str(out), "-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert sorted(pd.read_parquet(out)["user"].unique()) == ["u1", "u2"]
+    errors = [json.loads(line) for line in (tmp_path / "recs.parquet.errors.jsonl").read_text().splitlines()]
+    assert errors == [{"user": "ghost", "error": "unknown user 'ghost'"}]
+    strict_out = tmp_path / "strict.parquet"
+    result = runner.invoke(app, ["score", str(trained_run), "--users", str(users), "--out", str(strict_out),
+                                 "--strict"])  # fmt: skip
+    assert result.exit_code == 2 and "ghost" in result.output and not strict_out.exists()
+
+
+def test_resume_after_kill_never_duplicates_or_drops(trained_run, tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("".join(f"u{i % 40}\n" for i in range(400)))  # 400 rows to score, one shard each
+    out = tmp_path / "recs.parquet"
+    cmd = [sys.executable, "-m", "llmrec", "score", str(trained_run), "--users", str(users), "--out", str(out),
+           "-k", "4", "--shard-size", "1"]  # fmt: skip
+    manifest = tmp_path / "recs.parquet.parts" / "manifest.json"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if manifest.exists() and len(json.loads(manifest.read_text())["done"]) >= 20:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = json.loads(manifest.read_text())["done"]
+    assert 0 < len(done_before) < 400 and not out.exists()
+    first = tmp_path / "recs.parquet.parts" / "shard-00000.parquet"
+    stamp = first.stat().st_mtime_ns
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert first.stat().st_mtime_ns == stamp  # finished shards are not redone
+    frame = pd.read_parquet(out)
+    assert len(frame) == 400 * 4
+    assert frame.groupby("user").size().eq(10 * 4).all()  # each of the 40 users appears 10 times
