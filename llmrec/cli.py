@@ -52,7 +52,10 @@ def prepare(config: Path) -> None:
 def train(config: Path) -> None:
     """LoRA fine-tune into the config's run_dir (resumes if a checkpoint is there)."""
     from llmrec import recipes
+    from llmrec.train.processes import cpu_processes_requested, relaunch_with_torchrun
 
+    if (processes := cpu_processes_requested()) > 1:
+        raise typer.Exit(relaunch_with_torchrun(processes))
     with reported():
         recipes.train(_load(config))
 

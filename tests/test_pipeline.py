@@ -115,11 +115,11 @@ def test_training_resumes_after_kill(tmp_path, tiny_backbone):
 
 
 def test_two_cpu_processes_with_accelerate_launch(tmp_path, tiny_backbone):
-    """The multi-device path: accelerate's torchrun launcher, two gloo processes on the CPU."""
+    """As documented: `accelerate launch --cpu --num_processes 2` trains in two gloo processes."""
     config = write_config(tmp_path, tiny_backbone, max_steps=4, eval_every=2, save_every=2)
     assert runner.invoke(app, ["prepare", config]).exit_code == 0
-    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29517",
-           "-m", "llmrec", "train", config]  # fmt: skip
+    cmd = ["accelerate", "launch", "--cpu", "--num_processes", "2", "--main_process_port", "29517"]
+    cmd += ["-m", "llmrec", "train", config]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     run = RunDir(tmp_path / "run")

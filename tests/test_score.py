@@ -26,8 +26,19 @@ def trained_run(tmp_path_factory, tiny_backbone):
 
 def test_score_split_to_parquet_and_jsonl(trained_run, tmp_path):
     for out in (tmp_path / "recs.parquet", tmp_path / "recs.jsonl"):
-        result = runner.invoke(app, ["score", str(trained_run), "--split", "test", "--out", str(out), "-k", "5",
-                                     "--shard-size", "7"])  # fmt: skip
+        args = [
+            "score",
+            str(trained_run),
+            "--split",
+            "test",
+            "--out",
+            str(out),
+            "-k",
+            "5",
+            "--shard-size",
+            "7",
+        ]
+        result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         frame = pd.read_parquet(out) if out.suffix == ".parquet" else pd.read_json(out, lines=True)
         assert list(frame.columns) == ["user", "rank", "item", "title", "score"]
@@ -40,7 +51,9 @@ def test_unknown_users_go_to_errors_file_or_fail_strict(trained_run, tmp_path):
     users = tmp_path / "users.txt"
     users.write_text("u1\nghost\nu2\n")
     out = tmp_path / "recs.parquet"
-    result = runner.invoke(app, ["score", str(trained_run), "--users", str(users), "--out", str(out), "-k", "3"])
+    result = runner.invoke(
+        app, ["score", str(trained_run), "--users", str(users), "--out", str(out), "-k", "3"]
+    )
     assert result.exit_code == 0, result.output
     assert sorted(pd.read_parquet(out)["user"].unique()) == ["u1", "u2"]
     errors = [json.loads(line) for line in (tmp_path / "recs.parquet.errors.jsonl").read_text().splitlines()]
@@ -55,8 +68,8 @@ def test_resume_after_kill_never_duplicates_or_drops(trained_run, tmp_path):
     users = tmp_path / "users.txt"
     users.write_text("".join(f"u{i % 40}\n" for i in range(400)))  # 400 rows to score, one shard each
     out = tmp_path / "recs.parquet"
-    cmd = [sys.executable, "-m", "llmrec", "score", str(trained_run), "--users", str(users), "--out", str(out),
-           "-k", "4", "--shard-size", "1"]  # fmt: skip
+    cmd = [sys.executable, "-m", "llmrec", "score", str(trained_run), "--users", str(users)]
+    cmd += ["--out", str(out), "-k", "4", "--shard-size", "1"]
     manifest = tmp_path / "recs.parquet.parts" / "manifest.json"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120

@@ -84,9 +84,9 @@ def fit(
     accelerator = Accelerator(gradient_accumulation_steps=tc.grad_accum, cpu=not torch.cuda.is_available())
     if accelerator.num_processes == 1 and os.environ.get("MASTER_ADDR") and "WORLD_SIZE" not in os.environ:
         accelerator.print(
-            "note: `accelerate launch --cpu --num_processes N` starts ONE process unless given an MPI "
-            "--mpirun_hostfile; for N CPU processes use `accelerate launch --multi_gpu --num_processes N` "
-            "(torchrun). Training in one process."
+            "note: started by a launcher that asked for several processes but started one; training in "
+            "one process. For N CPU processes use `accelerate launch --cpu --num_processes N -m llmrec "
+            "train ...` or `torchrun --nproc_per_node N -m llmrec train ...`."
         )
     if accelerator.device.type == "cpu":  # processes share the cores: don't oversubscribe them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
