@@ -60,11 +60,17 @@ def train(config: Path) -> None:
         recipes.train(_load(config))
 
 
+Backend = Annotated[
+    str | None, typer.Option(help="hf (transformers) or vllm; default: the run's generate.backend")
+]
+
+
 @app.command()
 def evaluate(
     run_dir: Path,
     split: Annotated[str, typer.Option(help="valid or test")] = "test",
     limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N users")] = None,
+    backend: Backend = None,
 ) -> None:
     """Full-ranking HR/NDCG/MRR of the run and of popularity; writes RUN_DIR/metrics-<split>.json."""
     from llmrec import recipes
@@ -72,7 +78,7 @@ def evaluate(
     if split not in ("valid", "test"):
         _fail(InputError("--split must be 'valid' or 'test'"))
     with reported():
-        recipes.evaluate(run_dir, split, limit)
+        recipes.evaluate(run_dir, split, limit, backend=backend)
 
 
 @app.command()
@@ -84,6 +90,7 @@ def recommend(
     ] = None,
     k: Annotated[int, typer.Option("-k", help="how many items")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
+    backend: Backend = None,
 ) -> None:
     """Top-K items for a known user or an ad-hoc history."""
     from llmrec import recipes
@@ -92,7 +99,7 @@ def recommend(
         _fail(InputError("give exactly one of --user or --history"))
     items = [h.strip() for h in history.split(",") if h.strip()] if history else None
     with reported():
-        recs = recipes.recommend(run_dir, user=user, history=items, k=k)
+        recs = recipes.recommend(run_dir, user=user, history=items, k=k, backend=backend)
     if as_json:
         for r in recs:
             sys.stdout.write(
@@ -121,13 +128,14 @@ def score(
     shard_size: Annotated[int, typer.Option(help="users per atomic shard")] = 1000,
     limit: Annotated[int | None, typer.Option(help="only the first N users")] = None,
     strict: Annotated[bool, typer.Option(help="stop at the first bad user instead of logging it")] = False,
+    backend: Backend = None,
 ) -> None:
     """Offline batch scoring: one row per (user, rank); resumable after a kill."""
     from llmrec import recipes
 
     with reported():
         recipes.score(run_dir, out, users_file=users, split_name=split, k=k, shard_size=shard_size,
-                      limit=limit, strict=strict)  # fmt: skip
+                      limit=limit, strict=strict, backend=backend)  # fmt: skip
 
 
 @app.command()

@@ -60,6 +60,9 @@ class PromptConfig(_Section):
     max_prompt_tokens: int = Field(256, ge=16)
     include_titles: bool = True
     max_examples_per_user: int = Field(10, ge=1, description="most recent training targets per user")
+    align_to: int = Field(
+        32, ge=1, description="left-fill prompts with pad tokens to a multiple of N (vLLM KV blocks)"
+    )
 
 
 class LoraSettings(_Section):
@@ -91,12 +94,26 @@ class TrainConfig(_Section):
     seed: int = 0
 
 
+class VllmSettings(_Section):
+    """Engine settings for `generate.backend: vllm` (vLLM's own names and meanings)."""
+
+    batch_size: int = Field(64, ge=1, description="users per engine call (all their beams at once)")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine shards the model over")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    kv_cache_gib: float | None = Field(None, gt=0, description="fixed KV cache size; default 2 on CPU")
+    max_num_seqs: int = Field(256, ge=1)
+    max_model_len: int | None = None
+    block_size: int | None = Field(None, description="KV block; default 32 on CPU, 16 on GPU")
+    enforce_eager: bool | None = Field(None, description="default: eager on CPU, CUDA graphs on GPU")
+
+
 class GenerateConfig(_Section):
-    backend: Literal["hf"] = "hf"
+    backend: Literal["hf", "vllm"] = "hf"
     num_beams: int = 20
     top_k: int = 10
-    batch_size: int = 8
+    batch_size: int = Field(8, ge=1, description="users per batch on the hf backend")
     exclude_history: bool = True
+    vllm: VllmSettings = Field(default_factory=VllmSettings)
 
 
 class Config(_Section):

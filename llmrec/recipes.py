@@ -117,7 +117,7 @@ def train(cfg: Config) -> RunDir:
     model = add_lora(model, cfg, tokenizer.convert_tokens_to_ids(ids.new_tokens))
     table = pd.read_parquet(prepared / "examples-train.parquet")
     targets = id_token_ids(tokenizer, [ids.id_of(t) for t in table["target"]])
-    examples = encode_examples(tokenizer, table["prompt"].tolist(), targets)
+    examples = encode_examples(tokenizer, table["prompt"].tolist(), targets, cfg.prompts.align_to)
     console.log(f"training on {len(examples)} examples; run directory {run.path}")
     fit(cfg, model, tokenizer, examples, run, _validator(cfg, tokenizer, ids, split))
     return run
@@ -129,6 +129,7 @@ def evaluate(
     limit: int | None = None,
     seed: int = 0,
     recommender: Recommender | None = None,
+    backend: str | None = None,
 ) -> dict:
     """Evaluate the run and popularity on the same users; write `metrics-<split>.json`."""
     run = RunDir(run_dir)
@@ -140,7 +141,7 @@ def evaluate(
     histories = [split.history(row, split_name) for _, row in users.iterrows()]
     targets = users[split_name].tolist()
     k = max(10, cfg.generate.top_k)
-    rec = recommender or Recommender.from_run(run.path)
+    rec = recommender or Recommender.from_run(run.path, backend=backend)
     t0 = time.time()
     lists = rec.recommend(histories, k=k, progress=True)
     wall = time.time() - t0
@@ -151,6 +152,7 @@ def evaluate(
     metrics["baselines"] = {"popularity": ranking_metrics(targets, pop_lists, catalogue)}
     metrics |= {
         "split": split_name,
+        "backend": rec.backend,
         "num_beams": max(cfg.generate.num_beams, k),
         "exclude_history": cfg.generate.exclude_history,
         "generate_wall_s": round(wall, 1),
@@ -185,14 +187,18 @@ def user_history(split: SplitData, user: str) -> list[str]:
 
 
 def recommend(
-    run_dir: str | Path, user: str | None = None, history: list[str] | None = None, k: int = 10
+    run_dir: str | Path,
+    user: str | None = None,
+    history: list[str] | None = None,
+    k: int = 10,
+    backend: str | None = None,
 ) -> list[Recommendation]:
     run = RunDir(run_dir)
     if history is None:
         if user is None:
             raise InputError("give --user or --history")
         history = user_history(SplitData.load(run.load_config().prepared_dir), user)
-    return Recommender.from_run(run.path).recommend([history], k=k)[0]
+    return Recommender.from_run(run.path, backend=backend).recommend([history], k=k)[0]
 
 
 def sample_users(split: SplitData, n: int, seed: int = 0) -> list[str]:
@@ -223,6 +229,7 @@ def score(
     shard_size: int = 1000,
     limit: int | None = None,
     strict: bool = False,
+    backend: str | None = None,
 ) -> dict:
     """Batch top-K for a users file (full known history) or an evaluation split (its history)."""
     from llmrec.score import ScoreRequest, score_users
@@ -244,13 +251,8 @@ def score(
             else:
                 requests.append(ScoreRequest(user, None, error=f"unknown user '{user}'"))
     requests = requests[:limit] if limit else requests
-    rec = Recommender.from_run(run.path)
-    settings = {
-        "run": str(run.path.resolve()),
-        "k": k,
-        "source": str(users_file or split_name),
-        "backend": "hf",
-    }
+    rec = Recommender.from_run(run.path, backend=backend)
+    settings = {"run": str(run.path.resolve()), "k": k, "source": str(users_file or split_name)}
     summary = score_users(
         requests,
         lambda histories: rec.recommend(histories, k=k),

@@ -19,6 +19,20 @@ def tiny_backbone(tmp_path_factory) -> Path:
     return save_tiny_backbone(tmp_path_factory.mktemp("tiny-llm"))
 
 
+@pytest.fixture(scope="session")
+def tiny_vllm_backbone(tmp_path_factory) -> Path:
+    """Like tiny_backbone, with heads wide enough for vLLM's CPU attention kernels."""
+    return save_tiny_backbone(tmp_path_factory.mktemp("tiny-llm-vllm"), head_dim=32)
+
+
+def require_vllm():
+    """vLLM tests run wherever vllm(-cpu) is installed; CI installs it, so there they never skip."""
+    if os.environ.get("CI"):
+        import vllm  # noqa: F401
+    else:
+        pytest.importorskip("vllm")
+
+
 def write_synthetic_csvs(
     folder: Path, n_users: int = 40, n_items: int = 30, seed: int = 0
 ) -> tuple[Path, Path]:

@@ -55,3 +55,15 @@ def test_user_template_and_errors(tmp_path):
     with pytest.raises(InputError, match="longer than"):
         cfg = PromptConfig(template=str(tmp_path / "long.j2"), max_prompt_tokens=16)
         PromptBuilder(cfg, tiny_tokenizer(), IDS, TITLES).render(["i1"])
+
+
+def test_encode_prompts_left_fills_to_a_block_multiple():
+    from llmrec.prompts import encode_prompts
+
+    tok = tiny_tokenizer()
+    plain = tok(["Next item:", "A user interacted with these items, oldest first:"], add_special_tokens=False)
+    aligned = encode_prompts(tok, ["Next item:", "A user interacted with these items, oldest first:"], 8)
+    for ids, original in zip(aligned, plain.input_ids, strict=True):
+        assert len(ids) % 8 == 0 and ids[len(ids) - len(original) :] == original
+        assert set(ids[: len(ids) - len(original)]) <= {tok.pad_token_id}
+    assert encode_prompts(tok, ["Next item:"], 1) == [plain.input_ids[0]]

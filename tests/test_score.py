@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,15 +11,16 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import require_vllm
 from test_pipeline import runner, write_config
 
 from llmrec.cli import app
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_backbone):
+def trained_run(tmp_path_factory, tiny_vllm_backbone):  # a backbone both backends can load
     tmp = tmp_path_factory.mktemp("score")
-    config = write_config(tmp, tiny_backbone, max_steps=2, eval_every=0)
+    config = write_config(tmp, tiny_vllm_backbone, max_steps=2, eval_every=0)
     for args in (["prepare", config], ["train", config]):
         assert runner.invoke(app, args).exit_code == 0
     return tmp / "run"
@@ -64,12 +66,15 @@ def test_unknown_users_go_to_errors_file_or_fail_strict(trained_run, tmp_path):
     assert result.exit_code == 2 and "ghost" in result.output and not strict_out.exists()
 
 
-def test_resume_after_kill_never_duplicates_or_drops(trained_run, tmp_path):
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_resume_after_kill_never_duplicates_or_drops(trained_run, tmp_path, backend):
+    if backend == "vllm":
+        require_vllm()
     users = tmp_path / "users.txt"
     users.write_text("".join(f"u{i % 40}\n" for i in range(400)))  # 400 rows to score, one shard each
     out = tmp_path / "recs.parquet"
     cmd = [sys.executable, "-m", "llmrec", "score", str(trained_run), "--users", str(users)]
-    cmd += ["--out", str(out), "-k", "4", "--shard-size", "1"]
+    cmd += ["--out", str(out), "-k", "4", "--shard-size", "1", "--backend", backend]
     manifest = tmp_path / "recs.parquet.parts" / "manifest.json"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -89,3 +94,19 @@ def test_resume_after_kill_never_duplicates_or_drops(trained_run, tmp_path):
     frame = pd.read_parquet(out)
     assert len(frame) == 400 * 4
     assert frame.groupby("user").size().eq(10 * 4).all()  # each of the 40 users appears 10 times
+
+
+def test_ray_data_pipeline_scores_every_user(trained_run, tmp_path):
+    """The many-machine path, on a local Ray instance: same rows as the single-machine scorer."""
+    ray = pytest.importorskip("ray") if not os.environ.get("CI") else __import__("ray")
+    from llmrec.score.ray_pipeline import score_with_ray
+
+    users = pd.DataFrame({"user": ["u1", "u2", "u3"], "history": [["m1", "m2"], ["m5"], ["m7", "m8", "m9"]]})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        score_with_ray(trained_run, users, tmp_path / "ray-out", k=3, backend="hf", batch_size=2)
+    finally:
+        ray.shutdown()
+    frame = pd.read_parquet(tmp_path / "ray-out")
+    assert len(frame) == 3 * 3 and sorted(frame["user"].unique()) == ["u1", "u2", "u3"]
+    assert not frame.duplicated(["user", "rank"]).any()

@@ -30,11 +30,12 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<pad>")
 
 
-def tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
+def tiny_model(vocab_size: int, seed: int = 0, head_dim: int = 8) -> LlamaForCausalLM:
+    """2 layers, 4 heads; vLLM's CPU attention needs head_dim >= 32."""
     torch.manual_seed(seed)
     cfg = LlamaConfig(
         vocab_size=vocab_size,
-        hidden_size=32,
+        hidden_size=4 * head_dim,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
@@ -45,10 +46,10 @@ def tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
     return LlamaForCausalLM(cfg).eval()
 
 
-def save_tiny_backbone(folder: Path, seed: int = 0) -> Path:
+def save_tiny_backbone(folder: Path, seed: int = 0, head_dim: int = 8) -> Path:
     """A complete model folder (config, weights, tokenizer) usable as `model.name`."""
     tokenizer = tiny_tokenizer()
-    model = tiny_model(len(tokenizer), seed)
+    model = tiny_model(len(tokenizer), seed, head_dim)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -11,6 +11,7 @@ score above its best running beam.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -37,42 +38,40 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
     return ids, mask
 
 
-@torch.no_grad()
-def beam_search(
-    model: PreTrainedModel,
-    prompts: list[list[int]],
+Advance = Callable[[list[int] | None, list[int] | None, list[int]], torch.Tensor]
+"""`advance(parents, tokens, nodes)` -> next-token log-probs, one row per beam (rows x vocab).
+
+The first call has `parents = tokens = None` and one row per prompt (the prefill). Later calls
+have batch x num_beams rows: beam r continues previous row `parents[r]` with `tokens[r]` and now
+sits at trie node `nodes[r]` (-1: a dead beam, whose row is ignored). Rows need hold correct values
+only for the tokens the trie allows at the node; the search masks the rest.
+"""
+
+
+def trie_beam_search(
+    advance: Advance,
+    batch: int,
     trie: ItemTrie,
     *,
     num_beams: int,
     top_k: int,
-    pad_id: int,
     exclude: list[list[int]] | None = None,
 ) -> list[list[Scored]]:
-    """Top-`top_k` distinct items per prompt, best first. `exclude[b]` lists item indices that
-    may not be returned for prompt b (e.g. its history)."""
+    """Top-`top_k` distinct items for each of `batch` prompts, best first, whatever computes the
+    log-probs (`advance`). `exclude[b]` lists item indices that may not be returned for prompt b."""
     if top_k > num_beams:
         raise ValueError(f"top_k ({top_k}) cannot exceed num_beams ({num_beams})")
-    device = model.device
-    batch, width = len(prompts), num_beams
+    width = num_beams
     blocked = [trie.blocked(ex) if ex else None for ex in (exclude or [None] * batch)]
     row_blocked = [blocked[r // width] for r in range(batch * width)]
 
-    ids, attn = left_pad(prompts, pad_id)
-    ids, attn = ids.to(device), attn.to(device)
-    out = model(
-        input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0), use_cache=True
-    )
-    cache = out.past_key_values
-    logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()  # (batch, vocab)
+    logp = advance(None, None, [0] * batch).float().cpu()
     vocab = logp.shape[-1]
-
     # Step 0 has one real beam per user; the other W-1 start at -inf so only beam 0 expands.
     scores = torch.full((batch, width), NEG)
     scores[:, 0] = 0.0
     nodes = [0] * (batch * width)
     logp = logp.repeat_interleave(width, dim=0)
-    cache_rows = torch.arange(batch).repeat_interleave(width)  # rows of the prefill cache per beam
-    attn = attn.repeat_interleave(width, dim=0)
 
     pool: list[list[tuple[float, int]]] = [[] for _ in range(batch)]
     done = [False] * batch
@@ -100,34 +99,66 @@ def beam_search(
             running = [c for c in range(2 * width) if not is_eos[c]][:width]
             running += [c for c in range(2 * width) if is_eos[c]][: width - len(running)]
             for j, c in enumerate(running):
-                ok = finite[c] and not is_eos[c]
+                ok = finite[c] and not is_eos[c] and not done[b]
                 p = cand_parent[b][c]
                 new_scores[b, j] = cand_scores[b][c] if ok else NEG
                 new_nodes.append(trie.step(nodes[b * width + p], cand_token[b][c]) if ok else -1)
                 new_parents.append(b * width + p)
-                new_tokens.append(cand_token[b][c] if ok else pad_id)
+                new_tokens.append(cand_token[b][c] if ok else trie.eos)
             best_running = float(new_scores[b].max())
             if len(pool[b]) == width and best_running <= pool[b][-1][0]:
                 done[b] = True
         if all(done) or not torch.isfinite(new_scores).any():
             break
-
-        beam_rows = torch.tensor(new_parents)
-        cache.reorder_cache(cache_rows[beam_rows].to(device))
-        cache_rows = torch.arange(batch * width)
-        attn = torch.cat(
-            [attn[beam_rows.to(device)], torch.ones((batch * width, 1), dtype=attn.dtype, device=device)], 1
-        )
         scores, nodes = new_scores, new_nodes
-        step_ids = torch.tensor(new_tokens, device=device).unsqueeze(-1)
-        out = model(
-            input_ids=step_ids,
-            attention_mask=attn,
-            position_ids=(attn.sum(-1, keepdim=True) - 1),
-            past_key_values=cache,
-            use_cache=True,
-        )
-        cache = out.past_key_values
-        logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
+        logp = advance(new_parents, new_tokens, nodes).float().cpu()
 
     return [[Scored(item, s) for s, item in pool[b][:top_k] if s > NEG] for b in range(batch)]
+
+
+@torch.no_grad()
+def beam_search(
+    model: PreTrainedModel,
+    prompts: list[list[int]],
+    trie: ItemTrie,
+    *,
+    num_beams: int,
+    top_k: int,
+    pad_id: int,
+    exclude: list[list[int]] | None = None,
+) -> list[list[Scored]]:
+    """The transformers backend: prefill the batch of prompts once, then one token per beam and
+    step on the copied KV cache. `exclude[b]` lists item indices not to return for prompt b."""
+    device = model.device
+    width = num_beams
+    ids, attn = left_pad(prompts, pad_id)
+    ids, attn = ids.to(device), attn.to(device)
+    state: dict = {}
+
+    def advance(parents: list[int] | None, tokens: list[int] | None, nodes: list[int]) -> torch.Tensor:
+        if parents is None:
+            out = model(
+                input_ids=ids,
+                attention_mask=attn,
+                position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+                use_cache=True,
+            )
+            state["cache"], state["attn"] = out.past_key_values, attn.repeat_interleave(width, dim=0)
+            state["cache_rows"] = torch.arange(len(prompts)).repeat_interleave(width)  # prefill row per beam
+            return torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        beam_rows = torch.tensor(parents)
+        state["cache"].reorder_cache(state["cache_rows"][beam_rows].to(device))
+        state["cache_rows"] = torch.arange(len(parents))
+        step_attn = state["attn"][beam_rows.to(device)]
+        step_attn = torch.cat([step_attn, torch.ones_like(step_attn[:, :1])], 1)
+        out = model(
+            input_ids=torch.tensor(tokens, device=device).unsqueeze(-1),
+            attention_mask=step_attn,
+            position_ids=step_attn.sum(-1, keepdim=True) - 1,
+            past_key_values=state["cache"],
+            use_cache=True,
+        )
+        state["cache"], state["attn"] = out.past_key_values, step_attn
+        return torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+
+    return trie_beam_search(advance, len(prompts), trie, num_beams=num_beams, top_k=top_k, exclude=exclude)

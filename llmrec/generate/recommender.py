@@ -1,6 +1,7 @@
 """The generation API: top-K catalogue items for user histories, from a trained run.
 
-rec = Recommender.from_run("runs/ml100k")
+rec = Recommender.from_run("runs/ml100k")                 # transformers backend (any machine)
+rec = Recommender.from_run("runs/ml100k", backend="vllm") # vLLM engine over the merged run
 rec.recommend([["50", "172", "133"]], k=10)   # -> [[Recommendation(item, title, score, rank), ...]]
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -20,8 +22,11 @@ from llmrec.generate.beam import Scored, beam_search
 from llmrec.generate.reference import generate_reference
 from llmrec.generate.trie import ItemTrie
 from llmrec.ids import ItemIds, id_token_ids
-from llmrec.prompts import PromptBuilder
+from llmrec.prompts import PromptBuilder, encode_prompts
 from llmrec.train.run_dir import RunDir
+
+if TYPE_CHECKING:
+    from llmrec.generate.vllm_backend import VllmDecoder
 
 
 @dataclass
@@ -33,31 +38,46 @@ class Recommendation:
 
 
 class Recommender:
+    """Decodes with `model` (transformers), or with `vllm_decoder` when one is given."""
+
     def __init__(
         self,
-        model: PreTrainedModel,
+        model: PreTrainedModel | None,
         tokenizer: PreTrainedTokenizerBase,
         item_ids: ItemIds,
         titles: dict[str, str],
         prompt_cfg: PromptConfig,
         gen_cfg: GenerateConfig,
+        vllm_decoder: VllmDecoder | None = None,
     ) -> None:
         self.model, self.tokenizer, self.item_ids, self.titles = model, tokenizer, item_ids, titles
-        self.cfg = gen_cfg
+        self.cfg, self.vllm_decoder = gen_cfg, vllm_decoder
+        self.backend = "vllm" if vllm_decoder is not None else "hf"
         self.builder = PromptBuilder(
             prompt_cfg, tokenizer, dict(zip(item_ids.items, item_ids.ids, strict=True)), titles
         )
         self.trie = ItemTrie(id_token_ids(tokenizer, item_ids.ids), tokenizer.eos_token_id)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, dtype: str | None = None) -> Recommender:
+    def from_run(
+        cls, run_dir: str | Path, dtype: str | None = None, backend: str | None = None
+    ) -> Recommender:
+        """`backend`: 'hf' or 'vllm' (default: the run config's `generate.backend`)."""
         run = RunDir(run_dir)
         cfg = run.load_config()
+        backend = backend or cfg.generate.backend
+        if backend not in ("hf", "vllm"):
+            raise InputError(f"unknown backend {backend!r}: use 'hf' or 'vllm'", field="backend")
         tokenizer = run.load_tokenizer()
-        model = run.load_model(tokenizer, dtype)
         split_items = SplitData.load(cfg.prepared_dir).items
         titles = dict(zip(split_items["item"], split_items["title"].fillna(""), strict=True))
-        return cls(model, tokenizer, ItemIds.load(run.path), titles, cfg.prompts, cfg.generate)
+        ids = ItemIds.load(run.path)
+        if backend == "vllm":
+            from llmrec.generate.vllm_backend import VllmDecoder, merged_model_dir
+
+            decoder = VllmDecoder(merged_model_dir(run), dtype or cfg.model.dtype, cfg.generate.vllm)
+            return cls(None, tokenizer, ids, titles, cfg.prompts, cfg.generate, vllm_decoder=decoder)
+        return cls(run.load_model(tokenizer, dtype), tokenizer, ids, titles, cfg.prompts, cfg.generate)
 
     def check_history(self, history: list[str], where: str = "history") -> None:
         unknown = [i for i in history if i not in self.item_ids.index]
@@ -65,6 +85,28 @@ class Recommender:
             raise InputError(
                 f"unknown item id(s) {unknown[:5]} (not in the catalogue)", where=where, field="item"
             )
+
+    def _decode(
+        self, prompts: list[list[int]], k: int, exclude: list[list[int]] | None, reference: bool
+    ) -> list[list[Scored]]:
+        num_beams = max(self.cfg.num_beams, k)
+        if self.vllm_decoder is not None:
+            return self.vllm_decoder.decode(prompts, self.trie, num_beams=num_beams, top_k=k, exclude=exclude)
+        decode = generate_reference if reference else beam_search
+        was_training = self.model.training
+        self.model.eval()
+        with torch.inference_mode():
+            out = decode(
+                self.model,
+                prompts,
+                self.trie,
+                num_beams=num_beams,
+                top_k=k,
+                pad_id=self.tokenizer.pad_token_id,
+                exclude=exclude,
+            )
+        self.model.train(was_training)
+        return out
 
     def recommend(
         self,
@@ -80,35 +122,23 @@ class Recommender:
         exclude_history = self.cfg.exclude_history if exclude_history is None else exclude_history
         for n, history in enumerate(histories):
             self.check_history(history, where=f"history {n + 1}")
-        prompts = self.tokenizer(
-            [self.builder.render(h) for h in histories], add_special_tokens=False
-        ).input_ids
+        prompts = encode_prompts(
+            self.tokenizer, [self.builder.render(h) for h in histories], self.builder.cfg.align_to
+        )
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
-        decode = generate_reference if reference else beam_search
         results: list[list[Scored]] = [[] for _ in histories]
-        was_training = self.model.training
-        self.model.eval()
+        batch_size = self.cfg.vllm.batch_size if self.vllm_decoder else self.cfg.batch_size
         bar = tqdm(total=len(order), desc="recommending", unit="user", disable=not progress)
-        for start in range(0, len(order), self.cfg.batch_size):
-            idx = order[start : start + self.cfg.batch_size]
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
             exclude = (
                 [[self.item_ids.index[i] for i in histories[j]] for j in idx] if exclude_history else None
             )
-            with torch.inference_mode():
-                out = decode(
-                    self.model,
-                    [prompts[j] for j in idx],
-                    self.trie,
-                    num_beams=max(self.cfg.num_beams, k),
-                    top_k=k,
-                    pad_id=self.tokenizer.pad_token_id,
-                    exclude=exclude,
-                )
+            out = self._decode([prompts[j] for j in idx], k, exclude, reference)
             for j, scored in zip(idx, out, strict=True):
                 results[j] = scored
             bar.update(len(idx))
         bar.close()
-        self.model.train(was_training)
         return [
             [
                 Recommendation(

@@ -48,6 +48,15 @@ class ScoreRequest:
     error: str | None = None
 
 
+def to_rows(users: list[str], lists: list[list[Recommendation]]) -> list[dict]:
+    """One output row (SCHEMA) per (user, rank)."""
+    return [
+        {"user": user, "rank": rec.rank, "item": rec.item, "title": rec.title, "score": rec.score}
+        for user, recs in zip(users, lists, strict=True)
+        for rec in recs
+    ]
+
+
 def _fingerprint(requests: list[ScoreRequest], settings: dict) -> str:
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for r in requests:
@@ -109,11 +118,7 @@ def score_users(
             else:
                 good.append(r)
         lists = recommend([r.history for r in good]) if good else []
-        rows = [
-            {"user": r.user, "rank": rec.rank, "item": rec.item, "title": rec.title, "score": rec.score}
-            for r, recs in zip(good, lists, strict=True)
-            for rec in recs
-        ]
+        rows = to_rows([r.user for r in good], lists)
         with atomic_path(parts / name) as tmp:
             pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp)
         manifest["done"][name] = {"users": len(batch), "rows": len(rows), "errors": failed}

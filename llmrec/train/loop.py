@@ -25,16 +25,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_sc
 
 from llmrec.config import Config
 from llmrec.io import atomic_path, write_json
+from llmrec.prompts import encode_prompts
 from llmrec.train.run_dir import RunDir
 
 Example = dict[str, list[int]]
 
 
 def encode_examples(
-    tokenizer: PreTrainedTokenizerBase, prompts: list[str], target_tokens: list[list[int]]
+    tokenizer: PreTrainedTokenizerBase, prompts: list[str], target_tokens: list[list[int]], align_to: int = 1
 ) -> list[Example]:
-    """input_ids = prompt + id tokens + EOS; labels mask the prompt with -100."""
-    prompt_ids = tokenizer(prompts, add_special_tokens=False).input_ids
+    """input_ids = prompt (aligned as at inference) + id tokens + EOS; labels mask the prompt with -100."""
+    prompt_ids = encode_prompts(tokenizer, prompts, align_to)
     out = []
     for p, t in zip(prompt_ids, target_tokens, strict=True):
         answer = [*t, tokenizer.eos_token_id]

@@ -1,0 +1,59 @@
+"""Batch scoring across machines: a Ray Data pipeline of Recommender actors (optional extra `ray`).
+
+    users (Parquet/CSV/JSONL with `user` and `history`)  ->  map_batches(ScoringActor, N actors)
+    ->  write_parquet(OUT_DIR)
+
+Ray Data schedules the actors over the cluster (one GPU each for the vLLM backend), streams
+batches through them and retries failed tasks; each actor holds one Recommender (one vLLM engine).
+Within one machine, prefer `llmrec score` (resumable shards, errors file); use this when one
+machine is not enough.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from llmrec.generate import Recommender
+from llmrec.score.batch import SCHEMA, to_rows
+
+
+class ScoringActor:
+    """Ray Data callable class: a batch of users with histories -> their top-K rows."""
+
+    def __init__(self, run_dir: str, k: int, backend: str | None = None) -> None:
+        self.recommender = Recommender.from_run(run_dir, backend=backend)
+        self.k = k
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        histories = [[str(i) for i in h] for h in batch["history"]]
+        lists = self.recommender.recommend(histories, k=self.k)
+        rows = to_rows([str(u) for u in batch["user"]], lists)
+        return pd.DataFrame(rows, columns=SCHEMA.names)
+
+
+def score_with_ray(
+    run_dir: str | Path,
+    users: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    k: int = 10,
+    backend: str | None = None,
+    actors: int = 1,
+    gpus_per_actor: float = 0,
+    batch_size: int = 256,
+) -> None:
+    """Score `users` (columns `user`, `history`: item ids oldest first) into Parquet files in `out_dir`."""
+    import ray
+
+    dataset = ray.data.from_pandas(users[["user", "history"]])
+    scored = dataset.map_batches(
+        ScoringActor,
+        fn_constructor_kwargs={"run_dir": str(Path(run_dir).resolve()), "k": k, "backend": backend},
+        batch_size=batch_size,
+        batch_format="pandas",
+        concurrency=actors,
+        num_gpus=gpus_per_actor,
+    )
+    scored.write_parquet(str(out_dir))
