@@ -139,6 +139,18 @@ def score(
 
 
 @app.command()
+def baseline(
+    config: Path,
+    model: Annotated[str, typer.Option(help="sasrec (full cross-entropy) or popularity")] = "sasrec",
+) -> None:
+    """Fit a baseline on the prepared split; write baselines_dir/<model>/metrics-{valid,test}.json."""
+    from llmrec import recipes
+
+    with reported():
+        recipes.baseline(_load(config), model)
+
+
+@app.command()
 def quickstart(
     config: Annotated[Path | None, typer.Option(help="override the built-in quickstart config")] = None,
     eval_users: Annotated[int, typer.Option(help="test users to evaluate")] = 200,

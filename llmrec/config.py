@@ -116,6 +116,25 @@ class GenerateConfig(_Section):
     vllm: VllmSettings = Field(default_factory=VllmSettings)
 
 
+class SasrecSettings(_Section):
+    """SASRec with full cross-entropy (`llmrec baseline CONFIG --model sasrec`)."""
+
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.2
+    max_len: int = Field(50, ge=2, description="most recent items the model reads")
+    lr: float = 1e-3
+    batch_size: int = 128
+    max_epochs: int = 200
+    patience: int = Field(10, ge=1, description="epochs without a better valid NDCG@10 before stopping")
+    seed: int = 0
+
+
+class BaselinesConfig(_Section):
+    sasrec: SasrecSettings = Field(default_factory=SasrecSettings)
+
+
 class Config(_Section):
     prepared_dir: str = "prepared"
     run_dir: str = "runs/default"
@@ -125,6 +144,8 @@ class Config(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    baselines_dir: str = Field("baselines", description="where `llmrec baseline` writes its metrics")
 
     def resolve_paths(self, base: Path) -> Config:
         """Return a copy whose relative paths are anchored at `base`."""
@@ -135,6 +156,7 @@ class Config(_Section):
         cfg = self.model_copy(deep=True)
         cfg.prepared_dir = anchor(cfg.prepared_dir)
         cfg.run_dir = anchor(cfg.run_dir)
+        cfg.baselines_dir = anchor(cfg.baselines_dir)
         for key in ("path", "interactions", "items"):
             value = getattr(cfg.data, key)
             if value is not None and not value.startswith(BUILTIN):

