@@ -1,0 +1,103 @@
+"""Quality report: every metrics file in docs/benchmarks/ that compares models on the same split.
+
+Reads the committed metrics JSON files (written by `llmrec evaluate` / `llmrec baseline` through the
+scripts named in the table) and writes docs/benchmarks/quality.md, quality.json and quality.png.
+Rows whose file does not exist yet are listed as "not run yet", never filled in.
+
+    python scripts/quality_report.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+DOCS = Path("docs/benchmarks")
+PUBLISHED_BEAUTY_SASREC_CE_NDCG10 = 0.0405  # RecBole SASRec-CE, ../shared/datasets/README.md
+
+ML, BASE = "bash scripts/ml100k_full.sh", "bash scripts/baselines.sh"
+ROWS = [
+    # dataset, model, metrics file, key inside the file (None: top level), command that reproduces it
+    ("ML-100K", "LLM, semantic ids", "ml100k-metrics-test.json", None, ML),
+    ("ML-100K", "LLM, title ids", "ml100k-title-metrics-test.json", None, f"{ML} title"),
+    ("ML-100K", "LLM, numeric ids", "ml100k-numeric-metrics-test.json", None, f"{ML} numeric"),
+    ("ML-100K", "SASRec-CE", "ml100k-sasrec-metrics-test.json", None, f"{BASE} ml100k"),
+    ("ML-100K", "popularity", "ml100k-sasrec-metrics-test.json", "popularity", f"{BASE} ml100k"),
+    ("Beauty", "SASRec-CE", "beauty-sasrec-metrics-test.json", None, f"{BASE} beauty"),
+    ("Beauty", "popularity", "beauty-sasrec-metrics-test.json", "popularity", f"{BASE} beauty"),
+    ("Beauty", "LLM, semantic ids", "beauty-llm-metrics-test.json", None, "bash scripts/beauty_llm.sh (GPU)"),
+]
+KEYS = ["hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr", "valid_rate", "users"]
+
+
+def load(file: str, key: str | None) -> dict | None:
+    path = DOCS / file
+    if not path.exists():
+        return None
+    metrics = json.loads(path.read_text())
+    return metrics.get("baselines", {}).get(key) if key else metrics
+
+
+def budget(metrics: dict) -> str:
+    train = metrics.get("train") or {}
+    if "steps" in train:
+        return f"{train['steps']} steps x {train['batch_size']}, train {train.get('train_wall_s', '?')} s"
+    if "epochs_run" in train:
+        epochs = f"{train['epochs_run']} epochs (best {train['best_epoch']})"
+        return f"{epochs}, train {train.get('train_wall_s', '?')} s"
+    return "-"
+
+
+def main() -> None:
+    table, report = [], []
+    for dataset, model, file, key, command in ROWS:
+        metrics = load(file, key)
+        report.append(
+            {"dataset": dataset, "model": model, "file": file, "command": command, "metrics": metrics}
+        )
+        if metrics is None:
+            table.append(f"| {dataset} | {model} | not run yet | | | | | | | `{command}` |")
+            continue
+        cells = [f"{metrics[k]:.4f}" if k != "users" else str(metrics[k]) for k in KEYS]
+        cost = budget(metrics) if key is None else "-"
+        table.append(f"| {dataset} | {model} | " + " | ".join(cells) + f" | {cost} | `{command}` |")
+
+    lines = [
+        "# Quality: the LLM against SASRec-CE and popularity, same splits, same evaluation code",
+        "",
+        "Written by `python scripts/quality_report.py` from the metrics files in this folder. Full",
+        "ranking over the whole catalogue, leave-one-out test split, history items excluded from the",
+        "ranking for every model. SASRec-CE: causal self-attention, softmax cross-entropy over all items,",
+        "early stopping on validation NDCG@10 (`llmrec baseline CONFIG --model sasrec`).",
+        "",
+        "| dataset | model | " + " | ".join(KEYS) + " | budget | reproduce |",
+        "|" + "---|" * (len(KEYS) + 4),
+        *table,
+    ]
+    beauty = load("beauty-sasrec-metrics-test.json", None)
+    if beauty is not None:
+        gap = beauty["ndcg@10"] / PUBLISHED_BEAUTY_SASREC_CE_NDCG10 - 1
+        lines += [
+            "",
+            f"Beauty SASRec-CE NDCG@10 {beauty['ndcg@10']:.4f} vs the published "
+            f"{PUBLISHED_BEAUTY_SASREC_CE_NDCG10} (RecBole, full cross-entropy): {gap:+.1%}.",
+        ]
+    (DOCS / "quality.md").write_text("\n".join(lines) + "\n")
+    (DOCS / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in report if r["metrics"] is not None]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(done) + 1))
+    labels = [f"{r['dataset']}: {r['model']}" for r in done]
+    ax.barh(labels[::-1], [r["metrics"]["ndcg@10"] for r in done][::-1], color="#4477aa")
+    ax.set_xlabel("NDCG@10 (test, full ranking)")
+    fig.tight_layout()
+    fig.savefig(DOCS / "quality.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()
