@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from accelerate.utils import set_seed
 from rich.console import Console
 from rich.table import Table
 
@@ -114,6 +115,9 @@ def train(cfg: Config) -> RunDir:
     split = SplitData.load(prepared)
     model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.load_in_4bit)
     resize_for_tokenizer(model, tokenizer, seed=cfg.train.seed)
+    # LoRA's initial weights come from the global RNG, whose state depends on what ran before in
+    # this process (a first-time GGUF conversion, say): seed it so a run is reproducible.
+    set_seed(cfg.train.seed)
     model = add_lora(model, cfg, tokenizer.convert_tokens_to_ids(ids.new_tokens))
     table = pd.read_parquet(prepared / "examples-train.parquet")
     targets = id_token_ids(tokenizer, [ids.id_of(t) for t in table["target"]])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,3 +142,19 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_backbone):
     bad_cfg.write_text("ids:\n  scheme: sequential\n")
     result = runner.invoke(app, ["prepare", str(bad_cfg)])
     assert result.exit_code == 2 and "ids.scheme" in result.output
+
+
+def test_training_is_reproducible_whatever_ran_before(tmp_path, tiny_backbone):
+    """Same config, same adapter, even when the process consumed random numbers in between."""
+    from safetensors.torch import load_file
+
+    config = write_config(tmp_path, tiny_backbone, max_steps=2, eval_every=0)
+    assert runner.invoke(app, ["prepare", config]).exit_code == 0
+    adapters = []
+    for attempt in range(2):
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        torch.rand(1000 * (attempt + 1))  # e.g. a model conversion initialising weights first
+        assert runner.invoke(app, ["train", config]).exit_code == 0
+        adapters.append(load_file(tmp_path / "run" / "adapter" / "adapter_model.safetensors"))
+    assert adapters[0].keys() == adapters[1].keys()
+    assert all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])

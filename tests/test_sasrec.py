@@ -55,3 +55,10 @@ def test_baseline_cli_writes_the_same_metrics_as_evaluate(tmp_path, tiny_backbon
         assert metrics["users"] == 40 and metrics["valid_rate"] == metrics["distinct_rate"] == 1.0
     result = runner.invoke(app, ["baseline", config, "--model", "bert4rec"])
     assert result.exit_code == 2 and "bert4rec" in result.output
+
+
+def test_sasrec_is_reproducible_from_its_seed():
+    split = walking_users(n_users=30)
+    cfg = SasrecSettings(hidden=16, layers=1, heads=1, max_len=12, max_epochs=2, patience=2)
+    logs = [SasrecRecommender(split, cfg).fit(split, log=lambda _: None)["log"] for _ in range(2)]
+    assert logs[0] == logs[1]

@@ -75,6 +75,7 @@ class SasrecRecommender:
         self.cfg = cfg
         self.items = split.items["item"].tolist()
         self.index = {item: n + 1 for n, item in enumerate(self.items)}
+        torch.manual_seed(cfg.seed)  # the initial weights, too, come from the config's seed
         self.model = SASRec(len(self.items), cfg)
 
     def encode(self, history: list[str]) -> list[int]:
