@@ -35,12 +35,16 @@ from llmrec.train.run_dir import RunDir
 console = Console(stderr=True)
 
 
+def _split(catalog, cfg: Config) -> SplitData:
+    return leave_one_out(catalog, dedupe=cfg.data.dedupe, min_interactions=cfg.data.min_interactions)
+
+
 def prepare(cfg: Config) -> Path:
     out = Path(cfg.prepared_dir)
     t0 = time.time()
     console.log(f"importing {cfg.data.format} data")
     catalog = load_catalog(cfg.data)
-    split = leave_one_out(catalog, dedupe=cfg.data.dedupe, min_interactions=cfg.data.min_interactions)
+    split = _split(catalog, cfg)
     tokenizer = load_tokenizer(cfg.model.name)
     embedder = None
     if cfg.ids.scheme == "semantic" and choose_embeddings(cfg.ids, split) in ("text", "both"):
@@ -179,8 +183,7 @@ def baseline(cfg: Config, model: str, split_names: tuple[str, ...] = ("valid", "
     if (Path(cfg.prepared_dir) / "users.parquet").exists():
         split = SplitData.load(cfg.prepared_dir)
     else:  # the same import and split as `prepare`, without item ids and prompts
-        catalog = load_catalog(cfg.data)
-        split = leave_one_out(catalog, dedupe=cfg.data.dedupe, min_interactions=cfg.data.min_interactions)
+        split = _split(load_catalog(cfg.data), cfg)
     exclude = cfg.generate.exclude_history
     k = max(10, cfg.generate.top_k)
     t0 = time.time()

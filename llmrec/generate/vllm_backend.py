@@ -135,23 +135,20 @@ class VllmDecoder:
     ) -> list[list[Scored]]:
         """Top-`top_k` distinct items per prompt (token ids), best first; see `trie_beam_search`."""
         width = num_beams
-        blocked = [trie.blocked(ex) if ex else None for ex in (exclude or [None] * len(prompts))]
         prefixes: list[list[int] | None] = []
 
         def advance(parents: list[int] | None, tokens: list[int] | None, nodes: list[int]) -> torch.Tensor:
             nonlocal prefixes
             if parents is None:  # the prompts alone; the search then gives every user `width` rows
-                allowed = [trie.allowed(0, blocked[u]).tolist() for u in range(len(prompts))]
+                allowed = [trie.allowed(0).tolist()] * len(prompts)
                 prefixes = [list(p) for p in prompts for _ in range(width)]
                 return self._next_logprobs([list(p) for p in prompts], allowed)
             prefixes = [
                 [*prefixes[p], t] if node >= 0 else None
                 for p, t, node in zip(parents, tokens, nodes, strict=True)
             ]
-            allowed = [
-                trie.allowed(node, blocked[r // width]).tolist() if node >= 0 else []
-                for r, node in enumerate(nodes)
-            ]
+            # excluded items are masked by the search itself; scoring their tokens too is harmless
+            allowed = [trie.allowed(node).tolist() for node in nodes]
             return self._next_logprobs(prefixes, allowed)
 
         batch = len(prompts)
