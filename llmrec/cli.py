@@ -60,6 +60,9 @@ def train(config: Path) -> None:
         recipes.train(_load(config))
 
 
+Explain = Annotated[
+    bool, typer.Option("--explain", help="add a reason grounded in the user's history to each item")
+]
 Backend = Annotated[
     str | None, typer.Option(help="hf (transformers) or vllm; default: the run's generate.backend")
 ]
@@ -91,26 +94,32 @@ def recommend(
     k: Annotated[int, typer.Option("-k", help="how many items")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
     backend: Backend = None,
+    explain: Explain = False,
 ) -> None:
-    """Top-K items for a known user or an ad-hoc history."""
+    """Top-K items for a known user or an ad-hoc history (with --explain: a reason for each)."""
     from llmrec import recipes
 
     if (user is None) == (history is None):
         _fail(InputError("give exactly one of --user or --history"))
     items = [h.strip() for h in history.split(",") if h.strip()] if history else None
     with reported():
-        recs = recipes.recommend(run_dir, user=user, history=items, k=k, backend=backend)
+        recs = recipes.recommend(run_dir, user=user, history=items, k=k, backend=backend, explain=explain)
     if as_json:
         for r in recs:
-            sys.stdout.write(
-                json.dumps({"rank": r.rank, "item": r.item, "title": r.title, "score": r.score}) + "\n"
-            )
+            row = {"rank": r.rank, "item": r.item, "title": r.title, "score": r.score}
+            if explain:
+                row |= {"reason": r.reason, "evidence": r.evidence}
+            sys.stdout.write(json.dumps(row) + "\n")
         return
     table = Table(title=f"top-{k} for {'user ' + user if user else 'the given history'}")
-    for col in ("rank", "item", "title", "log-prob"):
+    columns = ("rank", "item", "title", "log-prob") + (("reason", "evidence") if explain else ())
+    for col in columns:
         table.add_column(col)
     for r in recs:
-        table.add_row(str(r.rank), r.item, r.title, f"{r.score:.3f}")
+        cells = [str(r.rank), r.item, r.title, f"{r.score:.3f}"]
+        if explain:
+            cells += [r.reason or "", "; ".join(e["title"] or e["item"] for e in r.evidence or [])]
+        table.add_row(*cells)
     Console().print(table)
 
 
@@ -129,13 +138,14 @@ def score(
     limit: Annotated[int | None, typer.Option(help="only the first N users")] = None,
     strict: Annotated[bool, typer.Option(help="stop at the first bad user instead of logging it")] = False,
     backend: Backend = None,
+    explain: Explain = False,
 ) -> None:
     """Offline batch scoring: one row per (user, rank); resumable after a kill."""
     from llmrec import recipes
 
     with reported():
         recipes.score(run_dir, out, users_file=users, split_name=split, k=k, shard_size=shard_size,
-                      limit=limit, strict=strict, backend=backend)  # fmt: skip
+                      limit=limit, strict=strict, backend=backend, explain=explain)  # fmt: skip
 
 
 @app.command()

@@ -135,6 +135,24 @@ class BaselinesConfig(_Section):
     sasrec: SasrecSettings = Field(default_factory=SasrecSettings)
 
 
+class ExplainConfig(_Section):
+    """Reasons for recommendations (`--explain`), grounded in co-occurring history items."""
+
+    template: str = Field("explain.j2", description="prompt template in prompts/ (the user message)")
+    generator: Literal["llm", "template"] = Field(
+        "llm", description="llm: the model writes the reason; template: fixed wording from the evidence"
+    )
+    adapter: Literal["disabled", "enabled"] = Field(
+        "disabled", description="write reasons with the base model or with the run's LoRA adapter on"
+    )
+    evidence_items: int = Field(2, ge=1, le=5, description="history items cited per recommendation")
+    item_noun: str = Field("item", description="what the catalogue holds, e.g. 'movie'")
+    max_new_tokens: int = Field(48, ge=8)
+    retries: int = Field(1, ge=0, description="sampled regenerations before the template fallback")
+    batch_size: int = Field(16, ge=1)
+    seed: int = 0
+
+
 class Config(_Section):
     prepared_dir: str = "prepared"
     run_dir: str = "runs/default"
@@ -145,6 +163,7 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
     baselines_dir: str = Field("baselines", description="where `llmrec baseline` writes its metrics")
 
     def resolve_paths(self, base: Path) -> Config:
@@ -163,6 +182,8 @@ class Config(_Section):
                 setattr(cfg.data, key, anchor(value))
         if (base / cfg.prompts.template).exists():
             cfg.prompts.template = anchor(cfg.prompts.template)
+        if (base / cfg.explain.template).exists():
+            cfg.explain.template = anchor(cfg.explain.template)
         if (base / cfg.model.name).exists():
             cfg.model.name = anchor(cfg.model.name)
         return cfg

@@ -3,7 +3,8 @@
 prepare(cfg)     import -> split -> item ids -> prompt datasets   (cfg.prepared_dir)
 train(cfg)       LoRA fine-tune with periodic validation          (cfg.run_dir)
 evaluate(run)    full-ranking metrics beside popularity           (run/metrics-<split>.json)
-recommend(run)   top-K for one user or an ad-hoc history
+recommend(run)   top-K for one user or an ad-hoc history (with reasons: explain=True)
+score(run, out)  batch top-K to Parquet/JSONL, resumable (with reasons: explain=True)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from llmrec.config import Config, dump_config
 from llmrec.data import SplitData, leave_one_out, load_catalog
 from llmrec.errors import InputError
 from llmrec.evaluate import Popularity, ranking_metrics
+from llmrec.explain import Explainer
 from llmrec.generate import Recommendation, Recommender
 from llmrec.ids import ItemIds, build_item_ids, id_token_ids
 from llmrec.ids.embeddings import text_embeddings
@@ -190,6 +192,7 @@ def baseline(cfg: Config, model: str, split_names: tuple[str, ...] = ("valid", "
     if model == "sasrec":
         sasrec = SasrecRecommender(split, cfg.baselines.sasrec)
         summary = sasrec.fit(split, exclude, log=console.log)
+        sasrec.save(Path(cfg.baselines_dir) / model / "model.pt")  # reused by scripts/rerank.py
 
         def recommend(histories: list[list[str]]) -> list[list[str]]:
             return sasrec.recommend(histories, k, exclude)
@@ -245,13 +248,25 @@ def recommend(
     history: list[str] | None = None,
     k: int = 10,
     backend: str | None = None,
+    explain: bool = False,
 ) -> list[Recommendation]:
     run = RunDir(run_dir)
     if history is None:
         if user is None:
             raise InputError("give --user or --history")
         history = user_history(SplitData.load(run.load_config().prepared_dir), user)
-    return Recommender.from_run(run.path, backend=backend).recommend([history], k=k)[0]
+    rec = Recommender.from_run(run.path, backend=backend)
+    recs = rec.recommend([history], k=k)
+    if explain:
+        explainer(run, rec).attach([history], recs)
+    return recs[0]
+
+
+def explainer(run: RunDir, rec: Recommender) -> Explainer:
+    """The run's explainer; with the vLLM backend the short reasons come from a transformers copy."""
+    cfg = run.load_config()
+    model = rec.model if rec.model is not None else run.load_model(rec.tokenizer)
+    return Explainer.for_split(model, rec.tokenizer, SplitData.load(cfg.prepared_dir), cfg.explain)
 
 
 def sample_users(split: SplitData, n: int, seed: int = 0) -> list[str]:
@@ -283,6 +298,7 @@ def score(
     limit: int | None = None,
     strict: bool = False,
     backend: str | None = None,
+    explain: bool = False,
 ) -> dict:
     """Batch top-K for a users file (full known history) or an evaluation split (its history)."""
     from llmrec.score import ScoreRequest, score_users
@@ -306,10 +322,16 @@ def score(
     requests = requests[:limit] if limit else requests
     rec = Recommender.from_run(run.path, backend=backend)
     settings = {"run": str(run.path.resolve()), "k": k, "source": str(users_file or split_name)}
+    recommend = lambda histories: rec.recommend(histories, k=k)  # noqa: E731
+    if explain:
+        settings["explain"] = cfg.explain.model_dump()
+        reasons = explainer(run, rec)
+        recommend = lambda histories: reasons.attach(histories, rec.recommend(histories, k=k))  # noqa: E731
     summary = score_users(
         requests,
-        lambda histories: rec.recommend(histories, k=k),
+        recommend,
         out,
+        explained=explain,
         shard_size=shard_size,
         settings=settings,
         strict=strict,

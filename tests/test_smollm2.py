@@ -8,6 +8,7 @@ import pytest
 import torch
 from test_pipeline import runner, write_config
 
+from llmrec import recipes
 from llmrec.cli import app
 from llmrec.generate import Recommender
 from llmrec.train.run_dir import RunDir
@@ -36,3 +37,12 @@ def test_smollm2_prepare_train_evaluate_recommend(tmp_path):
         assert all(abs(x.score - y.score) < 1e-3 for x, y in zip(a, b, strict=True))
         assert not set(history) & {r.item for r in a}  # the user's own history is excluded
     assert torch.get_num_threads() >= 1
+
+    # explanations with the real chat model: every reason names its item and passes the guard
+    explainer = recipes.explainer(RunDir(tmp_path / "run"), rec)
+    for recs in explainer.attach(histories, fast):
+        for r in recs:
+            assert r.title in r.reason and len(r.reason.split()) >= 3
+            allowed = [r.item, *(e["item"] for e in r.evidence)]
+            assert explainer.guard.violations(r.reason, allowed) == []
+    assert explainer.stats["explanations"] == 10

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 from llmrec.config import SasrecSettings
 from llmrec.data import SplitData
 from llmrec.evaluate.metrics import ranking_metrics
+from llmrec.io import atomic_path
 
 
 class SASRec(nn.Module):
@@ -82,20 +84,30 @@ class SasrecRecommender:
         return [self.index[i] for i in history]
 
     @torch.no_grad()
-    def recommend(self, histories: list[list[str]], k: int, exclude_history: bool = True) -> list[list[str]]:
+    def logits(self, histories: list[list[str]], exclude_history: bool = True) -> torch.Tensor:
+        """(users, items) next-item scores, column j = `self.items[j]`; history items -inf if excluded."""
         self.model.eval()
-        out: list[list[str]] = []
+        out = []
         for start in range(0, len(histories), 256):
             chunk = [self.encode(h) for h in histories[start : start + 256]]
             width = max(1, min(self.cfg.max_len, max(len(c) for c in chunk)))
-            hidden = self.model(_left_pad(chunk, width))[:, -1]
-            logits = self.model.scores(hidden)
+            logits = self.model.scores(self.model(_left_pad(chunk, width))[:, -1])
             if exclude_history:
                 for r, seq in enumerate(chunk):
                     logits[r, [i - 1 for i in seq]] = float("-inf")
-            top = torch.topk(logits, k, dim=-1).indices.tolist()
-            out.extend([[self.items[j] for j in row] for row in top])
-        return out
+            out.append(logits)
+        return torch.cat(out)
+
+    def recommend(self, histories: list[list[str]], k: int, exclude_history: bool = True) -> list[list[str]]:
+        top = torch.topk(self.logits(histories, exclude_history), k, dim=-1).indices.tolist()
+        return [[self.items[j] for j in row] for row in top]
+
+    def save(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(self.model.state_dict(), tmp)
+
+    def load(self, path: Path) -> None:
+        self.model.load_state_dict(torch.load(path, weights_only=True))
 
     def fit(
         self,

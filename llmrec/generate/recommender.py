@@ -35,6 +35,8 @@ class Recommendation:
     title: str
     score: float
     rank: int
+    reason: str | None = None  # filled by llmrec.explain when asked to explain
+    evidence: list[dict] | None = None  # [{item, title, relation}] the reason is grounded in
 
 
 class Recommender:
@@ -89,7 +91,7 @@ class Recommender:
     def _decode(
         self, prompts: list[list[int]], k: int, exclude: list[list[int]] | None, reference: bool
     ) -> list[list[Scored]]:
-        num_beams = max(self.cfg.num_beams, k)
+        num_beams = max(self.cfg.num_beams, k)  # k = a shortlist's length when reranking
         if self.vllm_decoder is not None:
             return self.vllm_decoder.decode(prompts, self.trie, num_beams=num_beams, top_k=k, exclude=exclude)
         decode = generate_reference if reference else beam_search
@@ -115,13 +117,21 @@ class Recommender:
         exclude_history: bool | None = None,
         progress: bool = False,
         reference: bool = False,
+        candidates: list[list[str]] | None = None,
     ) -> list[list[Recommendation]]:
         """Top-`k` distinct catalogue items per history (oldest item first), best first.
-        `reference=True` decodes with `model.generate` instead of the prefill-once beam search."""
+        `reference=True` decodes with `model.generate` instead of the prefill-once beam search.
+        `candidates[u]`: rank only these items for user u (rerank another model's shortlist); the
+        search widens its beam to the shortlist's length, so every candidate gets its exact score."""
         k = k or self.cfg.top_k
         exclude_history = self.cfg.exclude_history if exclude_history is None else exclude_history
         for n, history in enumerate(histories):
             self.check_history(history, where=f"history {n + 1}")
+        excluded = [set(h) if exclude_history else set() for h in histories]
+        if candidates is not None:
+            for n, shortlist in enumerate(candidates):
+                self.check_history(shortlist, where=f"candidates {n + 1}")
+                excluded[n] |= set(self.item_ids.items) - set(shortlist)
         prompts = encode_prompts(
             self.tokenizer, [self.builder.render(h) for h in histories], self.builder.cfg.align_to
         )
@@ -131,10 +141,8 @@ class Recommender:
         bar = tqdm(total=len(order), desc="recommending", unit="user", disable=not progress)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            exclude = (
-                [[self.item_ids.index[i] for i in histories[j]] for j in idx] if exclude_history else None
-            )
-            out = self._decode([prompts[j] for j in idx], k, exclude, reference)
+            exclude = [[self.item_ids.index[i] for i in excluded[j]] for j in idx]
+            out = self._decode([prompts[j] for j in idx], k, exclude if any(exclude) else None, reference)
             for j, scored in zip(idx, out, strict=True):
                 results[j] = scored
             bar.update(len(idx))

@@ -1,6 +1,13 @@
 """Stage 3: verbalise histories with editable templates (top-level prompts/) into prompt datasets."""
 
 from llmrec.prompts.examples import eval_examples, training_examples
-from llmrec.prompts.template import PromptBuilder, encode_prompts, find_template
+from llmrec.prompts.template import PromptBuilder, encode_prompts, find_template, load_template
 
-__all__ = ["PromptBuilder", "encode_prompts", "eval_examples", "find_template", "training_examples"]
+__all__ = [
+    "PromptBuilder",
+    "encode_prompts",
+    "eval_examples",
+    "find_template",
+    "load_template",
+    "training_examples",
+]

@@ -28,6 +28,20 @@ def find_template(name: str) -> Path:
     raise InputError(f"template not found (looked in {[str(d) for d in template_dirs()]})", path=name)
 
 
+def load_template(name: str) -> tuple[jinja2.Template, Path]:
+    """A template from prompts/ (or a path); syntax errors name the file and line."""
+    path = find_template(name)
+    try:
+        template = jinja2.Environment(
+            keep_trailing_newline=True, undefined=jinja2.StrictUndefined
+        ).from_string(path.read_text())
+    except jinja2.TemplateSyntaxError as exc:
+        raise InputError(
+            f"template syntax error: {exc.message}", path=path, where=f"line {exc.lineno}"
+        ) from exc
+    return template, path
+
+
 class PromptBuilder:
     """Renders histories into prompts that fit `max_prompt_tokens`, dropping the oldest items first."""
 
@@ -38,16 +52,7 @@ class PromptBuilder:
         id_of: dict[str, str],
         titles: dict[str, str] | None = None,
     ) -> None:
-        path = find_template(cfg.template)
-        try:
-            self.template = jinja2.Environment(
-                keep_trailing_newline=True, undefined=jinja2.StrictUndefined
-            ).from_string(path.read_text())
-        except jinja2.TemplateSyntaxError as exc:
-            raise InputError(
-                f"template syntax error: {exc.message}", path=path, where=f"line {exc.lineno}"
-            ) from exc
-        self.source = path
+        self.template, self.source = load_template(cfg.template)
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.id_of = id_of

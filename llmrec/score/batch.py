@@ -37,6 +37,8 @@ SCHEMA = pa.schema(
         ("score", pa.float64()),
     ]
 )
+EVIDENCE = pa.list_(pa.struct([("item", pa.string()), ("title", pa.string()), ("relation", pa.float64())]))
+EXPLAINED_SCHEMA = SCHEMA.append(pa.field("reason", pa.string())).append(pa.field("evidence", EVIDENCE))
 
 
 @dataclass
@@ -48,13 +50,16 @@ class ScoreRequest:
     error: str | None = None
 
 
-def to_rows(users: list[str], lists: list[list[Recommendation]]) -> list[dict]:
-    """One output row (SCHEMA) per (user, rank)."""
-    return [
-        {"user": user, "rank": rec.rank, "item": rec.item, "title": rec.title, "score": rec.score}
-        for user, recs in zip(users, lists, strict=True)
-        for rec in recs
-    ]
+def to_rows(users: list[str], lists: list[list[Recommendation]], explained: bool = False) -> list[dict]:
+    """One output row (SCHEMA, or EXPLAINED_SCHEMA with reason and evidence) per (user, rank)."""
+    rows = []
+    for user, recs in zip(users, lists, strict=True):
+        for rec in recs:
+            row = {"user": user, "rank": rec.rank, "item": rec.item, "title": rec.title, "score": rec.score}
+            if explained:
+                row |= {"reason": rec.reason, "evidence": rec.evidence}
+            rows.append(row)
+    return rows
 
 
 def _fingerprint(requests: list[ScoreRequest], settings: dict) -> str:
@@ -73,9 +78,11 @@ def score_users(
     settings: dict,
     strict: bool = False,
     check_history: Callable[[list[str]], None] | None = None,
+    explained: bool = False,
 ) -> dict:
     """Score `requests` in shards of `shard_size` users with `recommend(histories)`; resumable."""
     out = Path(out)
+    schema = EXPLAINED_SCHEMA if explained else SCHEMA
     if out.suffix not in (".parquet", ".jsonl"):
         raise InputError("output must end in .parquet or .jsonl", path=out)
     parts = out.with_name(out.name + ".parts")
@@ -118,16 +125,16 @@ def score_users(
             else:
                 good.append(r)
         lists = recommend([r.history for r in good]) if good else []
-        rows = to_rows([r.user for r in good], lists)
+        rows = to_rows([r.user for r in good], lists, explained)
         with atomic_path(parts / name) as tmp:
-            pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp)
+            pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
         manifest["done"][name] = {"users": len(batch), "rows": len(rows), "errors": failed}
         write_json(manifest_path, manifest)
         bar.update(len(batch))
     bar.close()
 
     shards = [parts / f"shard-{i:05d}.parquet" for i in range(n_shards)]
-    table = pa.concat_tables([pq.read_table(p) for p in shards]) if shards else SCHEMA.empty_table()
+    table = pa.concat_tables([pq.read_table(p) for p in shards]) if shards else schema.empty_table()
     with atomic_path(out) as tmp:
         if out.suffix == ".parquet":
             pq.write_table(table, tmp)
