@@ -30,7 +30,7 @@ def run(config: Path | None = None, eval_users: int = 200, steps: int | None = N
     split = SplitData.load(cfg.prepared_dir)
     titles = split.titles()
     console = Console()
-    explainer = recipes.explainer(run_dir, rec)
+    explainer = recipes.explainer(run_dir, rec, split)
     for user in recipes.sample_users(split, 3, seed=1):
         history = recipes.user_history(split, user)
         table = Table(title=f"user {user}: last watched {titles.get(history[-1], history[-1])!r}")

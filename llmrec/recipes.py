@@ -251,22 +251,26 @@ def recommend(
     explain: bool = False,
 ) -> list[Recommendation]:
     run = RunDir(run_dir)
+    split = None
     if history is None:
         if user is None:
             raise InputError("give --user or --history")
-        history = user_history(SplitData.load(run.load_config().prepared_dir), user)
+        split = SplitData.load(run.load_config().prepared_dir)
+        history = user_history(split, user)
     rec = Recommender.from_run(run.path, backend=backend)
     recs = rec.recommend([history], k=k)
     if explain:
-        explainer(run, rec).attach([history], recs)
+        explainer(run, rec, split).attach([history], recs)
     return recs[0]
 
 
-def explainer(run: RunDir, rec: Recommender) -> Explainer:
-    """The run's explainer; with the vLLM backend the short reasons come from a transformers copy."""
+def explainer(run: RunDir, rec: Recommender, split: SplitData | None = None) -> Explainer:
+    """The run's explainer; with the vLLM backend the short reasons come from a transformers copy.
+    `split`: the run's prepared data, when the caller has loaded it already."""
     cfg = run.load_config()
     model = rec.model if rec.model is not None else run.load_model(rec.tokenizer)
-    return Explainer.for_split(model, rec.tokenizer, SplitData.load(cfg.prepared_dir), cfg.explain)
+    split = split if split is not None else SplitData.load(cfg.prepared_dir)
+    return Explainer.for_split(model, rec.tokenizer, split, cfg.explain)
 
 
 def sample_users(split: SplitData, n: int, seed: int = 0) -> list[str]:
@@ -325,7 +329,7 @@ def score(
     recommend = lambda histories: rec.recommend(histories, k=k)  # noqa: E731
     if explain:
         settings["explain"] = cfg.explain.model_dump()
-        reasons = explainer(run, rec)
+        reasons = explainer(run, rec, split)
         recommend = lambda histories: reasons.attach(histories, rec.recommend(histories, k=k))  # noqa: E731
     summary = score_users(
         requests,

@@ -41,14 +41,14 @@ class CooccurrenceEvidence:
         """Co-occurrence cosine between `item` and each history item (0 for unknown or unseen)."""
         if item not in self.index or not history:
             return np.zeros(len(history))
-        known = [self.index.get(h, -1) for h in history]
-        rows = self.incidence[[k if k >= 0 else 0 for k in known]]
+        known = np.array([self.index.get(h, -1) for h in history])
+        rows = np.maximum(known, 0)  # unknown items read row 0; their relation is zeroed below
         target = self.index[item]
-        counts = np.asarray((rows @ self.incidence[target].T).todense()).ravel()
-        denom = self.norm[[k if k >= 0 else 0 for k in known]] * self.norm[target]
+        counts = np.asarray((self.incidence[rows] @ self.incidence[target].T).todense()).ravel()
+        denom = self.norm[rows] * self.norm[target]
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(denom > 0, counts / denom, 0.0)
-        return np.where(np.array(known) >= 0, rel, 0.0)
+        return np.where(known >= 0, rel, 0.0)
 
     def select(self, item: str, history: list[str], k: int) -> list[Evidence]:
         """Up to `k` distinct history items with the highest relation > 0 to `item`, best first."""

@@ -90,8 +90,7 @@ class Explainer:
     def for_split(cls, model, tokenizer, split, cfg: ExplainConfig) -> Explainer:
         """Evidence from the split's training sequences only (targets never count)."""
         items = split.items
-        titles = dict(zip(items["item"], items["title"].fillna(""), strict=True))
-        evidence = CooccurrenceEvidence(split.users["train"].tolist(), items["item"].tolist(), titles)
+        evidence = CooccurrenceEvidence(split.users["train"].tolist(), items["item"].tolist(), split.titles())
         return cls(model, tokenizer, items, evidence, cfg)
 
     # --- wording -----------------------------------------------------------------------------------
@@ -151,6 +150,8 @@ class Explainer:
         side, tok.padding_side = tok.padding_side, "left"
         adapter_off = cfg.adapter == "disabled" and hasattr(model, "disable_adapter")
         out: list[str] = []
+        sampling = {"do_sample": True, "temperature": 0.8, "top_p": 0.95} if sample else {}
+        limits = {"max_new_tokens": cfg.max_new_tokens, "eos_token_id": self._stop_ids()}
         was_training = model.training
         model.eval()
         try:
@@ -158,8 +159,6 @@ class Explainer:
                 batch = prompts[start : start + cfg.batch_size]
                 enc = tok([p for p, _ in batch], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(model.device)  # fmt: skip
-                sampling = {"do_sample": True, "temperature": 0.8, "top_p": 0.95} if sample else {}
-                limits = {"max_new_tokens": cfg.max_new_tokens, "eos_token_id": self._stop_ids()}
                 with torch.inference_mode(), model.disable_adapter() if adapter_off else nullcontext():
                     ids = model.generate(**enc, pad_token_id=tok.pad_token_id, **limits, **sampling)
                 new = ids[:, enc["input_ids"].shape[1] :]
@@ -175,8 +174,9 @@ class Explainer:
         if len(reason.split()) < 3:
             return [EMPTY]
         allowed = [item, *(e.item for e in evidence)]
-        findings = self.guard.violations(reason, allowed)
-        if not self.guard.cited(reason, [item]):
+        found = self.guard.mentions(reason)  # the costly step (fuzzy matching): once per draft
+        findings = self.guard.violations(reason, allowed, found)
+        if not self.guard.cited(reason, [item], found):
             findings.append(MISSES_ITEM)
         return findings + self.unsupported_traits(reason, item, allowed)
 

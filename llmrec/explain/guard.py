@@ -23,6 +23,7 @@ _TRAILING_YEAR = re.compile(r"\s*\(\s*\d{4}\s*\)\s*$")
 _TRAILING_PARENS = re.compile(r"\s*\([^()]*\)\s*$")
 _MOVED_ARTICLE = re.compile(r"^(.*?),\s*(the|a|an|les|la|le|il|das|der|die|el|l')$", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z0-9]+")
+Mentions = list[tuple[str, int, int]]  # (normalised title, first word, end word)
 _QUOTED = re.compile(r"[\"“”«»*]([^\"“”«»*\n]{3,80})[\"“”«»*]")
 
 
@@ -67,7 +68,7 @@ class TitleGuard:
         self.max_words = max((k.count(" ") + 1 for k in self.keys), default=1)
         self.fuzzy_cutoff = fuzzy_cutoff
 
-    def mentions(self, text: str) -> list[tuple[str, int, int]]:
+    def mentions(self, text: str) -> Mentions:
         """(normalised title, first word, end word) for each catalogue title found in `text`."""
         words = _WORD.findall(_fold(text))
         lower = [w.lower() for w in words]
@@ -91,15 +92,16 @@ class TitleGuard:
                     found.append((self.multiword[int(row.argmax())], start, end))
         return found
 
-    def cited(self, text: str, items: list[str]) -> list[str]:
-        """Which of `items` the text names (by title)."""
-        keys = {key for key, _, _ in self.mentions(text)}
+    def cited(self, text: str, items: list[str], found: Mentions | None = None) -> list[str]:
+        """Which of `items` the text names (by title). `found`: `mentions(text)`, if already known."""
+        keys = {key for key, _, _ in (self.mentions(text) if found is None else found)}
         return [i for i in items if self.key_of.get(i) in keys]
 
-    def violations(self, text: str, allowed_items: list[str]) -> list[str]:
-        """Titles in `text` other than the allowed items' (and quoted names outside the catalogue)."""
+    def violations(self, text: str, allowed_items: list[str], found: Mentions | None = None) -> list[str]:
+        """Titles in `text` other than the allowed items' (and quoted names outside the catalogue).
+        `found`: `mentions(text)`, if already known."""
         allowed = {self.key_of.get(i, "") for i in allowed_items} - {""}
-        found = self.mentions(text)
+        found = self.mentions(text) if found is None else found
         # words covered by an allowed title may also spell a shorter title ("Heat" in "In the Heat
         # of the Night"); those are part of the allowed name, not a mention of their own
         covered = {w for key, s, e in found if key in allowed for w in range(s, e)}
