@@ -33,23 +33,32 @@ def reported() -> Iterator[None]:
         _fail(exc)
 
 
-def _load(config: Path):
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="change a setting for this command, e.g. --set ids.scheme=title (repeatable; value is YAML)",
+    ),
+]
+
+
+def _load(config: Path, overrides: list[str] | None = None):
     from llmrec.config import load_config
 
-    return load_config(config)
+    return load_config(config, overrides or ())
 
 
 @app.command()
-def prepare(config: Path) -> None:
+def prepare(config: Path, overrides: Overrides = None) -> None:
     """Import -> split -> item ids -> prompt datasets, into the config's prepared_dir."""
     from llmrec import recipes
 
     with reported():
-        recipes.prepare(_load(config))
+        recipes.prepare(_load(config, overrides))
 
 
 @app.command()
-def train(config: Path) -> None:
+def train(config: Path, overrides: Overrides = None) -> None:
     """LoRA fine-tune into the config's run_dir (resumes if a checkpoint is there)."""
     from llmrec import recipes
     from llmrec.train.processes import cpu_processes_requested, relaunch_with_torchrun
@@ -57,7 +66,7 @@ def train(config: Path) -> None:
     if (processes := cpu_processes_requested()) > 1:
         raise typer.Exit(relaunch_with_torchrun(processes))
     with reported():
-        recipes.train(_load(config))
+        recipes.train(_load(config, overrides))
 
 
 Explain = Annotated[
@@ -152,12 +161,13 @@ def score(
 def baseline(
     config: Path,
     model: Annotated[str, typer.Option(help="sasrec (full cross-entropy) or popularity")] = "sasrec",
+    overrides: Overrides = None,
 ) -> None:
     """Fit a baseline on the prepared split; write baselines_dir/<model>/metrics-{valid,test}.json."""
     from llmrec import recipes
 
     with reported():
-        recipes.baseline(_load(config), model)
+        recipes.baseline(_load(config, overrides), model)
 
 
 @app.command()

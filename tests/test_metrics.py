@@ -9,6 +9,7 @@ from test_split import catalog
 
 from llmrec.data import leave_one_out
 from llmrec.evaluate import Popularity, ranking_metrics
+from llmrec.evaluate.metrics import user_ndcg
 
 
 def test_ranking_metrics_hand_computed():
@@ -18,6 +19,15 @@ def test_ranking_metrics_hand_computed():
     assert m["ndcg@5"] == pytest.approx((1 + 1 / math.log2(4)) / 3)
     assert m["mrr"] == pytest.approx((1 + 1 / 3) / 3)
     assert m["valid_rate"] == 1.0 and m["distinct_rate"] == 1.0 and m["users"] == 3
+
+
+def test_user_ndcg_is_one_users_share_of_the_mean():
+    lists = [["a", "b"], ["c", "d", "e"], ["x"] * 10 + ["f"]]
+    targets = ["b", "e", "f"]
+    assert user_ndcg("b", lists[0]) == pytest.approx(1 / math.log2(3))
+    assert user_ndcg("f", lists[2]) == 0.0  # 11th place is outside the top 10
+    mean = sum(user_ndcg(t, items) for t, items in zip(targets, lists, strict=True)) / 3
+    assert ranking_metrics(targets, lists, set("abcdefx"))["ndcg@10"] == pytest.approx(mean)
 
 
 def test_valid_and_distinct_rates_detect_bad_lists():

@@ -144,6 +144,21 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_backbone):
     assert result.exit_code == 2 and "ids.scheme" in result.output
 
 
+def test_set_overrides_settings_and_names_bad_ones(tmp_path, tiny_backbone):
+    from llmrec.config import load_config
+
+    config = write_config(tmp_path, tiny_backbone)
+    cfg = load_config(config, ["ids.scheme=title", "baselines.sasrec.heads=1", "run_dir=other/run"])
+    assert cfg.ids.scheme == "title" and cfg.baselines.sasrec.heads == 1
+    assert cfg.run_dir == str((tmp_path / "other" / "run").resolve())  # as if written in the file
+    assert load_config(config).ids.scheme == "semantic"  # the file itself is untouched
+    for override, named in (("ids.scheme", "key=value"), ("ids.scheme=sequential", "ids.scheme")):
+        result = runner.invoke(app, ["prepare", config, "--set", override])
+        assert result.exit_code == 2 and named in result.output, result.output
+        assert "config.yaml" in result.output
+    assert not (tmp_path / "prepared").exists()
+
+
 def test_training_is_reproducible_whatever_ran_before(tmp_path, tiny_backbone):
     """Same config, same adapter, even when the process consumed random numbers in between."""
     from safetensors.torch import load_file

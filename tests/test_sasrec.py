@@ -6,13 +6,15 @@ import json
 import random
 
 import pandas as pd
+import pytest
+import torch
 from test_pipeline import runner, write_config
 
 from llmrec.cli import app
 from llmrec.config import SasrecSettings
 from llmrec.data import SplitData
 from llmrec.evaluate.metrics import ranking_metrics
-from llmrec.evaluate.sasrec import SasrecRecommender
+from llmrec.evaluate.sasrec import SASRec, SasrecRecommender, _left_pad
 
 
 def walking_users(n_users: int = 120, n_items: int = 40, seed: int = 0) -> SplitData:
@@ -27,9 +29,14 @@ def walking_users(n_users: int = 120, n_items: int = 40, seed: int = 0) -> Split
     return SplitData(items=items, users=pd.DataFrame(rows))
 
 
-def test_sasrec_learns_a_deterministic_next_item():
+@pytest.mark.parametrize(
+    "variant", [{}, {"layout": "recbole", "heads": 2, "valid_metric": "mrr@10"}], ids=["pre-ln", "recbole"]
+)
+def test_sasrec_learns_a_deterministic_next_item(variant):
     split = walking_users()
-    cfg = SasrecSettings(hidden=32, layers=1, heads=1, dropout=0.1, max_len=12, lr=5e-3)
+    cfg = SasrecSettings(hidden=32, layers=1, heads=1, dropout=0.1, max_len=12, lr=5e-3).model_copy(
+        update=variant
+    )
     cfg.max_epochs = cfg.patience = 60
     sasrec = SasrecRecommender(split, cfg)
     summary = sasrec.fit(split, exclude_history=False, log=lambda _: None)
@@ -38,16 +45,16 @@ def test_sasrec_learns_a_deterministic_next_item():
     lists = sasrec.recommend(histories, k=10, exclude_history=False)
     metrics = ranking_metrics(users["test"].tolist(), lists, set(split.items["item"]))
     assert metrics["hr@1"] >= 0.95, (metrics, summary["log"][-3:])
+    assert f"best_valid_{cfg.valid_metric}" in summary  # early stopping used the configured metric
     assert metrics["valid_rate"] == metrics["distinct_rate"] == 1.0
 
 
 def test_baseline_cli_writes_the_same_metrics_as_evaluate(tmp_path, tiny_backbone):
     config = write_config(tmp_path, tiny_backbone)
-    with open(config, "a") as f:
-        f.write("baselines:\n  sasrec:\n    max_epochs: 3\n    hidden: 16\n    heads: 1\n")
+    small = [f"baselines.sasrec.{key}" for key in ("max_epochs=3", "hidden=16", "heads=1")]
     assert runner.invoke(app, ["prepare", config]).exit_code == 0
     for model in ("popularity", "sasrec"):
-        result = runner.invoke(app, ["baseline", config, "--model", model])
+        result = runner.invoke(app, ["baseline", config, "--model", model, *(f"--set={s}" for s in small)])
         assert result.exit_code == 0, result.output
         metrics = json.loads((tmp_path / "baselines" / model / "metrics-test.json").read_text())
         keys = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr", "valid_rate", "distinct_rate", "users")
@@ -62,3 +69,12 @@ def test_sasrec_is_reproducible_from_its_seed():
     cfg = SasrecSettings(hidden=16, layers=1, heads=1, max_len=12, max_epochs=2, patience=2)
     logs = [SasrecRecommender(split, cfg).fit(split, log=lambda _: None)["log"] for _ in range(2)]
     assert logs[0] == logs[1]
+
+
+@pytest.mark.parametrize("layout", ["pre-ln", "recbole"])
+def test_a_history_scores_the_same_however_much_padding_its_batch_has(layout):
+    model = SASRec(20, SasrecSettings(hidden=16, layers=2, heads=2, max_len=12, layout=layout)).eval()
+    histories = [[3, 4, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]
+    alone = model(_left_pad(histories[:1], 3))[:, -1]
+    in_a_wide_batch = model(_left_pad(histories, 12))[:1, -1]
+    assert torch.allclose(alone, in_a_wide_batch, atol=1e-5)

@@ -12,6 +12,12 @@ from collections.abc import Sequence
 CUTOFFS = (1, 5, 10)
 
 
+def user_ndcg(target: str, ranked: Sequence[str], k: int = 10) -> float:
+    """One user's NDCG@k with a single relevant item: 1/log2(rank + 1) if it is in the top k."""
+    top = list(ranked[:k])
+    return 1.0 / math.log2(top.index(target) + 2) if target in top else 0.0
+
+
 def ranking_metrics(
     targets: Sequence[str], ranked: Sequence[Sequence[str]], catalogue: set[str]
 ) -> dict[str, float]:
@@ -32,7 +38,7 @@ def ranking_metrics(
         for k in CUTOFFS:
             sums[f"hr@{k}"] += rank <= k
         for k in (5, 10):
-            sums[f"ndcg@{k}"] += (rank <= k) / math.log2(rank + 1)
+            sums[f"ndcg@{k}"] += user_ndcg(target, items, k)
         sums["mrr"] += 1.0 / rank
     out = {key: value / max(n, 1) for key, value in sums.items()}
     out["valid_rate"] = valid / returned if returned else 0.0

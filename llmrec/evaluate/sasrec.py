@@ -3,8 +3,9 @@
 Kang & McAuley's self-attentive sequential recommender (causal Transformer over item embeddings),
 trained as in "Turning Dross Into Gold Loss" (Klenitskiy & Vasilev, 2023): softmax cross-entropy
 over *all* items at every position of each user's training sequence, not sampled BCE. Early
-stopping on validation NDCG@10 (full ranking, the same `ranking_metrics` the LLM is scored by);
-the best epoch's weights are kept. Scores tie items' input and output embeddings.
+stopping on validation NDCG@10 or MRR@10 (full ranking, the same `ranking_metrics` the LLM is scored
+by); the best epoch's weights are kept. Scores tie items' input and output embeddings. Two block
+layouts: pre-LN (ours) and RecBole's, so our evaluation can be checked against RecBole's figures.
 """
 
 from __future__ import annotations
@@ -28,14 +29,29 @@ class SASRec(nn.Module):
     def __init__(self, num_items: int, cfg: SasrecSettings) -> None:
         super().__init__()
         self.max_len = cfg.max_len
+        self.recbole = cfg.layout == "recbole"
         self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)  # 0 = padding
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.dropout = nn.Dropout(cfg.dropout)
         layer = nn.TransformerEncoderLayer(
-            cfg.hidden, cfg.heads, 4 * cfg.hidden, cfg.dropout, "gelu", batch_first=True, norm_first=True
+            cfg.hidden,
+            cfg.heads,
+            4 * cfg.hidden,
+            cfg.dropout,
+            "gelu",
+            batch_first=True,
+            norm_first=not self.recbole,
         )
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        # pre-ln normalises once after the last block; RecBole normalises the input and every residual
         self.norm = nn.LayerNorm(cfg.hidden)
+        if self.recbole:
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.normal_(module.weight, std=0.02)
+                    nn.init.zeros_(module.bias)
+            for block in self.encoder.layers:  # attention's fused input projection is a bare Parameter
+                nn.init.normal_(block.self_attn.in_proj_weight, std=0.02)
         nn.init.normal_(self.item_emb.weight, std=0.02)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
 
@@ -46,15 +62,28 @@ class SASRec(nn.Module):
         a batch may be trimmed to its longest sequence without changing any item's position."""
         length = seqs.shape[1]
         positions = self.pos_emb.weight[self.max_len - length :]
-        x = self.item_emb(seqs) * self.item_emb.embedding_dim**0.5 + positions
-        causal = nn.Transformer.generate_square_subsequent_mask(length, device=seqs.device)
-        # As in the original SASRec, padding positions are zeroed after every block (a "timeline
-        # mask") instead of masked as keys: a key mask would leave left-padding queries with no key.
-        keep = (seqs > 0).unsqueeze(-1).to(x.dtype)
-        h = self.dropout(x) * keep
+        if self.recbole:
+            x = self.norm(self.item_emb(seqs) + positions)
+        else:
+            x = self.item_emb(seqs) * self.item_emb.embedding_dim**0.5 + positions
+        real = seqs > 0
+        h = self.dropout(x) * real.unsqueeze(-1)
+        blocked = self.blocked_keys(real).repeat_interleave(self.encoder.layers[0].self_attn.num_heads, 0)
         for layer in self.encoder.layers:
-            h = layer(h, src_mask=causal, is_causal=True) * keep
-        return self.norm(h)
+            h = layer(h, src_mask=blocked) * real.unsqueeze(-1)  # padding stays zero after every block
+        return h if self.recbole else self.norm(h)
+
+    @staticmethod
+    def blocked_keys(real: torch.Tensor) -> torch.Tensor:
+        """(batch, width, width) attention mask, True = may not attend: future items and padding.
+
+        Masking padding keys keeps a history's representation independent of how much padding its
+        batch needs (evaluation batches are padded far more than length-sorted training batches).
+        Every position may attend to itself, so a padding query is never left without a key."""
+        width = real.shape[1]
+        future = torch.ones(width, width, dtype=torch.bool, device=real.device).triu(1)
+        itself = torch.eye(width, dtype=torch.bool, device=real.device)
+        return (future | ~real.unsqueeze(1)) & ~itself
 
     def scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits over items 1..n (column j = item index j+1)."""
@@ -150,12 +179,15 @@ class SasrecRecommender:
                 optimizer.step()
                 total += loss.item() * len(idx)
             lists = self.recommend(valid_histories, 10, exclude_history)
-            ndcg = ranking_metrics(valid_targets, lists, set(self.items))["ndcg@10"]
+            valid = ranking_metrics(valid_targets, lists, set(self.items))
+            # MRR over top-10 lists is MRR@10: a target outside the list counts 0
+            score = valid["ndcg@10"] if cfg.valid_metric == "ndcg@10" else valid["mrr"]
             mean_loss = total / len(sequences)
-            history.append({"epoch": epoch, "loss": round(mean_loss, 4), "valid_ndcg@10": round(ndcg, 5)})
-            bar.set_postfix(loss=f"{mean_loss:.3f}", ndcg=f"{ndcg:.4f}")
-            if ndcg > best:
-                best, best_state, best_epoch, waited = ndcg, copy.deepcopy(self.model.state_dict()), epoch, 0
+            row = {"epoch": epoch, "loss": round(mean_loss, 4), "valid_ndcg@10": round(valid["ndcg@10"], 5)}
+            history.append(row | {"valid_mrr@10": round(valid["mrr"], 5)})
+            bar.set_postfix(loss=f"{mean_loss:.3f}", valid=f"{score:.4f}")
+            if score > best:
+                best, best_state, best_epoch, waited = score, copy.deepcopy(self.model.state_dict()), epoch, 0
             else:
                 waited += 1
                 if waited >= cfg.patience:
@@ -163,14 +195,14 @@ class SasrecRecommender:
         bar.close()
         if best_state is not None:
             self.model.load_state_dict(best_state)
-        log(f"sasrec: best valid ndcg@10 {best:.4f} at epoch {best_epoch} of {len(history)}")
+        log(f"sasrec: best valid {cfg.valid_metric} {best:.4f} at epoch {best_epoch} of {len(history)}")
         return {
             "model": "sasrec",
             "loss": "full softmax cross-entropy over all items",
             "settings": cfg.model_dump(),
             "epochs_run": len(history),
             "best_epoch": best_epoch,
-            "best_valid_ndcg@10": round(best, 5),
+            f"best_valid_{cfg.valid_metric}": round(best, 5),
             "train_wall_s": round(time.time() - t0, 1),
             "log": history,
         }
