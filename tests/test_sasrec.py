@@ -7,14 +7,13 @@ import random
 
 import pandas as pd
 import pytest
-import torch
 from test_pipeline import runner, write_config
 
 from llmrec.cli import app
 from llmrec.config import SasrecSettings
 from llmrec.data import SplitData
 from llmrec.evaluate.metrics import ranking_metrics
-from llmrec.evaluate.sasrec import SASRec, SasrecRecommender, _left_pad
+from llmrec.evaluate.sasrec import SasrecRecommender
 
 
 def walking_users(n_users: int = 120, n_items: int = 40, seed: int = 0) -> SplitData:
@@ -69,12 +68,3 @@ def test_sasrec_is_reproducible_from_its_seed():
     cfg = SasrecSettings(hidden=16, layers=1, heads=1, max_len=12, max_epochs=2, patience=2)
     logs = [SasrecRecommender(split, cfg).fit(split, log=lambda _: None)["log"] for _ in range(2)]
     assert logs[0] == logs[1]
-
-
-@pytest.mark.parametrize("layout", ["pre-ln", "recbole"])
-def test_a_history_scores_the_same_however_much_padding_its_batch_has(layout):
-    model = SASRec(20, SasrecSettings(hidden=16, layers=2, heads=2, max_len=12, layout=layout)).eval()
-    histories = [[3, 4, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]
-    alone = model(_left_pad(histories[:1], 3))[:, -1]
-    in_a_wide_batch = model(_left_pad(histories, 12))[:1, -1]
-    assert torch.allclose(alone, in_a_wide_batch, atol=1e-5)
