@@ -92,7 +92,7 @@ def prepare(cfg: Config) -> Path:
 def _validator(cfg: Config, tokenizer, ids: ItemIds, split: SplitData):
     users = split.eval_users("valid")
     sample = users.sample(n=min(cfg.train.eval_users, len(users)), random_state=cfg.train.seed)
-    histories = [split.history(row, "valid") for _, row in sample.iterrows()]
+    histories = split.histories(sample, "valid")
     targets = sample["valid"].tolist()
     catalogue = set(ids.items)
 
@@ -148,7 +148,7 @@ def evaluate(
     users = split.eval_users(split_name)
     if limit and limit < len(users):
         users = users.sample(n=limit, random_state=seed).reset_index(drop=True)
-    histories = [split.history(row, split_name) for _, row in users.iterrows()]
+    histories = split.histories(users, split_name)
     targets = users[split_name].tolist()
     k = max(10, cfg.generate.top_k)
     rec = recommender or Recommender.from_run(run.path, backend=backend)
@@ -208,7 +208,7 @@ def baseline(cfg: Config, model: str, split_names: tuple[str, ...] = ("valid", "
     results = {}
     for name in split_names:
         users = split.eval_users(name)
-        histories = [split.history(row, name) for _, row in users.iterrows()]
+        histories = split.histories(users, name)
         t1 = time.time()
         lists = recommend(histories)
         metrics = ranking_metrics(users[name].tolist(), lists, set(split.items["item"]))

@@ -42,7 +42,7 @@ def main() -> None:
     cfg = run.load_config()
     split = SplitData.load(cfg.prepared_dir)
     users = split.eval_users("test").head(args.users)
-    histories = [split.history(row, "test") for _, row in users.iterrows()]
+    histories = split.histories(users, "test")
     results = {}
     for dtype in ("bf16", "fp32"):
         rec = Recommender.from_run(run.path, dtype=dtype)

@@ -85,7 +85,7 @@ def main() -> None:
     cfg = run.load_config()
     split = SplitData.load(cfg.prepared_dir)
     users = split.eval_users("test").head(args.users)
-    histories = [split.history(row, "test") for _, row in users.iterrows()]
+    histories = split.histories(users, "test")
     results: dict = {}
     for dtype in args.dtypes.split(","):
         results[dtype] = bench(run, histories, dtype, args)

@@ -36,7 +36,7 @@ WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, float("inf")]
 
 def shortlist_scores(sasrec, rec, split, name, n):
     users = split.eval_users(name)
-    histories = [split.history(row, name) for _, row in users.iterrows()]
+    histories = split.histories(users, name)
     logits = sasrec.logits(histories)
     top = torch.topk(logits, n, dim=-1)
     candidates = [[sasrec.items[j] for j in row] for row in top.indices.tolist()]

@@ -40,7 +40,7 @@ def test_sasrec_learns_a_deterministic_next_item(variant):
     sasrec = SasrecRecommender(split, cfg)
     summary = sasrec.fit(split, exclude_history=False, log=lambda _: None)
     users = split.eval_users("test")
-    histories = [split.history(r, "test") for _, r in users.iterrows()]
+    histories = split.histories(users, "test")
     lists = sasrec.recommend(histories, k=10, exclude_history=False)
     metrics = ranking_metrics(users["test"].tolist(), lists, set(split.items["item"]))
     assert metrics["hr@1"] >= 0.95, (metrics, summary["log"][-3:])

@@ -39,6 +39,10 @@ class SplitData:
             return [*row["train"], row["valid"]]
         raise ValueError(f"unknown split {split!r}")
 
+    def histories(self, users: pd.DataFrame, split: str) -> list[list[str]]:
+        """`history(row, split)` for every row of `users` (e.g. `eval_users(split)` or a sample of it)."""
+        return [self.history(row, split) for _, row in users.iterrows()]
+
     def eval_users(self, split: str) -> pd.DataFrame:
         return self.users[self.users[split].notna()].reset_index(drop=True)
 

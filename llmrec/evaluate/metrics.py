@@ -12,10 +12,15 @@ from collections.abc import Sequence
 CUTOFFS = (1, 5, 10)
 
 
+def _ndcg_at_rank(rank: int, k: int) -> float:
+    """NDCG@k with a single relevant item found at 1-based `rank`."""
+    return 1.0 / math.log2(rank + 1) if rank <= k else 0.0
+
+
 def user_ndcg(target: str, ranked: Sequence[str], k: int = 10) -> float:
-    """One user's NDCG@k with a single relevant item: 1/log2(rank + 1) if it is in the top k."""
-    top = list(ranked[:k])
-    return 1.0 / math.log2(top.index(target) + 2) if target in top else 0.0
+    """One user's NDCG@k (the per-user term `ranking_metrics` averages); 0 if the target is absent."""
+    items = list(ranked)
+    return _ndcg_at_rank(items.index(target) + 1, k) if target in items else 0.0
 
 
 def ranking_metrics(
@@ -38,7 +43,7 @@ def ranking_metrics(
         for k in CUTOFFS:
             sums[f"hr@{k}"] += rank <= k
         for k in (5, 10):
-            sums[f"ndcg@{k}"] += user_ndcg(target, items, k)
+            sums[f"ndcg@{k}"] += _ndcg_at_rank(rank, k)
         sums["mrr"] += 1.0 / rank
     out = {key: value / max(n, 1) for key, value in sums.items()}
     out["valid_rate"] = valid / returned if returned else 0.0

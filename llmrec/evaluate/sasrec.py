@@ -143,7 +143,7 @@ class SasrecRecommender:
         targets = _left_pad([s[1:] for s in sequences], cfg.max_len) - 1  # item index -> class; pad -> -1
         lengths = (inputs > 0).sum(1)
         valid_users = split.eval_users("valid")
-        valid_histories = [split.history(row, "valid") for _, row in valid_users.iterrows()]
+        valid_histories = split.histories(valid_users, "valid")
         valid_targets = valid_users["valid"].tolist()
 
         optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
