@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmrec.errors import InputError
 
@@ -51,8 +51,21 @@ class IdsConfig(_Section):
     scheme: Literal["semantic", "title", "numeric"] = "semantic"
     levels: int = Field(3, ge=1, le=6)
     codebook_size: int = Field(64, ge=2)
-    embeddings: Literal["auto", "text", "collaborative", "both"] = "auto"
+    embeddings: Literal["auto", "text", "collaborative", "both", "file"] = Field(
+        "auto",
+        description="what semantic ids cluster: item text (backbone), collaborative (SVD of training "
+        "interactions), both, or file (your own vectors, e.g. a sequential model's item embeddings)",
+    )
+    embeddings_file: str | None = Field(
+        None, description="for embeddings: file; Parquet or JSONL with columns item and embedding (a list)"
+    )
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _file_named(self) -> IdsConfig:
+        if (self.embeddings == "file") != (self.embeddings_file is not None):
+            raise ValueError("embeddings: file and embeddings_file go together")
+        return self
 
 
 class PromptConfig(_Section):
@@ -190,6 +203,8 @@ class Config(_Section):
             value = getattr(cfg.data, key)
             if value is not None and not value.startswith(BUILTIN):
                 setattr(cfg.data, key, anchor(value))
+        if cfg.ids.embeddings_file is not None:
+            cfg.ids.embeddings_file = anchor(cfg.ids.embeddings_file)
         if (base / cfg.prompts.template).exists():
             cfg.prompts.template = anchor(cfg.prompts.template)
         if (base / cfg.explain.template).exists():

@@ -177,7 +177,7 @@ def evaluate(
 
 def baseline(cfg: Config, model: str, split_names: tuple[str, ...] = ("valid", "test")) -> dict[str, dict]:
     """Train/fit a baseline on the prepared split; write `baselines_dir/<model>/metrics-<split>.json`
-    with the same metrics (and evaluation code) as `evaluate`."""
+    with the same metrics (and evaluation code) as `evaluate`, and the config it ran (`config.yaml`)."""
     from llmrec.evaluate.sasrec import SasrecRecommender
 
     if model not in ("sasrec", "popularity"):
@@ -193,6 +193,7 @@ def baseline(cfg: Config, model: str, split_names: tuple[str, ...] = ("valid", "
         sasrec = SasrecRecommender(split, cfg.baselines.sasrec)
         summary = sasrec.fit(split, exclude, log=console.log)
         sasrec.save(Path(cfg.baselines_dir) / model / "model.pt")  # reused by scripts/rerank.py
+        sasrec.save_item_embeddings(Path(cfg.baselines_dir) / model / "item-embeddings.parquet")
 
         def recommend(histories: list[list[str]]) -> list[list[str]]:
             return sasrec.recommend(histories, k, exclude)
@@ -205,6 +206,8 @@ def baseline(cfg: Config, model: str, split_names: tuple[str, ...] = ("valid", "
 
     summary["fit_wall_s"] = round(time.time() - t0, 1)
     out_dir = Path(cfg.baselines_dir) / model
+    (out_dir / "config.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(dump_config(cfg))  # the settings, `--set` overrides included
     results = {}
     for name in split_names:
         users = split.eval_users(name)

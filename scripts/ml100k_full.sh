@@ -4,7 +4,10 @@
 #   bash scripts/ml100k_full.sh            semantic ids -> docs/benchmarks/ml100k-metrics-test.json
 #   bash scripts/ml100k_full.sh title      title ids    -> docs/benchmarks/ml100k-title-metrics-test.json
 #   bash scripts/ml100k_full.sh numeric    numeric ids  -> docs/benchmarks/ml100k-numeric-metrics-test.json
-# Every scheme runs scripts/ml100k_full.yaml; only ids.scheme and the output folders differ (--set).
+#   bash scripts/ml100k_full.sh sasrec-semantic
+#       semantic ids clustered from SASRec-CE's item embeddings (LC-Rec's collaborative ids; needs
+#       `bash scripts/baselines.sh ml100k` first) -> docs/benchmarks/ml100k-sasrec-semantic-metrics-test.json
+# Every scheme runs scripts/ml100k_full.yaml; only the ids settings and output folders differ (--set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=scripts/ml100k_full.yaml
@@ -16,7 +19,14 @@ case "$scheme" in
     # paths in overrides resolve against the config's folder (scripts/), as they would in the file
     overrides=(--set "ids.scheme=$scheme" --set "prepared_dir=../$runs/prepared"
                --set "run_dir=../$runs/run" --set "baselines_dir=../$runs/baselines") ;;
-  *) echo "unknown id scheme $scheme (semantic, title or numeric)" >&2; exit 2 ;;
+  sasrec-semantic)
+    embeddings=runs/ml100k/baselines/sasrec/item-embeddings.parquet
+    [[ -f $embeddings ]] || { echo "$embeddings not found: run bash scripts/baselines.sh ml100k" >&2; exit 2; }
+    runs=runs/ml100k-$scheme; out=ml100k-$scheme-metrics-test.json
+    overrides=(--set ids.embeddings=file --set "ids.embeddings_file=../$embeddings"
+               --set "prepared_dir=../$runs/prepared" --set "run_dir=../$runs/run"
+               --set "baselines_dir=../$runs/baselines") ;;
+  *) echo "unknown id scheme $scheme (semantic, title, numeric or sasrec-semantic)" >&2; exit 2 ;;
 esac
 start=$(date +%s)
 llmrec prepare "$config" "${overrides[@]}"

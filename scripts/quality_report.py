@@ -17,11 +17,24 @@ PUBLISHED_BEAUTY_SASREC_CE_NDCG10 = 0.0405  # RecBole SASRec-CE, ../shared/datas
 
 ML, BASE = "bash scripts/ml100k_full.sh", "bash scripts/baselines.sh"
 RERANK = "python scripts/rerank.py scripts/ml100k_full.yaml --run runs/ml100k/run --name ml100k"
+RERANK_SASREC_IDS = (
+    "python scripts/rerank.py scripts/ml100k_full.yaml --run runs/ml100k-sasrec-semantic/run "
+    "--name ml100k-sasrec-semantic"
+)
+# rows measured before SASRec padded every history to max_len (quality-notes.md, "Padding")
+EARLIER = " [earlier code: batches trimmed to their longest history; re-run pending]"
 ROWS = [
     # dataset, model, metrics file, dotted key inside the file (None: top level), command that reproduces it
     ("ML-100K", "LLM, semantic ids", "ml100k-metrics-test.json", None, ML),
     ("ML-100K", "LLM, title ids", "ml100k-title-metrics-test.json", None, f"{ML} title"),
     ("ML-100K", "LLM, numeric ids", "ml100k-numeric-metrics-test.json", None, f"{ML} numeric"),
+    (
+        "ML-100K",
+        "LLM, semantic ids from SASRec-CE's item embeddings",
+        "ml100k-sasrec-semantic-metrics-test.json",
+        None,
+        f"{ML} sasrec-semantic",
+    ),
     ("ML-100K", "SASRec-CE", "ml100k-sasrec-metrics-test.json", None, f"{BASE} ml100k"),
     (
         "ML-100K",
@@ -37,12 +50,19 @@ ROWS = [
         "parts.llm_on_shortlist",
         RERANK,
     ),
+    (
+        "ML-100K",
+        "SASRec-CE top-20 + LLM score, SASRec-embedding ids",
+        "ml100k-sasrec-semantic-rerank-metrics-test.json",
+        None,
+        RERANK_SASREC_IDS,
+    ),
     ("ML-100K", "popularity", "ml100k-sasrec-metrics-test.json", "baselines.popularity", f"{BASE} ml100k"),
-    ("Beauty", "SASRec-CE", "beauty-sasrec-metrics-test.json", None, f"{BASE} beauty"),
+    ("Beauty", f"SASRec-CE{EARLIER}", "beauty-sasrec-metrics-test.json", None, f"{BASE} beauty"),
     ("Beauty", "popularity", "beauty-sasrec-metrics-test.json", "baselines.popularity", f"{BASE} beauty"),
     (
         "Beauty",
-        "SASRec-CE, history not masked (RecBole's protocol)",
+        f"SASRec-CE, history not masked (RecBole's protocol){EARLIER}",
         "beauty-unmasked-sasrec-metrics-test.json",
         None,
         f"{BASE} beauty-unmasked",
@@ -134,7 +154,7 @@ def main() -> None:
 
     done = [r for r in report if r["metrics"] is not None]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(done) + 1))
-    labels = [f"{r['dataset']}: {r['model']}" for r in done]
+    labels = [f"{r['dataset']}: {r['model'].replace(EARLIER, ' (earlier code)')}" for r in done]
     ax.barh(labels[::-1], [r["metrics"]["ndcg@10"] for r in done][::-1], color="#4477aa")
     ax.set_xlabel("NDCG@10 (test, full ranking)")
     fig.tight_layout()

@@ -9,6 +9,7 @@ from test_split import catalog
 
 from llmrec.config import IdsConfig
 from llmrec.data import leave_one_out
+from llmrec.errors import InputError
 from llmrec.ids import ItemIds, build_item_ids, id_token_ids
 from llmrec.ids.item_ids import numeric_ids, semantic_ids, title_ids
 from llmrec.ids.rqkmeans import residual_kmeans, resolve_collisions
@@ -96,3 +97,53 @@ def test_text_embeddings_used_when_asked():
     build_item_ids(IdsConfig(levels=2, codebook_size=8, embeddings="text"), split, embed)
     assert calls and calls[0][0].startswith("Item 0")
     assert isinstance(split.items, pd.DataFrame)
+
+
+def test_ids_from_an_embeddings_file(tmp_path):
+    """Items with equal vectors share their code prefix; the table's row order does not matter."""
+    split = random_split()
+    items = split.items["item"].tolist()
+    groups = np.eye(4, dtype=np.float32)
+    vectors = [groups[n % 4] + 0.001 * n for n in range(len(items))]
+    table = pd.DataFrame({"item": items, "embedding": [v.tolist() for v in vectors]})
+    path = tmp_path / "emb.parquet"
+    table.iloc[::-1].to_parquet(path)
+    cfg = IdsConfig(levels=3, codebook_size=4, embeddings="file", embeddings_file=str(path))
+    ids = build_item_ids(cfg, split).ids
+    assert len(set(ids)) == len(items)
+    first_code = [i.split("><")[0] for i in ids]
+    assert all(len({first_code[n] for n in range(g, len(items), 4)}) == 1 for g in range(4))  # group = prefix
+
+    table.to_json(tmp_path / "emb.jsonl", orient="records", lines=True)
+    jsonl = cfg.model_copy(update={"embeddings_file": str(tmp_path / "emb.jsonl")})
+    assert build_item_ids(jsonl, split).ids == ids
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda t: t.iloc[1:], r"1 catalogue items have no embedding"),
+        (
+            lambda t: t.assign(embedding=[[1.0, 2.0]] + t["embedding"].tolist()[1:]),
+            r"row 1: field 'embedding'",
+        ),
+        (lambda t: pd.concat([t, t.iloc[:1]]), r"row \d+: field 'item': item appears twice"),
+        (lambda t: t.rename(columns={"embedding": "vector"}), r"field 'embedding': missing column"),
+    ],
+    ids=["missing-item", "wrong-width", "duplicate", "no-column"],
+)
+def test_bad_embeddings_file_names_file_row_and_field(tmp_path, damage, message):
+    split = random_split()
+    items = split.items["item"].tolist()
+    table = pd.DataFrame({"item": items, "embedding": [[float(n), 1.0, 0.0] for n in range(len(items))]})
+    path = tmp_path / "emb.parquet"
+    damage(table).to_parquet(path, index=False)
+    cfg = IdsConfig(levels=2, codebook_size=8, embeddings="file", embeddings_file=str(path))
+    with pytest.raises(InputError, match=message) as error:
+        build_item_ids(cfg, split)
+    assert str(path) in str(error.value)
+
+
+def test_embeddings_file_setting_needs_its_path():
+    with pytest.raises(ValueError, match="embeddings_file"):
+        IdsConfig(embeddings="file")

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 from test_pipeline import runner, write_config
 
 from llmrec.cli import app
-from llmrec.config import SasrecSettings
+from llmrec.config import SasrecSettings, load_config
 from llmrec.data import SplitData
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.evaluate.sasrec import SasrecRecommender
+from llmrec.ids.embeddings import file_embeddings
 
 
 def walking_users(n_users: int = 120, n_items: int = 40, seed: int = 0) -> SplitData:
@@ -59,6 +62,12 @@ def test_baseline_cli_writes_the_same_metrics_as_evaluate(tmp_path, tiny_backbon
         keys = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr", "valid_rate", "distinct_rate", "users")
         assert all(key in metrics for key in keys)
         assert metrics["users"] == 40 and metrics["valid_rate"] == metrics["distinct_rate"] == 1.0
+    saved = load_config(tmp_path / "baselines" / "sasrec" / "config.yaml")
+    assert saved.baselines.sasrec.hidden == 16  # the overrides the baseline ran with are on record
+    # SASRec's item embeddings, saved beside its weights, are a table semantic ids can be built from
+    items = SplitData.load(tmp_path / "prepared").items["item"].tolist()
+    vectors = file_embeddings(tmp_path / "baselines" / "sasrec" / "item-embeddings.parquet", items)
+    assert vectors.shape == (len(items), 16) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
     result = runner.invoke(app, ["baseline", config, "--model", "bert4rec"])
     assert result.exit_code == 2 and "bert4rec" in result.output
 
@@ -68,3 +77,14 @@ def test_sasrec_is_reproducible_from_its_seed():
     cfg = SasrecSettings(hidden=16, layers=1, heads=1, max_len=12, max_epochs=2, patience=2)
     logs = [SasrecRecommender(split, cfg).fit(split, log=lambda _: None)["log"] for _ in range(2)]
     assert logs[0] == logs[1]
+
+
+def test_a_history_scores_the_same_in_any_batch():
+    split = walking_users(n_users=30)
+    cfg = SasrecSettings(hidden=16, layers=1, heads=1, max_len=12)
+    sasrec = SasrecRecommender(split, cfg)
+    short, long = ["i3", "i4"], [f"i{i}" for i in range(10)]
+    alone = sasrec.logits([short], exclude_history=False)
+    batched = sasrec.logits([short, long], exclude_history=False)
+    assert not torch.equal(batched[0], batched[1])  # the two histories are scored differently
+    assert torch.allclose(alone[0], batched[0], atol=1e-5)

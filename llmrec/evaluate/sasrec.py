@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -56,20 +57,23 @@ class SASRec(nn.Module):
         nn.init.normal_(self.pos_emb.weight, std=0.02)
 
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:
-        """(batch, width <= max_len) left-padded item indices -> hidden states (batch, width, hidden).
+        """(batch, max_len) left-padded item indices -> hidden states (batch, max_len, hidden).
 
-        Positions count from the right (the most recent item is always position max_len - 1), so
-        a batch may be trimmed to its longest sequence without changing any item's position."""
+        Every sequence is padded to max_len, in training and in evaluation alike, as SASRec's
+        reference code does: padding keys stay visible to attention (below), so a history's scores
+        would otherwise depend on how much padding its batch happened to need."""
         length = seqs.shape[1]
-        positions = self.pos_emb.weight[self.max_len - length :]
+        if length != self.max_len:
+            raise ValueError(f"SASRec reads sequences padded to max_len={self.max_len}, got width {length}")
+        positions = self.pos_emb.weight
         if self.recbole:
             x = self.norm(self.item_emb(seqs) + positions)
         else:
             x = self.item_emb(seqs) * self.item_emb.embedding_dim**0.5 + positions
         causal = nn.Transformer.generate_square_subsequent_mask(length, device=seqs.device)
-        # As in the original SASRec, padding positions are zeroed after every block (a "timeline
-        # mask"); padding keys stay visible. Masking them was measured and lost validation NDCG@10 on
-        # ML-100K (0.1128 -> 0.1062; docs/benchmarks/quality-notes.md).
+        # As in SASRec's PyTorch reference port, padding positions are zeroed after every block (a
+        # "timeline mask") and padding keys stay visible. Masking them was measured and lost
+        # validation NDCG@10 on ML-100K (0.1128 -> 0.1062; docs/benchmarks/quality-notes.md).
         keep = (seqs > 0).unsqueeze(-1).to(x.dtype)
         h = self.dropout(x) * keep
         for layer in self.encoder.layers:
@@ -110,8 +114,7 @@ class SasrecRecommender:
         out = []
         for start in range(0, len(histories), 256):
             chunk = [self.encode(h) for h in histories[start : start + 256]]
-            width = max(1, min(self.cfg.max_len, max(len(c) for c in chunk)))
-            logits = self.model.scores(self.model(_left_pad(chunk, width))[:, -1])
+            logits = self.model.scores(self.model(_left_pad(chunk, self.cfg.max_len))[:, -1])
             if exclude_history:
                 for r, seq in enumerate(chunk):
                     logits[r, [i - 1 for i in seq]] = float("-inf")
@@ -125,6 +128,14 @@ class SasrecRecommender:
     def save(self, path: Path) -> None:
         with atomic_path(path) as tmp:
             torch.save(self.model.state_dict(), tmp)
+
+    def save_item_embeddings(self, path: Path) -> None:
+        """Write the learned item embeddings (`item`, `embedding`), the table `ids.embeddings: file` reads:
+        semantic ids clustered from them carry what SASRec learned about which items follow which."""
+        vectors = self.model.item_emb.weight[1:].detach().float().numpy()
+        table = pd.DataFrame({"item": self.items, "embedding": list(vectors)})
+        with atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
 
     def load(self, path: Path) -> None:
         self.model.load_state_dict(torch.load(path, weights_only=True))
@@ -141,7 +152,6 @@ class SasrecRecommender:
         sequences = [self.encode(list(t)) for t in split.users["train"] if len(t) >= 2]
         inputs = _left_pad([s[:-1] for s in sequences], cfg.max_len)
         targets = _left_pad([s[1:] for s in sequences], cfg.max_len) - 1  # item index -> class; pad -> -1
-        lengths = (inputs > 0).sum(1)
         valid_users = split.eval_users("valid")
         valid_histories = split.histories(valid_users, "valid")
         valid_targets = valid_users["valid"].tolist()
@@ -152,19 +162,12 @@ class SasrecRecommender:
         bar = tqdm(range(1, cfg.max_epochs + 1), desc="sasrec", unit="epoch")
         for epoch in bar:
             self.model.train()
-            # Batches of similar length (shuffled, then sorted by length; batch order shuffled) and
-            # trimmed to their longest sequence: padding costs next to nothing.
-            perm = torch.randperm(len(sequences))
-            order = perm[torch.argsort(lengths[perm], stable=True)]
-            batches = list(torch.split(order, cfg.batch_size))
             total = 0.0
-            for b in torch.randperm(len(batches)).tolist():
-                idx = batches[b]
-                width = int(lengths[idx].max())
-                logits = self.model.scores(self.model(inputs[idx, -width:]))
-                loss = nn.functional.cross_entropy(
-                    logits.flatten(0, 1), targets[idx, -width:].flatten(), ignore_index=-1
-                )
+            for idx in torch.split(torch.randperm(len(sequences)), cfg.batch_size):
+                # the softmax over all items dominates the cost: take it at real positions only
+                real = targets[idx] >= 0
+                logits = self.model.scores(self.model(inputs[idx])[real])
+                loss = nn.functional.cross_entropy(logits, targets[idx][real])
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

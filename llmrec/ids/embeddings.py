@@ -1,12 +1,16 @@
-"""Item embeddings that semantic ids are clustered from: text (backbone) and collaborative (SVD).
+"""Item embeddings that semantic ids are clustered from: text (backbone), collaborative (SVD), or a
+file of the user's own vectors (e.g. SASRec's item embeddings: LC-Rec's "collaborative semantic ids").
 
 Collaborative embeddings use training interactions only (never a valid/test target), so an item's
-id cannot encode where it sits in a held-out sequence.
+id cannot encode where it sits in a held-out sequence; vectors from a file must be made the same way.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import torch
 from scipy.sparse import csr_matrix
 from sklearn.decomposition import TruncatedSVD
@@ -14,6 +18,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.data import SplitData
+from llmrec.errors import InputError
 
 
 def item_texts(split: SplitData) -> list[str]:
@@ -71,3 +76,57 @@ def collaborative_embeddings(split: SplitData, dim: int = 64, seed: int = 0) -> 
 def normalise(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+def file_embeddings(path: str | Path, items: list[str]) -> np.ndarray:
+    """Rows of a Parquet/JSONL table (`item`, `embedding`: a list of numbers), in catalogue order.
+
+    Every catalogue item needs a row; rows for other items are ignored (a table may cover more)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("embeddings file not found", path=path, field="ids.embeddings_file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif suffix == ".jsonl":
+            frame = pd.read_json(path, lines=True, dtype={"item": str})
+        else:
+            raise InputError(f"unsupported file type '{suffix}' (use .parquet or .jsonl)", path=path)
+    except InputError:
+        raise
+    except Exception as exc:  # pyarrow and pandas raise several types for unreadable files
+        raise InputError(f"cannot read embeddings: {exc}", path=path) from exc
+    unit = "row" if suffix == ".parquet" else "line"
+    for column in ("item", "embedding"):
+        if column not in frame.columns:
+            raise InputError(f"missing column (columns are {list(frame.columns)})", path=path, field=column)
+    frame["item"] = frame["item"].astype(str)
+    duplicated = frame["item"].duplicated()
+    if duplicated.any():
+        n = int(duplicated.to_numpy().argmax()) + 1
+        raise InputError("item appears twice", path=path, where=f"{unit} {n}", field="item")
+    row_of = {item: n for n, item in enumerate(frame["item"])}
+    missing = [item for item in items if item not in row_of]
+    if missing:
+        raise InputError(
+            f"{len(missing)} catalogue items have no embedding, e.g. {missing[:3]}", path=path, field="item"
+        )
+    vectors = []
+    for n, value in enumerate(frame["embedding"], start=1):
+        try:
+            vectors.append(np.asarray(value, dtype=np.float32))
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"not a list of numbers: {exc}", path=path, where=f"{unit} {n}", field="embedding"
+            ) from exc
+    width = pd.Series([v.size for v in vectors]).mode()[0]  # the odd row out is the one to name
+    for n, vector in enumerate(vectors, start=1):
+        if vector.ndim != 1 or vector.size != width or not np.isfinite(vector).all():
+            raise InputError(
+                f"expected a list of {width} finite numbers like the other rows, got shape {vector.shape}",
+                path=path,
+                where=f"{unit} {n}",
+                field="embedding",
+            )
+    return normalise(np.stack([vectors[row_of[item]] for item in items]))

@@ -17,7 +17,7 @@ import pandas as pd
 from llmrec.config import IdsConfig
 from llmrec.data import SplitData
 from llmrec.errors import InputError
-from llmrec.ids.embeddings import collaborative_embeddings, item_texts, normalise
+from llmrec.ids.embeddings import collaborative_embeddings, file_embeddings, item_texts, normalise
 from llmrec.ids.rqkmeans import residual_kmeans, resolve_collisions
 from llmrec.io import atomic_path, read_json, write_json
 
@@ -109,6 +109,8 @@ def build_item_ids(cfg: IdsConfig, split: SplitData, text_embedder=None) -> Item
         parts.append(normalise(text_embedder(item_texts(split))))
     if kind in ("collaborative", "both"):
         parts.append(collaborative_embeddings(split, seed=cfg.seed))
+    if kind == "file":
+        parts.append(file_embeddings(cfg.embeddings_file, items))
     if len(items) > cfg.codebook_size**cfg.levels:
         raise InputError(
             f"{len(items)} items do not fit {cfg.codebook_size}^{cfg.levels} codes", field="ids.codebook_size"
