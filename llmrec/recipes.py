@@ -188,12 +188,13 @@ def baseline(cfg: Config, model: str, split_names: tuple[str, ...] = ("valid", "
         split = _split(load_catalog(cfg.data), cfg)
     exclude = cfg.generate.exclude_history
     k = max(10, cfg.generate.top_k)
+    out_dir = Path(cfg.baselines_dir) / model
     t0 = time.time()
     if model == "sasrec":
         sasrec = SasrecRecommender(split, cfg.baselines.sasrec)
         summary = sasrec.fit(split, exclude, log=console.log)
-        sasrec.save(Path(cfg.baselines_dir) / model / "model.pt")  # reused by scripts/rerank.py
-        sasrec.save_item_embeddings(Path(cfg.baselines_dir) / model / "item-embeddings.parquet")
+        sasrec.save(out_dir / "model.pt")  # reused by scripts/rerank.py
+        sasrec.save_item_embeddings(out_dir / "item-embeddings.parquet")
 
         def recommend(histories: list[list[str]]) -> list[list[str]]:
             return sasrec.recommend(histories, k, exclude)
@@ -205,8 +206,7 @@ def baseline(cfg: Config, model: str, split_names: tuple[str, ...] = ("valid", "
             return [pop.recommend(h, k, exclude) for h in histories]
 
     summary["fit_wall_s"] = round(time.time() - t0, 1)
-    out_dir = Path(cfg.baselines_dir) / model
-    (out_dir / "config.yaml").parent.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(dump_config(cfg))  # the settings, `--set` overrides included
     results = {}
     for name in split_names:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -147,3 +149,16 @@ def test_bad_embeddings_file_names_file_row_and_field(tmp_path, damage, message)
 def test_embeddings_file_setting_needs_its_path():
     with pytest.raises(ValueError, match="embeddings_file"):
         IdsConfig(embeddings="file")
+
+
+def test_embeddings_jsonl_errors_name_the_file_line(tmp_path):
+    split = random_split()
+    lines = [
+        json.dumps({"item": item, "embedding": [1.0, float(n)]}) for n, item in enumerate(split.items["item"])
+    ]
+    lines[1] = json.dumps({"item": split.items["item"][1], "embedding": [1.0]})
+    path = tmp_path / "emb.jsonl"
+    path.write_text(lines[0] + "\n\n" + "\n".join(lines[1:]) + "\n")  # a blank line 2: the bad row is line 3
+    cfg = IdsConfig(levels=2, codebook_size=8, embeddings="file", embeddings_file=str(path))
+    with pytest.raises(InputError, match="line 3: field 'embedding'"):
+        build_item_ids(cfg, split)

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from llmrec.config import BUILTIN, PACKAGE_DIR, DataConfig
@@ -243,7 +244,10 @@ def read_table(path: Path) -> tuple[pd.DataFrame, str]:
             raise InputError(f"cannot read Parquet: {exc}", path=path) from exc
         if frame.empty:
             raise InputError("table has no rows", path=path)
-        frame = frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object})
+        # text columns compare as strings; list columns (e.g. item vectors) stay lists. A Parquet
+        # column has one type, so its first value tells which it is.
+        text = [c for c in frame.columns if frame[c].dtype == object and not _holds_lists(frame[c])]
+        frame = frame.astype(dict.fromkeys(text, "string"))
         frame["__row__"] = range(1, len(frame) + 1)
         return frame, "row"
     text = read_text(path)
@@ -276,6 +280,11 @@ def read_table(path: Path) -> tuple[pd.DataFrame, str]:
     content_lines = [n for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     frame["__row__"] = content_lines[1 : len(frame) + 1]
     return frame, "line"
+
+
+def _holds_lists(column: pd.Series) -> bool:
+    first = column.dropna().head(1).tolist()
+    return bool(first) and isinstance(first[0], list | np.ndarray)
 
 
 def _require_columns(frame: pd.DataFrame, path: Path, wanted: dict[str, str | None]) -> None:

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.data import SplitData
+from llmrec.data.importers import read_table
 from llmrec.errors import InputError
 
 
@@ -83,29 +84,18 @@ def file_embeddings(path: str | Path, items: list[str]) -> np.ndarray:
 
     Every catalogue item needs a row; rows for other items are ignored (a table may cover more)."""
     path = Path(path)
-    if not path.exists():
-        raise InputError("embeddings file not found", path=path, field="ids.embeddings_file")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        elif suffix == ".jsonl":
-            frame = pd.read_json(path, lines=True, dtype={"item": str})
-        else:
-            raise InputError(f"unsupported file type '{suffix}' (use .parquet or .jsonl)", path=path)
-    except InputError:
-        raise
-    except Exception as exc:  # pyarrow and pandas raise several types for unreadable files
-        raise InputError(f"cannot read embeddings: {exc}", path=path) from exc
-    unit = "row" if suffix == ".parquet" else "line"
+    frame, unit = read_table(path)  # the importers' reader: same errors, rows numbered as in the file
     for column in ("item", "embedding"):
         if column not in frame.columns:
-            raise InputError(f"missing column (columns are {list(frame.columns)})", path=path, field=column)
+            header = [c for c in frame.columns if c != "__row__"]
+            raise InputError(f"missing column (columns are {header})", path=path, field=column)
     frame["item"] = frame["item"].astype(str)
+    where = [f"{unit} {n}" for n in frame["__row__"]]
     duplicated = frame["item"].duplicated()
     if duplicated.any():
-        n = int(duplicated.to_numpy().argmax()) + 1
-        raise InputError("item appears twice", path=path, where=f"{unit} {n}", field="item")
+        raise InputError(
+            "item appears twice", path=path, where=where[duplicated.to_numpy().argmax()], field="item"
+        )
     row_of = {item: n for n, item in enumerate(frame["item"])}
     missing = [item for item in items if item not in row_of]
     if missing:
@@ -113,20 +103,20 @@ def file_embeddings(path: str | Path, items: list[str]) -> np.ndarray:
             f"{len(missing)} catalogue items have no embedding, e.g. {missing[:3]}", path=path, field="item"
         )
     vectors = []
-    for n, value in enumerate(frame["embedding"], start=1):
+    for n, value in enumerate(frame["embedding"]):
         try:
             vectors.append(np.asarray(value, dtype=np.float32))
         except (TypeError, ValueError) as exc:
             raise InputError(
-                f"not a list of numbers: {exc}", path=path, where=f"{unit} {n}", field="embedding"
+                f"not a list of numbers: {exc}", path=path, where=where[n], field="embedding"
             ) from exc
     width = pd.Series([v.size for v in vectors]).mode()[0]  # the odd row out is the one to name
-    for n, vector in enumerate(vectors, start=1):
+    for n, vector in enumerate(vectors):
         if vector.ndim != 1 or vector.size != width or not np.isfinite(vector).all():
             raise InputError(
                 f"expected a list of {width} finite numbers like the other rows, got shape {vector.shape}",
                 path=path,
-                where=f"{unit} {n}",
+                where=where[n],
                 field="embedding",
             )
     return normalise(np.stack([vectors[row_of[item]] for item in items]))
