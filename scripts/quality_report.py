@@ -58,7 +58,7 @@ ROWS = [
         RERANK_SASREC_IDS,
     ),
     ("ML-100K", "popularity", "ml100k-sasrec-metrics-test.json", "baselines.popularity", f"{BASE} ml100k"),
-    ("Beauty", f"SASRec-CE{EARLIER}", "beauty-sasrec-metrics-test.json", None, f"{BASE} beauty"),
+    ("Beauty", "SASRec-CE", "beauty-sasrec-metrics-test.json", None, f"{BASE} beauty"),
     ("Beauty", "popularity", "beauty-sasrec-metrics-test.json", "baselines.popularity", f"{BASE} beauty"),
     (
         "Beauty",
