@@ -22,7 +22,6 @@ RERANK_SASREC_IDS = (
     "--name ml100k-sasrec-semantic"
 )
 # rows measured before SASRec padded every history to max_len (quality-notes.md, "Padding")
-EARLIER = " [earlier code: batches trimmed to their longest history; re-run pending]"
 ROWS = [
     # dataset, model, metrics file, dotted key inside the file (None: top level), command that reproduces it
     ("ML-100K", "LLM, semantic ids", "ml100k-metrics-test.json", None, ML),
@@ -62,7 +61,7 @@ ROWS = [
     ("Beauty", "popularity", "beauty-sasrec-metrics-test.json", "baselines.popularity", f"{BASE} beauty"),
     (
         "Beauty",
-        f"SASRec-CE, history not masked (RecBole's protocol){EARLIER}",
+        "SASRec-CE, history not masked (RecBole's protocol)",
         "beauty-unmasked-sasrec-metrics-test.json",
         None,
         f"{BASE} beauty-unmasked",
@@ -154,7 +153,7 @@ def main() -> None:
 
     done = [r for r in report if r["metrics"] is not None]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(done) + 1))
-    labels = [f"{r['dataset']}: {r['model'].replace(EARLIER, ' (earlier code)')}" for r in done]
+    labels = [f"{r['dataset']}: {r['model']}" for r in done]
     ax.barh(labels[::-1], [r["metrics"]["ndcg@10"] for r in done][::-1], color="#4477aa")
     ax.set_xlabel("NDCG@10 (test, full ranking)")
     fig.tight_layout()
