@@ -21,7 +21,6 @@ RERANK_SASREC_IDS = (
     "python scripts/rerank.py scripts/ml100k_full.yaml --run runs/ml100k-sasrec-semantic/run "
     "--name ml100k-sasrec-semantic"
 )
-# rows measured before SASRec padded every history to max_len (quality-notes.md, "Padding")
 ROWS = [
     # dataset, model, metrics file, dotted key inside the file (None: top level), command that reproduces it
     ("ML-100K", "LLM, semantic ids", "ml100k-metrics-test.json", None, ML),

@@ -130,7 +130,10 @@ def test_ids_from_an_embeddings_file(tmp_path):
             r"row 1: field 'embedding'",
         ),
         (lambda t: pd.concat([t, t.iloc[:1]]), r"row \d+: field 'item': item appears twice"),
-        (lambda t: t.rename(columns={"embedding": "vector"}), r"field 'embedding': missing column"),
+        (
+            lambda t: t.rename(columns={"embedding": "vector"}),
+            r"header: field 'embedding': missing embedding column",
+        ),
     ],
     ids=["missing-item", "wrong-width", "duplicate", "no-column"],
 )

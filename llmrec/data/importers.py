@@ -287,7 +287,7 @@ def _holds_lists(column: pd.Series) -> bool:
     return bool(first) and isinstance(first[0], list | np.ndarray)
 
 
-def _require_columns(frame: pd.DataFrame, path: Path, wanted: dict[str, str | None]) -> None:
+def require_columns(frame: pd.DataFrame, path: Path, wanted: dict[str, str | None]) -> None:
     header = [c for c in frame.columns if c != "__row__"]
     for role, col in wanted.items():
         if col is not None and col not in frame.columns:
@@ -341,7 +341,7 @@ def load_generic(interactions: str, items: str | None, cfg: DataConfig) -> Catal
     cols = cfg.columns
     inter_path = Path(interactions)
     frame, unit = read_table(inter_path)
-    _require_columns(frame, inter_path, {"user": cols.user, "item": cols.item, "timestamp": cols.timestamp})
+    require_columns(frame, inter_path, {"user": cols.user, "item": cols.item, "timestamp": cols.timestamp})
     _require_values(frame, inter_path, unit, [cols.user, cols.item])
     rows = frame["__row__"]
     if cols.timestamp is not None:
@@ -365,9 +365,9 @@ def load_generic(interactions: str, items: str | None, cfg: DataConfig) -> Catal
     item_path = Path(items)
     iframe, iunit = read_table(item_path)
     title_col = cols.title if cols.title in iframe.columns else None
-    _require_columns(iframe, item_path, {"item": cols.item})
+    require_columns(iframe, item_path, {"item": cols.item})
     for text_col in cols.text:
-        _require_columns(iframe, item_path, {"text": text_col})
+        require_columns(iframe, item_path, {"text": text_col})
     _require_values(iframe, item_path, iunit, [cols.item])
 
     def column(name: str | None) -> list[str]:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.data import SplitData
-from llmrec.data.importers import read_table
+from llmrec.data.importers import read_table, require_columns
 from llmrec.errors import InputError
 
 
@@ -85,10 +85,7 @@ def file_embeddings(path: str | Path, items: list[str]) -> np.ndarray:
     Every catalogue item needs a row; rows for other items are ignored (a table may cover more)."""
     path = Path(path)
     frame, unit = read_table(path)  # the importers' reader: same errors, rows numbered as in the file
-    for column in ("item", "embedding"):
-        if column not in frame.columns:
-            header = [c for c in frame.columns if c != "__row__"]
-            raise InputError(f"missing column (columns are {header})", path=path, field=column)
+    require_columns(frame, path, {"item": "item", "embedding": "embedding"})
     frame["item"] = frame["item"].astype(str)
     where = [f"{unit} {n}" for n in frame["__row__"]]
     duplicated = frame["item"].duplicated()
