@@ -7,11 +7,28 @@
 #   bash scripts/ml100k_full.sh sasrec-semantic
 #       semantic ids clustered from SASRec-CE's item embeddings (LC-Rec's collaborative ids; needs
 #       `bash scripts/baselines.sh ml100k` first) -> docs/benchmarks/ml100k-sasrec-semantic-metrics-test.json
-# Every scheme runs scripts/ml100k_full.yaml; only the ids settings and output folders differ (--set).
+#   bash scripts/ml100k_full.sh SCHEME [--steps N] [--lr X]
+#       the same with N training steps instead of the config's 400 (the cosine schedule spans them
+#       all) and/or peak learning rate X instead of 2e-3; each option adds to the run's name:
+#       --steps 800 --lr 1e-3 -> runs/ml100k-SCHEME-800steps-lr1e-3, docs/benchmarks/ml100k-SCHEME-800steps-lr1e-3-metrics-test.json
+# Every run uses scripts/ml100k_full.yaml; only the ids settings, the options above and the output
+# folders differ (--set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=scripts/ml100k_full.yaml
 scheme=${1:-semantic}
+shift $(( $# > 0 ? 1 : 0 ))
+suffix=''; levers=()
+while (( $# > 0 )); do
+  case "$1" in
+    --steps) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || { echo "--steps needs a positive integer, got '${2:-}'" >&2; exit 2; }
+             suffix+=-${2}steps; levers+=(--set "train.max_steps=$2") ;;
+    --lr) [[ ${2:-} =~ ^[0-9.]+(e-?[0-9]+)?$ ]] || { echo "--lr needs a number such as 1e-3, got '${2:-}'" >&2; exit 2; }
+          suffix+=-lr$2; levers+=(--set "train.lr=$2") ;;
+    *) echo "unknown option '$1' (--steps N, --lr X)" >&2; exit 2 ;;
+  esac
+  shift 2
+done
 case "$scheme" in
   semantic) runs=runs/ml100k; out=ml100k-metrics-test.json; overrides=() ;;
   title|numeric)
@@ -28,6 +45,11 @@ case "$scheme" in
                --set "baselines_dir=../$runs/baselines") ;;
   *) echo "unknown id scheme $scheme (semantic, title, numeric or sasrec-semantic)" >&2; exit 2 ;;
 esac
+if [[ -n $suffix ]]; then
+  name=ml100k-$scheme$suffix; runs=runs/$name; out=$name-metrics-test.json
+  overrides+=("${levers[@]}" --set "prepared_dir=../$runs/prepared" --set "run_dir=../$runs/run"
+              --set "baselines_dir=../$runs/baselines")
+fi
 start=$(date +%s)
 llmrec prepare "$config" "${overrides[@]}"
 llmrec train "$config" "${overrides[@]}"

@@ -21,6 +21,10 @@ RERANK_SASREC_IDS = (
     "python scripts/rerank.py scripts/ml100k_full.yaml --run runs/ml100k-sasrec-semantic/run "
     "--name ml100k-sasrec-semantic"
 )
+RERANK_SASREC_IDS_800 = (
+    "python scripts/rerank.py scripts/ml100k_full.yaml --run runs/ml100k-sasrec-semantic-800steps/run "
+    "--name ml100k-sasrec-semantic-800steps"
+)
 ROWS = [
     # dataset, model, metrics file, dotted key inside the file (None: top level), command that reproduces it
     ("ML-100K", "LLM, semantic ids", "ml100k-metrics-test.json", None, ML),
@@ -32,6 +36,13 @@ ROWS = [
         "ml100k-sasrec-semantic-metrics-test.json",
         None,
         f"{ML} sasrec-semantic",
+    ),
+    (
+        "ML-100K",
+        "LLM, semantic ids from SASRec-CE's item embeddings, 800 steps",
+        "ml100k-sasrec-semantic-800steps-metrics-test.json",
+        None,
+        f"{ML} sasrec-semantic --steps 800",
     ),
     ("ML-100K", "SASRec-CE", "ml100k-sasrec-metrics-test.json", None, f"{BASE} ml100k"),
     (
@@ -54,6 +65,13 @@ ROWS = [
         "ml100k-sasrec-semantic-rerank-metrics-test.json",
         None,
         RERANK_SASREC_IDS,
+    ),
+    (
+        "ML-100K",
+        "SASRec-CE top-20 + LLM score, SASRec-embedding ids, 800 steps",
+        "ml100k-sasrec-semantic-800steps-rerank-metrics-test.json",
+        None,
+        RERANK_SASREC_IDS_800,
     ),
     ("ML-100K", "popularity", "ml100k-sasrec-metrics-test.json", "baselines.popularity", f"{BASE} ml100k"),
     ("Beauty", "SASRec-CE", "beauty-sasrec-metrics-test.json", None, f"{BASE} beauty"),
