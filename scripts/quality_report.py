@@ -44,6 +44,13 @@ ROWS = [
         None,
         f"{ML} sasrec-semantic --steps 800",
     ),
+    (
+        "ML-100K",
+        "LLM, semantic ids from SASRec-CE's item embeddings, lr 1e-3",
+        "ml100k-sasrec-semantic-lr1e-3-metrics-test.json",
+        None,
+        f"{ML} sasrec-semantic --lr 1e-3",
+    ),
     ("ML-100K", "SASRec-CE", "ml100k-sasrec-metrics-test.json", None, f"{BASE} ml100k"),
     (
         "ML-100K",
