@@ -7,9 +7,11 @@
 #   bash scripts/ml100k_full.sh sasrec-semantic
 #       semantic ids clustered from SASRec-CE's item embeddings (LC-Rec's collaborative ids; needs
 #       `bash scripts/baselines.sh ml100k` first) -> docs/benchmarks/ml100k-sasrec-semantic-metrics-test.json
-#   bash scripts/ml100k_full.sh SCHEME [--steps N] [--lr X]
+#   bash scripts/ml100k_full.sh SCHEME [--steps N] [--lr X] [--history N] [--examples N]
 #       the same with N training steps instead of the config's 400 (the cosine schedule spans them
-#       all) and/or peak learning rate X instead of 2e-3; each option adds to the run's name:
+#       all), peak learning rate X instead of 2e-3, the N most recent items in each prompt instead
+#       of 15 (prompts.max_prompt_tokens, 160, still drops the oldest that do not fit), and/or the N
+#       most recent training targets per user instead of 8; each option adds to the run's name:
 #       --steps 800 --lr 1e-3 -> runs/ml100k-SCHEME-800steps-lr1e-3, docs/benchmarks/ml100k-SCHEME-800steps-lr1e-3-metrics-test.json
 # Every run uses scripts/ml100k_full.yaml; only the ids settings, the options above and the output
 # folders differ (--set).
@@ -25,7 +27,11 @@ while (( $# > 0 )); do
              suffix+=-${2}steps; levers+=(--set "train.max_steps=$2") ;;
     --lr) [[ ${2:-} =~ ^[0-9.]+(e-?[0-9]+)?$ ]] || { echo "--lr needs a number such as 1e-3, got '${2:-}'" >&2; exit 2; }
           suffix+=-lr$2; levers+=(--set "train.lr=$2") ;;
-    *) echo "unknown option '$1' (--steps N, --lr X)" >&2; exit 2 ;;
+    --history) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || { echo "--history needs a positive integer, got '${2:-}'" >&2; exit 2; }
+               suffix+=-history$2; levers+=(--set "prompts.max_history=$2") ;;
+    --examples) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || { echo "--examples needs a positive integer, got '${2:-}'" >&2; exit 2; }
+                suffix+=-examples$2; levers+=(--set "prompts.max_examples_per_user=$2") ;;
+    *) echo "unknown option '$1' (--steps N, --lr X, --history N, --examples N)" >&2; exit 2 ;;
   esac
   shift 2
 done

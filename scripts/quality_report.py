@@ -25,6 +25,10 @@ RERANK_SASREC_IDS_800 = (
     "python scripts/rerank.py scripts/ml100k_full.yaml --run runs/ml100k-sasrec-semantic-800steps/run "
     "--name ml100k-sasrec-semantic-800steps"
 )
+RERANK_SASREC_IDS_HISTORY30 = (
+    "python scripts/rerank.py scripts/ml100k_full.yaml --run runs/ml100k-sasrec-semantic-history30/run "
+    "--name ml100k-sasrec-semantic-history30"
+)
 ROWS = [
     # dataset, model, metrics file, dotted key inside the file (None: top level), command that reproduces it
     ("ML-100K", "LLM, semantic ids", "ml100k-metrics-test.json", None, ML),
@@ -50,6 +54,13 @@ ROWS = [
         "ml100k-sasrec-semantic-lr1e-3-metrics-test.json",
         None,
         f"{ML} sasrec-semantic --lr 1e-3",
+    ),
+    (
+        "ML-100K",
+        "LLM, semantic ids from SASRec-CE's item embeddings, last 30 items in the prompt",
+        "ml100k-sasrec-semantic-history30-metrics-test.json",
+        None,
+        f"{ML} sasrec-semantic --history 30",
     ),
     ("ML-100K", "SASRec-CE", "ml100k-sasrec-metrics-test.json", None, f"{BASE} ml100k"),
     (
@@ -79,6 +90,13 @@ ROWS = [
         "ml100k-sasrec-semantic-800steps-rerank-metrics-test.json",
         None,
         RERANK_SASREC_IDS_800,
+    ),
+    (
+        "ML-100K",
+        "SASRec-CE top-20 + LLM score, SASRec-embedding ids, last 30 items in the prompt",
+        "ml100k-sasrec-semantic-history30-rerank-metrics-test.json",
+        None,
+        RERANK_SASREC_IDS_HISTORY30,
     ),
     ("ML-100K", "popularity", "ml100k-sasrec-metrics-test.json", "baselines.popularity", f"{BASE} ml100k"),
     ("Beauty", "SASRec-CE", "beauty-sasrec-metrics-test.json", None, f"{BASE} beauty"),
