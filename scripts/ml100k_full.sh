@@ -20,39 +20,33 @@ cd "$(dirname "$0")/.."
 config=scripts/ml100k_full.yaml
 scheme=${1:-semantic}
 shift $(( $# > 0 ? 1 : 0 ))
+positive_int() { [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || { echo "$1 needs a positive integer, got '${2:-}'" >&2; exit 2; }; }
 suffix=''; levers=()
 while (( $# > 0 )); do
   case "$1" in
-    --steps) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || { echo "--steps needs a positive integer, got '${2:-}'" >&2; exit 2; }
-             suffix+=-${2}steps; levers+=(--set "train.max_steps=$2") ;;
+    --steps) positive_int "$@"; suffix+=-${2}steps; levers+=(--set "train.max_steps=$2") ;;
     --lr) [[ ${2:-} =~ ^[0-9.]+(e-?[0-9]+)?$ ]] || { echo "--lr needs a number such as 1e-3, got '${2:-}'" >&2; exit 2; }
           suffix+=-lr$2; levers+=(--set "train.lr=$2") ;;
-    --history) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || { echo "--history needs a positive integer, got '${2:-}'" >&2; exit 2; }
-               suffix+=-history$2; levers+=(--set "prompts.max_history=$2") ;;
-    --examples) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || { echo "--examples needs a positive integer, got '${2:-}'" >&2; exit 2; }
-                suffix+=-examples$2; levers+=(--set "prompts.max_examples_per_user=$2") ;;
+    --history) positive_int "$@"; suffix+=-history$2; levers+=(--set "prompts.max_history=$2") ;;
+    --examples) positive_int "$@"; suffix+=-examples$2; levers+=(--set "prompts.max_examples_per_user=$2") ;;
     *) echo "unknown option '$1' (--steps N, --lr X, --history N, --examples N)" >&2; exit 2 ;;
   esac
   shift 2
 done
 case "$scheme" in
-  semantic) runs=runs/ml100k; out=ml100k-metrics-test.json; overrides=() ;;
-  title|numeric)
-    runs=runs/ml100k-$scheme; out=ml100k-$scheme-metrics-test.json
-    # paths in overrides resolve against the config's folder (scripts/), as they would in the file
-    overrides=(--set "ids.scheme=$scheme" --set "prepared_dir=../$runs/prepared"
-               --set "run_dir=../$runs/run" --set "baselines_dir=../$runs/baselines") ;;
+  semantic) overrides=() ;;
+  title|numeric) overrides=(--set "ids.scheme=$scheme") ;;
   sasrec-semantic)
     embeddings=runs/ml100k/baselines/sasrec/item-embeddings.parquet
     [[ -f $embeddings ]] || { echo "$embeddings not found: run bash scripts/baselines.sh ml100k" >&2; exit 2; }
-    runs=runs/ml100k-$scheme; out=ml100k-$scheme-metrics-test.json
-    overrides=(--set ids.embeddings=file --set "ids.embeddings_file=../$embeddings"
-               --set "prepared_dir=../$runs/prepared" --set "run_dir=../$runs/run"
-               --set "baselines_dir=../$runs/baselines") ;;
+    overrides=(--set ids.embeddings=file --set "ids.embeddings_file=../$embeddings") ;;
   *) echo "unknown id scheme $scheme (semantic, title, numeric or sasrec-semantic)" >&2; exit 2 ;;
 esac
-if [[ -n $suffix ]]; then
-  name=ml100k-$scheme$suffix; runs=runs/$name; out=$name-metrics-test.json
+# the config's own folders are the plain semantic run's; every other run gets folders of its own name
+if [[ $scheme == semantic && -z $suffix ]]; then name=ml100k; else name=ml100k-$scheme$suffix; fi
+runs=runs/$name; out=$name-metrics-test.json
+if [[ $name != ml100k ]]; then
+  # paths in overrides resolve against the config's folder (scripts/), as they would in the file
   overrides+=("${levers[@]}" --set "prepared_dir=../$runs/prepared" --set "run_dir=../$runs/run"
               --set "baselines_dir=../$runs/baselines")
 fi

@@ -16,19 +16,13 @@ DOCS = Path("docs/benchmarks")
 PUBLISHED_BEAUTY_SASREC_CE_NDCG10 = 0.0405  # RecBole SASRec-CE, ../shared/datasets/README.md
 
 ML, BASE = "bash scripts/ml100k_full.sh", "bash scripts/baselines.sh"
-RERANK = "python scripts/rerank.py scripts/ml100k_full.yaml --run runs/ml100k/run --name ml100k"
-RERANK_SASREC_IDS = (
-    "python scripts/rerank.py scripts/ml100k_full.yaml --run runs/ml100k-sasrec-semantic/run "
-    "--name ml100k-sasrec-semantic"
-)
-RERANK_SASREC_IDS_800 = (
-    "python scripts/rerank.py scripts/ml100k_full.yaml --run runs/ml100k-sasrec-semantic-800steps/run "
-    "--name ml100k-sasrec-semantic-800steps"
-)
-RERANK_SASREC_IDS_HISTORY30 = (
-    "python scripts/rerank.py scripts/ml100k_full.yaml --run runs/ml100k-sasrec-semantic-history30/run "
-    "--name ml100k-sasrec-semantic-history30"
-)
+
+
+def rerank(run: str) -> str:
+    """The command that reranks SASRec-CE's shortlist with the LLM of runs/<run>, named after it."""
+    return f"python scripts/rerank.py scripts/ml100k_full.yaml --run runs/{run}/run --name {run}"
+
+
 ROWS = [
     # dataset, model, metrics file, dotted key inside the file (None: top level), command that reproduces it
     ("ML-100K", "LLM, semantic ids", "ml100k-metrics-test.json", None, ML),
@@ -68,35 +62,35 @@ ROWS = [
         "SASRec-CE top-20 + LLM score (weight from valid)",
         "ml100k-rerank-metrics-test.json",
         None,
-        RERANK,
+        rerank("ml100k"),
     ),
     (
         "ML-100K",
         "SASRec-CE top-20 reranked by the LLM alone",
         "ml100k-rerank-metrics-test.json",
         "parts.llm_on_shortlist",
-        RERANK,
+        rerank("ml100k"),
     ),
     (
         "ML-100K",
         "SASRec-CE top-20 + LLM score, SASRec-embedding ids",
         "ml100k-sasrec-semantic-rerank-metrics-test.json",
         None,
-        RERANK_SASREC_IDS,
+        rerank("ml100k-sasrec-semantic"),
     ),
     (
         "ML-100K",
         "SASRec-CE top-20 + LLM score, SASRec-embedding ids, 800 steps",
         "ml100k-sasrec-semantic-800steps-rerank-metrics-test.json",
         None,
-        RERANK_SASREC_IDS_800,
+        rerank("ml100k-sasrec-semantic-800steps"),
     ),
     (
         "ML-100K",
         "SASRec-CE top-20 + LLM score, SASRec-embedding ids, last 30 items in the prompt",
         "ml100k-sasrec-semantic-history30-rerank-metrics-test.json",
         None,
-        RERANK_SASREC_IDS_HISTORY30,
+        rerank("ml100k-sasrec-semantic-history30"),
     ),
     ("ML-100K", "popularity", "ml100k-sasrec-metrics-test.json", "baselines.popularity", f"{BASE} ml100k"),
     ("Beauty", "SASRec-CE", "beauty-sasrec-metrics-test.json", None, f"{BASE} beauty"),
