@@ -88,7 +88,9 @@ class LoraSettings(_Section):
 
 class ModelConfig(_Section):
     name: str = Field("smollm2-135m", description="'smollm2-135m', a hub id, or a local folder")
-    dtype: Literal["bf16", "fp32", "fp16"] = "bf16"
+    dtype: Literal["auto", "bf16", "fp32", "fp16"] = Field(
+        "auto", description="auto: bf16 where the GPU or CPU computes it natively, else fp32"
+    )
     load_in_4bit: bool = Field(False, description="QLoRA: needs a CUDA GPU and bitsandbytes")
     lora: LoraSettings = Field(default_factory=LoraSettings)
 

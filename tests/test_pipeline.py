@@ -73,6 +73,7 @@ def test_generic_csv_prepare_train_evaluate(tmp_path, tiny_backbone, scheme):
         assert path.exists(), path
     metrics = json.loads(run.metrics("valid").read_text())
     assert metrics["users"] == 40
+    assert metrics["train"]["dtype"] == "float32"  # the run records the dtype it trained in
     assert metrics["valid_rate"] == 1.0 and metrics["distinct_rate"] == 1.0
     for key in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr"):
         assert 0.0 <= metrics[key] <= 1.0

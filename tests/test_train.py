@@ -1,12 +1,15 @@
-"""Training pieces: label masking, trainable id tokens, adapter reload, QLoRA guard."""
+"""Training pieces: label masking, trainable id tokens, adapter reload, dtype choice, QLoRA guard."""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import torch
 from tiny import tiny_model, tiny_tokenizer
 
-from llmrec.backbone import load_model, resize_for_tokenizer
+from llmrec import backbone
+from llmrec.backbone import load_model, resize_for_tokenizer, resolve_dtype
 from llmrec.config import Config
 from llmrec.errors import InputError
 from llmrec.train.loop import add_lora, collate, encode_examples
@@ -59,3 +62,26 @@ def test_qlora_needs_cuda(tiny_backbone):
         pytest.skip("this machine has CUDA")
     with pytest.raises(InputError, match="needs a CUDA GPU"):
         load_model(str(tiny_backbone), "bf16", load_in_4bit=True)
+
+
+def test_auto_dtype_is_bf16_only_where_the_hardware_computes_it(monkeypatch, tiny_backbone):
+    assert Config().model.dtype == "auto"
+    monkeypatch.setattr(backbone, "native_bf16", lambda: True)
+    assert resolve_dtype("auto") == "bf16"
+    assert load_model(str(tiny_backbone)).dtype == torch.bfloat16
+    monkeypatch.setattr(backbone, "native_bf16", lambda: False)
+    assert resolve_dtype("auto") == "fp32"
+    assert load_model(str(tiny_backbone)).dtype == torch.float32
+
+
+def test_forced_bf16_without_native_support_is_kept_and_warned(monkeypatch):
+    monkeypatch.setattr(backbone, "native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="without native bf16"):
+        assert resolve_dtype("bf16") == "bf16"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_dtype("fp32") == "fp32"
+    monkeypatch.setattr(backbone, "native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_dtype("bf16") == "bf16"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from llmrec.backbone import resolve_dtype
 from llmrec.config import VllmSettings
 from llmrec.errors import InputError
 from llmrec.generate.beam import Scored, trie_beam_search
@@ -77,7 +78,7 @@ class VllmDecoder:
         on_cpu = not torch.cuda.is_available()
         kwargs = dict(
             model=str(model_dir),
-            dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[dtype],
+            dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[resolve_dtype(dtype)],
             enable_prefix_caching=True,
             # CPU's default block is 128 tokens; prefix caching reuses whole blocks only
             block_size=settings.block_size or (32 if on_cpu else 16),

@@ -209,6 +209,7 @@ def fit(
         "batch_size": tc.batch_size,
         "grad_accum": tc.grad_accum,
         "processes": accelerator.num_processes,
+        "dtype": str(accelerator.unwrap_model(model).dtype).removeprefix("torch."),
         "train_wall_s": round(elapsed_before + time.time() - start, 1),
         "best_valid": best_metrics,
     }
