@@ -69,6 +69,12 @@ class IdsConfig(_Section):
 
 
 class PromptConfig(_Section):
+    objective: Literal["next_item", "every_item"] = Field(
+        "next_item",
+        description="next_item: a training example is one history and its next item (the id, then EOS); "
+        "every_item: a window of a user's sequence listed one id per line, every item after the first "
+        "a target (as SASRec trains every position); needs a list template such as item_list.j2",
+    )
     template: str = "next_item.j2"
     max_history: int = Field(20, ge=1, description="most recent items shown")
     max_prompt_tokens: int = Field(256, ge=16)

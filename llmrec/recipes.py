@@ -30,7 +30,7 @@ from llmrec.ids import ItemIds, build_item_ids, id_token_ids
 from llmrec.ids.embeddings import text_embeddings
 from llmrec.ids.item_ids import choose_embeddings
 from llmrec.io import atomic_path, read_json, write_json
-from llmrec.prompts import PromptBuilder, eval_examples, training_examples
+from llmrec.prompts import PromptBuilder, eval_examples, training_examples, window_examples
 from llmrec.train.loop import add_lora, encode_examples, fit
 from llmrec.train.run_dir import RunDir
 
@@ -58,8 +58,9 @@ def prepare(cfg: Config) -> Path:
     builder = PromptBuilder(
         cfg.prompts, tokenizer, dict(zip(ids.items, ids.ids, strict=True)), split.titles()
     )
+    make_training = window_examples if cfg.prompts.objective == "every_item" else training_examples
     frames = {
-        "train": training_examples(split, builder, cfg.prompts.max_examples_per_user),
+        "train": make_training(split, builder, cfg.prompts.max_examples_per_user),
         "valid": eval_examples(split, builder, "valid"),
         "test": eval_examples(split, builder, "test"),
     }
@@ -126,8 +127,15 @@ def train(cfg: Config) -> RunDir:
     set_seed(cfg.train.seed)
     model = add_lora(model, cfg, tokenizer.convert_tokens_to_ids(ids.new_tokens))
     table = pd.read_parquet(prepared / "examples-train.parquet")
-    targets = id_token_ids(tokenizer, [ids.id_of(t) for t in table["target"]])
-    examples = encode_examples(tokenizer, table["prompt"].tolist(), targets, cfg.prompts.align_to)
+    if cfg.prompts.objective == "every_item":
+        builder = PromptBuilder(cfg.prompts, tokenizer, dict(zip(ids.items, ids.ids, strict=True)))
+        examples = [
+            dict(zip(("input_ids", "labels"), builder.encode_window(list(w)), strict=True))
+            for w in table["items"]
+        ]
+    else:
+        targets = id_token_ids(tokenizer, [ids.id_of(t) for t in table["target"]])
+        examples = encode_examples(tokenizer, table["prompt"].tolist(), targets, cfg.prompts.align_to)
     console.log(f"training on {len(examples)} examples; run directory {run.path}")
     fit(cfg, model, tokenizer, examples, run, _validator(cfg, tokenizer, ids, split))
     return run

@@ -7,11 +7,17 @@
 #   bash scripts/ml100k_full.sh sasrec-semantic
 #       semantic ids clustered from SASRec-CE's item embeddings (LC-Rec's collaborative ids; needs
 #       `bash scripts/baselines.sh ml100k` first) -> docs/benchmarks/ml100k-sasrec-semantic-metrics-test.json
-#   bash scripts/ml100k_full.sh SCHEME [--steps N] [--lr X] [--history N] [--examples N]
-#       the same with N training steps instead of the config's 400 (the cosine schedule spans them
-#       all), peak learning rate X instead of 2e-3, the N most recent items in each prompt instead
-#       of 15 (prompts.max_prompt_tokens, 160, still drops the oldest that do not fit), and/or the N
-#       most recent training targets per user instead of 8; each option adds to the run's name:
+#   bash scripts/ml100k_full.sh SCHEME [OPTION VALUE ...]: the same with settings changed (--set):
+#       --steps N                N training steps instead of 400 (the cosine schedule spans them all)
+#       --lr X                   peak learning rate X instead of 2e-3
+#       --history N              the N most recent items in each prompt instead of 15
+#                                (prompts.max_prompt_tokens, 160, still drops the oldest that do not fit)
+#       --examples N             the N most recent training targets per user instead of 8
+#       --objective every_item   item-list prompts (prompts/item_list.j2), every item of a window a target
+#       --lora all-linear        LoRA on every linear layer (attention and MLP, LC-Rec's setting)
+#       --seed N                 training seed N instead of 0 (LoRA's initial weights, example order;
+#                                the item ids stay the same)
+#     each option adds to the run's name:
 #       --steps 800 --lr 1e-3 -> runs/ml100k-SCHEME-800steps-lr1e-3, docs/benchmarks/ml100k-SCHEME-800steps-lr1e-3-metrics-test.json
 # Every run uses scripts/ml100k_full.yaml; only the ids settings, the options above and the output
 # folders differ (--set).
@@ -29,7 +35,15 @@ while (( $# > 0 )); do
           suffix+=-lr$2; levers+=(--set "train.lr=$2") ;;
     --history) positive_int "$@"; suffix+=-history$2; levers+=(--set "prompts.max_history=$2") ;;
     --examples) positive_int "$@"; suffix+=-examples$2; levers+=(--set "prompts.max_examples_per_user=$2") ;;
-    *) echo "unknown option '$1' (--steps N, --lr X, --history N, --examples N)" >&2; exit 2 ;;
+    --objective) [[ ${2:-} == every_item ]] || { echo "--objective takes every_item, got '${2:-}'" >&2; exit 2; }
+                 suffix+=-every-item; levers+=(--set prompts.objective=every_item --set prompts.template=item_list.j2) ;;
+    --lora) [[ ${2:-} == all-linear ]] || { echo "--lora takes all-linear, got '${2:-}'" >&2; exit 2; }
+            suffix+=-lora-all-linear
+            levers+=(--set 'model.lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]') ;;
+    --seed) [[ ${2:-} =~ ^[0-9]+$ ]] || { echo "--seed needs a whole number, got '${2:-}'" >&2; exit 2; }
+            suffix+=-seed$2; levers+=(--set "train.seed=$2") ;;
+    *) echo "unknown option '$1' (--steps N, --lr X, --history N, --examples N, --objective every_item," \
+            "--lora all-linear, --seed N)" >&2; exit 2 ;;
   esac
   shift 2
 done

@@ -37,6 +37,13 @@ ROWS = [
     ),
     (
         "ML-100K",
+        "LLM, semantic ids from SASRec-CE's item embeddings, seed 1",
+        "ml100k-sasrec-semantic-seed1-metrics-test.json",
+        None,
+        f"{ML} sasrec-semantic --seed 1",
+    ),
+    (
+        "ML-100K",
         "LLM, semantic ids from SASRec-CE's item embeddings, 800 steps",
         "ml100k-sasrec-semantic-800steps-metrics-test.json",
         None,
@@ -55,6 +62,20 @@ ROWS = [
         "ml100k-sasrec-semantic-history30-metrics-test.json",
         None,
         f"{ML} sasrec-semantic --history 30",
+    ),
+    (
+        "ML-100K",
+        "LLM, semantic ids from SASRec-CE's item embeddings, every item a target (1 epoch)",
+        "ml100k-sasrec-semantic-every-item-examples10000-433steps-metrics-test.json",
+        None,
+        f"{ML} sasrec-semantic --objective every_item --examples 10000 --steps 433",
+    ),
+    (
+        "ML-100K",
+        "LLM, semantic ids from SASRec-CE's item embeddings, LoRA on every linear layer",
+        "ml100k-sasrec-semantic-lora-all-linear-metrics-test.json",
+        None,
+        f"{ML} sasrec-semantic --lora all-linear",
     ),
     ("ML-100K", "SASRec-CE", "ml100k-sasrec-metrics-test.json", None, f"{BASE} ml100k"),
     (
@@ -80,6 +101,13 @@ ROWS = [
     ),
     (
         "ML-100K",
+        "SASRec-CE top-20 + LLM score, SASRec-embedding ids, seed 1 (validation chose w = 0)",
+        "ml100k-sasrec-semantic-seed1-rerank-metrics-test.json",
+        None,
+        rerank("ml100k-sasrec-semantic-seed1"),
+    ),
+    (
+        "ML-100K",
         "SASRec-CE top-20 + LLM score, SASRec-embedding ids, 800 steps",
         "ml100k-sasrec-semantic-800steps-rerank-metrics-test.json",
         None,
@@ -91,6 +119,27 @@ ROWS = [
         "ml100k-sasrec-semantic-history30-rerank-metrics-test.json",
         None,
         rerank("ml100k-sasrec-semantic-history30"),
+    ),
+    (
+        "ML-100K",
+        "SASRec-CE top-20 + LLM score, SASRec-embedding ids, every item a target",
+        "ml100k-sasrec-semantic-every-item-examples10000-433steps-rerank-metrics-test.json",
+        None,
+        rerank("ml100k-sasrec-semantic-every-item-examples10000-433steps"),
+    ),
+    (
+        "ML-100K",
+        "SASRec-CE top-20 reranked by the LLM alone, SASRec-embedding ids, every item a target",
+        "ml100k-sasrec-semantic-every-item-examples10000-433steps-rerank-metrics-test.json",
+        "parts.llm_on_shortlist",
+        rerank("ml100k-sasrec-semantic-every-item-examples10000-433steps"),
+    ),
+    (
+        "ML-100K",
+        "SASRec-CE top-20 + LLM score, SASRec-embedding ids, LoRA on every linear layer",
+        "ml100k-sasrec-semantic-lora-all-linear-rerank-metrics-test.json",
+        None,
+        rerank("ml100k-sasrec-semantic-lora-all-linear"),
     ),
     ("ML-100K", "popularity", "ml100k-sasrec-metrics-test.json", "baselines.popularity", f"{BASE} ml100k"),
     ("Beauty", "SASRec-CE", "beauty-sasrec-metrics-test.json", None, f"{BASE} beauty"),
@@ -158,7 +207,8 @@ def main() -> None:
         "ranking over the whole catalogue, leave-one-out test split, history items excluded from the",
         "ranking (except in the two Beauty rows marked RecBole). SASRec-CE: causal self-attention, softmax",
         "cross-entropy over all items, early stopping on validation NDCG@10, MRR@10 in the RecBole-settings",
-        "row (`llmrec baseline CONFIG --model sasrec`).",
+        "row (`llmrec baseline CONFIG --model sasrec`). Wall times are those of the machine each row ran",
+        "on (2-core CPUs of different speeds), so compare them only between rows run in one session.",
         "",
         "| dataset | model | " + " | ".join(KEYS) + " | budget | reproduce |",
         "|" + "---|" * (len(KEYS) + 4),
@@ -188,9 +238,12 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     done = [r for r in report if r["metrics"] is not None]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(done) + 1))
+    # wide enough that the long row labels leave the bars room to be read
+    fig, ax = plt.subplots(figsize=(13, 0.4 * len(done) + 1))
     labels = [f"{r['dataset']}: {r['model']}" for r in done]
-    ax.barh(labels[::-1], [r["metrics"]["ndcg@10"] for r in done][::-1], color="#4477aa")
+    bars = ax.barh(labels[::-1], [r["metrics"]["ndcg@10"] for r in done][::-1], color="#4477aa")
+    ax.bar_label(bars, fmt="%.4f", padding=3, fontsize=8)
+    ax.margins(x=0.12)
     ax.set_xlabel("NDCG@10 (test, full ranking)")
     fig.tight_layout()
     fig.savefig(DOCS / "quality.png", dpi=120)

@@ -30,6 +30,7 @@ from llmrec.evaluate.metrics import user_ndcg
 from llmrec.evaluate.sasrec import SasrecRecommender
 from llmrec.generate import Recommender
 from llmrec.io import atomic_path
+from llmrec.train.run_dir import RunDir
 
 WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, float("inf")]
 
@@ -62,12 +63,15 @@ def mix(rows, w: float, k: int = 10) -> list[list[str]]:
 def paired_comparison(targets: list[str], ours: list[list[str]], base: list[list[str]]) -> dict:
     """Per-user NDCG@10 of `ours` minus `base`: mean, bootstrap 95% interval, paired t-test p-value."""
     diff = np.array([user_ndcg(t, a) - user_ndcg(t, b) for t, a, b in zip(targets, ours, base, strict=True)])
-    boot = stats.bootstrap((diff,), np.mean, n_resamples=10_000, rng=np.random.default_rng(0))
-    low, high = boot.confidence_interval
+    if not diff.any():  # the same lists (validation chose w = 0): no difference, and nothing to resample
+        low, high, p = 0.0, 0.0, 1.0
+    else:
+        boot = stats.bootstrap((diff,), np.mean, n_resamples=10_000, rng=np.random.default_rng(0))
+        (low, high), p = boot.confidence_interval, stats.ttest_1samp(diff, 0.0).pvalue
     return {
         "mean_ndcg@10_gain": round(float(diff.mean()), 5),
         "bootstrap_95": [round(float(low), 5), round(float(high), 5)],
-        "ttest_p": round(float(stats.ttest_1samp(diff, 0.0).pvalue), 4),
+        "ttest_p": round(float(p), 4),
         "users_better": int((diff > 0).sum()),
         "users_worse": int((diff < 0).sum()),
     }
@@ -82,7 +86,9 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = load_config(args.config)
-    split = SplitData.load(cfg.prepared_dir)
+    # the split the LLM run was prepared on (every run of one dataset shares it), so that a run can
+    # be reranked without the config's own prepared folder
+    split = SplitData.load(RunDir(args.run).load_config().prepared_dir)
     catalogue = set(split.items["item"])
     sasrec = SasrecRecommender(split, cfg.baselines.sasrec)
     weights = Path(cfg.baselines_dir) / "sasrec" / "model.pt"

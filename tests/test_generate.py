@@ -12,7 +12,7 @@ from llmrec.generate import ItemTrie, beam_search, generate_reference
 
 
 def test_trie_structure_and_exclusion():
-    trie = ItemTrie([[5, 6], [5, 7], [8]], eos_token_id=0)
+    trie = ItemTrie([[5, 6], [5, 7], [8]], end_token_id=0)
     assert trie.allowed(0).tolist() == [5, 8]
     assert trie.allowed(trie.walk([5])).tolist() == [6, 7]
     assert trie.item_at[trie.walk([5, 7, 0])] == 1
@@ -23,7 +23,7 @@ def test_trie_structure_and_exclusion():
     blocked = trie.blocked([0, 1])
     assert trie.allowed(0, blocked).tolist() == [8]
     with pytest.raises(ValueError):
-        ItemTrie([[1, 2], [1, 2]], eos_token_id=0)
+        ItemTrie([[1, 2], [1, 2]], end_token_id=0)
 
 
 def catalogue(tok, n_items=150, variable_length=False, seed=0):

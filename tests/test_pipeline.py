@@ -53,9 +53,16 @@ def write_config(tmp_path, backbone, scheme="semantic", overrides: dict | None =
     return str(path)
 
 
-@pytest.mark.parametrize("scheme", ["semantic", "title", "numeric"])
-def test_generic_csv_prepare_train_evaluate(tmp_path, tiny_backbone, scheme):
-    config = write_config(tmp_path, tiny_backbone, scheme)
+@pytest.mark.parametrize(
+    ("scheme", "objective"),
+    [("semantic", "next_item"), ("title", "next_item"), ("numeric", "next_item"), ("semantic", "every_item"),
+     ("title", "every_item")],
+)  # fmt: skip
+def test_generic_csv_prepare_train_evaluate(tmp_path, tiny_backbone, scheme, objective):
+    prompts = {"objective": objective, "template": "item_list.j2", "include_titles": False}
+    config = write_config(
+        tmp_path, tiny_backbone, scheme, {"prompts": prompts} if objective == "every_item" else {}
+    )
     for args in (
         ["prepare", config],
         ["train", config],

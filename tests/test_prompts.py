@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from tiny import tiny_tokenizer
 
@@ -67,3 +68,83 @@ def test_encode_prompts_left_fills_to_a_block_multiple():
         assert len(ids) % 8 == 0 and ids[len(ids) - len(original) :] == original
         assert set(ids[: len(ids) - len(original)]) <= {tok.pad_token_id}
     assert encode_prompts(tok, ["Next item:"], 1) == [plain.input_ids[0]]
+
+
+def list_builder(**settings) -> PromptBuilder:
+    cfg = PromptConfig(objective="every_item", template="item_list.j2", include_titles=False, **settings)
+    return PromptBuilder(cfg, tiny_tokenizer(), IDS, TITLES)
+
+
+def test_every_item_prompt_is_the_header_and_one_line_per_item():
+    builder = list_builder(max_history=3, align_to=1)
+    tok = builder.tokenizer
+    history = [f"i{n}" for n in range(10)]
+    text = builder.render(history)
+    assert text.endswith("1007\n1008\n1009\n") and "1006" not in text
+    (ids,) = builder.encode([history])
+    line = [tok("\n", add_special_tokens=False).input_ids[0]]
+    expected = tok(text.split("\n")[0] + "\n", add_special_tokens=False).input_ids
+    for n in (7, 8, 9):
+        expected += tok(f"{1000 + n}", add_special_tokens=False).input_ids + line
+    assert ids == expected and builder.end_token_id == line[0]
+    # the token budget drops the oldest items, as for next_item prompts
+    budget = len(builder.header_ids) + 2 * len(builder.line_ids("i9"))
+    (short,) = list_builder(max_history=3, align_to=1, max_prompt_tokens=budget).encode([history])
+    assert short == ids[: len(builder.header_ids)] + ids[len(ids) - 2 * len(builder.line_ids("i9")) :]
+
+
+def test_every_item_window_contexts_are_the_prompts_of_its_prefixes():
+    builder = list_builder(max_history=4, align_to=8)
+    window = [f"i{n}" for n in range(5)]
+    ids, labels = builder.encode_window(window)
+    assert len(ids) == len(labels) and len(ids) % 8 == 0
+    pads = ids.index(builder.header_ids[0])
+    assert set(ids[:pads]) <= {builder.tokenizer.pad_token_id}
+    # every item after the first is a target, its id tokens and the line break; nothing else is
+    targets = [t for t in labels if t != -100]
+    assert targets == [t for item in window[1:] for t in builder.line_ids(item)]
+    pos = len(ids) - sum(len(builder.line_ids(i)) for i in window[1:])
+    for t, item in enumerate(window[1:], start=1):
+        (prompt,) = builder.encode([window[:t]])
+        start = prompt.index(builder.header_ids[0])
+        assert ids[pads:pos] == prompt[start:]  # the context is token for token the prompt
+        assert labels[pos : pos + len(builder.line_ids(item))] == builder.line_ids(item)
+        pos += len(builder.line_ids(item))
+
+
+def test_every_item_windows_cover_each_target_once():
+    from llmrec.data import SplitData
+    from llmrec.prompts import window_examples
+
+    seq = [f"i{n}" for n in range(12)]
+    users = pd.DataFrame(
+        {"user": ["u1", "u2"], "train": [seq, seq[:1]], "valid": [None] * 2, "test": [None] * 2}
+    )
+    split = SplitData(items=pd.DataFrame({"item": seq, "title": seq}), users=users)
+    builder = list_builder(max_history=4)
+    windows = window_examples(split, builder, max_per_user=100)["items"].tolist()
+    targets = [item for w in windows for item in w[1:]]
+    assert sorted(targets, key=seq.index) == seq[1:]  # each once; a one-item user has none
+    assert all(2 <= len(w) <= 5 for w in windows) and windows[0] == seq[-5:]
+    recent = window_examples(split, builder, max_per_user=6)["items"].tolist()
+    assert sorted(t for w in recent for t in w[1:]) == sorted(seq[-6:])
+
+
+def test_every_item_needs_a_list_template(tmp_path):
+    with pytest.raises(InputError, match="one id per line") as err:
+        PromptBuilder(
+            PromptConfig(objective="every_item", include_titles=False), tiny_tokenizer(), IDS, TITLES
+        )
+    assert "next_item.j2" in str(err.value)  # its "Next item:" line follows the list
+    titled = tmp_path / "titled.j2"
+    titled.write_text(
+        "Items:\n{% for i in history %}{{ i.id }}{% if i.title %} {{ i.title }}{% endif %}\n{% endfor %}"
+    )
+    cfg = PromptConfig(objective="every_item", template=str(titled))
+    with pytest.raises(InputError, match="include_titles") as err:
+        PromptBuilder(cfg, tiny_tokenizer(), IDS, TITLES)
+    assert "titled.j2" in str(err.value)
+    without_titles = PromptBuilder(
+        cfg.model_copy(update={"include_titles": False}), tiny_tokenizer(), IDS, TITLES
+    )
+    assert without_titles.render(["i1"]) == "Items:\n1001\n"

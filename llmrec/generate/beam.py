@@ -4,9 +4,9 @@
 prompt through the model W times. Here the prompt is run once per user and its KV cache is
 copied to the W beams (`reorder_cache` with a repeated index), after which every step feeds one
 token per beam. The selection rule follows transformers' beam search with `length_penalty=0`
-(scores are sequence log-probabilities): the top 2W continuations are ranked, an EOS among the top
-W closes an item, the best W others keep running, and a user is done when its W finished items all
-score above its best running beam.
+(scores are sequence log-probabilities): the top 2W continuations are ranked, an end token (EOS
+there) among the top W closes an item, the best W others keep running, and a user is done when
+its W finished items all score above its best running beam.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ NEG = float("-inf")
 @dataclass
 class Scored:
     item: int  # index into the catalogue
-    score: float  # log-probability of the item's id tokens (and EOS)
+    score: float  # log-probability of the item's id tokens and the end token
 
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,23 +88,23 @@ def trie_beam_search(
         new_nodes, new_parents, new_tokens = [], [], []
         for b in range(batch):
             finite = [s > NEG for s in cand_scores[b]]
-            is_eos = [f and t == trie.eos for f, t in zip(finite, cand_token[b], strict=True)]
+            is_end = [f and t == trie.end for f, t in zip(finite, cand_token[b], strict=True)]
             if not done[b]:
-                for rank in range(width):  # an EOS closes an item only within the top W
-                    if is_eos[rank]:
-                        leaf = trie.step(nodes[b * width + cand_parent[b][rank]], trie.eos)
+                for rank in range(width):  # an end token closes an item only within the top W
+                    if is_end[rank]:
+                        leaf = trie.step(nodes[b * width + cand_parent[b][rank]], trie.end)
                         pool[b].append((cand_scores[b][rank], trie.item_at[leaf]))
                 pool[b] = sorted(pool[b], key=lambda x: -x[0])[:width]
             # the best W candidates that did not just end (stable order: ties resolve as torch.topk)
-            running = [c for c in range(2 * width) if not is_eos[c]][:width]
-            running += [c for c in range(2 * width) if is_eos[c]][: width - len(running)]
+            running = [c for c in range(2 * width) if not is_end[c]][:width]
+            running += [c for c in range(2 * width) if is_end[c]][: width - len(running)]
             for j, c in enumerate(running):
-                ok = finite[c] and not is_eos[c] and not done[b]
+                ok = finite[c] and not is_end[c] and not done[b]
                 p = cand_parent[b][c]
                 new_scores[b, j] = cand_scores[b][c] if ok else NEG
                 new_nodes.append(trie.step(nodes[b * width + p], cand_token[b][c]) if ok else -1)
                 new_parents.append(b * width + p)
-                new_tokens.append(cand_token[b][c] if ok else trie.eos)
+                new_tokens.append(cand_token[b][c] if ok else trie.end)
             best_running = float(new_scores[b].max())
             if len(pool[b]) == width and best_running <= pool[b][-1][0]:
                 done[b] = True

@@ -22,7 +22,7 @@ from llmrec.generate.beam import Scored, beam_search
 from llmrec.generate.reference import generate_reference
 from llmrec.generate.trie import ItemTrie
 from llmrec.ids import ItemIds, id_token_ids
-from llmrec.prompts import PromptBuilder, encode_prompts
+from llmrec.prompts import PromptBuilder
 from llmrec.train.run_dir import RunDir
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class Recommender:
         self.builder = PromptBuilder(
             prompt_cfg, tokenizer, dict(zip(item_ids.items, item_ids.ids, strict=True)), titles
         )
-        self.trie = ItemTrie(id_token_ids(tokenizer, item_ids.ids), tokenizer.eos_token_id)
+        self.trie = ItemTrie(id_token_ids(tokenizer, item_ids.ids), self.builder.end_token_id)
 
     @classmethod
     def from_run(
@@ -132,9 +132,7 @@ class Recommender:
             for n, shortlist in enumerate(candidates):
                 self.check_history(shortlist, where=f"candidates {n + 1}")
                 excluded[n] |= set(self.item_ids.items) - set(shortlist)
-        prompts = encode_prompts(
-            self.tokenizer, [self.builder.render(h) for h in histories], self.builder.cfg.align_to
-        )
+        prompts = self.builder.encode(histories)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
         results: list[list[Scored]] = [[] for _ in histories]
         batch_size = self.cfg.vllm.batch_size if self.vllm_decoder else self.cfg.batch_size

@@ -49,7 +49,7 @@ def generate_reference(
         length_penalty=0.0,  # rank by sequence log-probability, as the fast path does
         do_sample=False,
         logits_processor=LogitsProcessorList([processor]),
-        eos_token_id=trie.eos,
+        eos_token_id=trie.end,  # the token that closes an item
         pad_token_id=pad_id,
         output_scores=True,
         return_dict_in_generate=True,

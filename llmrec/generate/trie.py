@@ -1,6 +1,7 @@
 """A prefix tree over the catalogue's id token sequences: what may come next, and where an item ends.
 
-Every sequence ends with EOS, so no id is a prefix of another and a finished beam is one item.
+Every sequence ends with the end token (EOS after a next-item prompt, the line break in an item
+list; `PromptBuilder.end_token_id`), so no id is a prefix of another and a finished beam is one item.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ import torch
 
 
 class ItemTrie:
-    def __init__(self, sequences: list[list[int]], eos_token_id: int) -> None:
-        self.eos = eos_token_id
+    def __init__(self, sequences: list[list[int]], end_token_id: int) -> None:
+        self.end = end_token_id
         self.children: list[dict[int, int]] = [{}]
         self.count: list[int] = [0]  # items below each node
         self.item_at: dict[int, int] = {}  # leaf node -> item index
         self.leaf_of: list[int] = []  # item index -> leaf node
         self.max_depth = 0
         for item, seq in enumerate(sequences):
-            path = [*seq, eos_token_id]
+            path = [*seq, end_token_id]
             node = 0
             self.count[0] += 1
             for tok in path:

@@ -1,6 +1,6 @@
 """Stage 3: verbalise histories with editable templates (top-level prompts/) into prompt datasets."""
 
-from llmrec.prompts.examples import eval_examples, training_examples
+from llmrec.prompts.examples import eval_examples, training_examples, window_examples
 from llmrec.prompts.template import PromptBuilder, encode_prompts, find_template, load_template
 
 __all__ = [
@@ -10,4 +10,5 @@ __all__ = [
     "find_template",
     "load_template",
     "training_examples",
+    "window_examples",
 ]

@@ -1,4 +1,5 @@
-"""Prompt datasets: (prompt, target) examples for training and for each evaluation split."""
+"""Prompt datasets: training examples ((prompt, target) pairs, or item-list windows for the
+every_item objective) and (prompt, target) examples for each evaluation split."""
 
 from __future__ import annotations
 
@@ -21,6 +22,26 @@ def training_examples(split: SplitData, builder: PromptBuilder, max_per_user: in
         for t in range(max(1, len(seq) - max_per_user), len(seq)):
             rows.append((user, builder.render(seq[:t]), seq[t]))
     return pd.DataFrame.from_records(rows, columns=["user", "prompt", "target"])
+
+
+def window_examples(split: SplitData, builder: PromptBuilder, max_per_user: int) -> pd.DataFrame:
+    """every_item objective: each training sequence cut into windows, from the most recent back, in
+    which every item after the first is a target that sees the items before it in the window. A
+    window's last target sees exactly the history a prompt would show (`builder.shown`), so training
+    contexts are never longer than inference ones; consecutive windows share one item, so each item
+    but a user's first is a target once. The `max_per_user` most recent targets of a user are kept."""
+    rows = []
+    for user, seq in tqdm(
+        zip(split.users["user"], split.users["train"], strict=True),
+        total=len(split.users),
+        desc="training windows",
+    ):
+        first, end = max(1, len(seq) - max_per_user), len(seq)
+        while end > first:
+            start = max(first, end - max(1, builder.shown(seq[: end - 1])))
+            rows.append((user, list(seq[start - 1 : end])))
+            end = start
+    return pd.DataFrame.from_records(rows, columns=["user", "items"])
 
 
 def eval_examples(split: SplitData, builder: PromptBuilder, which: str) -> pd.DataFrame:

@@ -43,7 +43,16 @@ def load_template(name: str) -> tuple[jinja2.Template, Path]:
 
 
 class PromptBuilder:
-    """Renders histories into prompts that fit `max_prompt_tokens`, dropping the oldest items first."""
+    """Renders histories into prompts that fit `max_prompt_tokens`, dropping the oldest items first,
+    and encodes them as the token ids the model sees, in training and on both backends.
+
+    `objective: next_item`: the prompt is the rendered template, tokenized as a whole; the answer is
+    the next item's id and EOS. `objective: every_item`: the template lists the history one id per
+    line and nothing follows the list; the prompt is the template's header followed by each item's
+    id tokens and a line break, and the answer is the next line. A training window is then a prompt
+    whose every line after the first is a target (`encode_window`), with the same ids a prompt of
+    that prefix would get.
+    """
 
     def __init__(
         self,
@@ -57,23 +66,71 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.id_of = id_of
         self.titles = titles if cfg.include_titles and titles else {}
+        self._lines: dict[str, list[int]] = {}
+        if cfg.objective == "every_item":
+            self._check_list_template()
+            self.header_ids = self._tokens(self._text([]))
+            self.end_token_id = self._line_break_id()
+            if len(self.header_ids) > cfg.max_prompt_tokens:
+                raise InputError(
+                    "the template alone is longer than prompts.max_prompt_tokens",
+                    path=self.source,
+                    field="max_prompt_tokens",
+                )
+        else:
+            self.end_token_id = tokenizer.eos_token_id
 
-    def render(self, history: list[str]) -> str:
-        """The prompt for `history` (oldest first), always ending in a newline."""
-        items = history[-self.cfg.max_history :]
+    def _tokens(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids
 
-        def text(n: int) -> str:
-            shown = [{"id": self.id_of[i], "title": self.titles.get(i, "")} for i in items[len(items) - n :]]
-            out = self.template.render(history=shown)
-            return out if out.endswith("\n") else out + "\n"
+    def _text(self, items: list[str]) -> str:
+        shown = [{"id": self.id_of[i], "title": self.titles.get(i, "")} for i in items]
+        out = self.template.render(history=shown)
+        return out if out.endswith("\n") else out + "\n"
 
-        def fits(n: int) -> bool:
-            return (
-                len(self.tokenizer(text(n), add_special_tokens=False).input_ids) <= self.cfg.max_prompt_tokens
+    def _check_list_template(self) -> None:
+        probe = list(self.id_of)[:2]
+        expected = self._text([]) + "".join(self.id_of[i] + "\n" for i in probe)
+        if self._text(probe) != expected:
+            raise InputError(
+                "prompts.objective every_item needs a template that lists the history one id per line "
+                "with nothing after the list (e.g. item_list.j2) and prompts.include_titles: false",
+                path=self.source,
+                field="objective",
             )
 
+    def _line_break_id(self) -> int:
+        ids = self._tokens("\n")
+        if len(ids) != 1:
+            raise InputError(
+                f"the tokenizer splits a line break into {len(ids)} tokens; every_item needs one",
+                field="prompts.objective",
+            )
+        return ids[0]
+
+    def line_ids(self, item: str) -> list[int]:
+        """every_item: the tokens of one listed item, its id and the line break (also the answer)."""
+        if item not in self._lines:
+            self._lines[item] = [*self._tokens(self.id_of[item]), self.end_token_id]
+        return self._lines[item]
+
+    def shown(self, history: list[str]) -> int:
+        """How many of the most recent items of `history` the prompt shows."""
+        items = history[-self.cfg.max_history :]
+        if self.cfg.objective == "every_item":
+            used, n = len(self.header_ids), 0
+            for item in reversed(items):
+                used += len(self.line_ids(item))
+                if used > self.cfg.max_prompt_tokens:
+                    break
+                n += 1
+            return n
+
+        def fits(n: int) -> bool:
+            return len(self._tokens(self._text(items[len(items) - n :]))) <= self.cfg.max_prompt_tokens
+
         if fits(len(items)):
-            return text(len(items))
+            return len(items)
         lo, hi = 0, len(items)  # invariant: fits(lo), not fits(hi)
         if not fits(0):
             raise InputError(
@@ -84,7 +141,41 @@ class PromptBuilder:
         while hi - lo > 1:
             mid = (lo + hi) // 2
             lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-        return text(lo)
+        return lo
+
+    def render(self, history: list[str]) -> str:
+        """The prompt for `history` (oldest first) as text, always ending in a newline."""
+        n = self.shown(history)
+        return self._text(history[len(history) - n :])
+
+    def encode(self, histories: list[list[str]]) -> list[list[int]]:
+        """Prompt token ids, left-filled to a multiple of `align_to` (see `encode_prompts`)."""
+        if self.cfg.objective == "next_item":
+            return encode_prompts(self.tokenizer, [self.render(h) for h in histories], self.cfg.align_to)
+        out = []
+        for history in histories:
+            n = self.shown(history)
+            ids = [
+                *self.header_ids,
+                *(t for item in history[len(history) - n :] for t in self.line_ids(item)),
+            ]
+            out.append(self._fill(ids))
+        return out
+
+    def encode_window(self, items: list[str]) -> tuple[list[int], list[int]]:
+        """every_item training example: (input_ids, labels) of the window listed as a prompt, with
+        labels on every line after the first (-100 elsewhere). The context of each target is token
+        for token what `encode` gives that prefix as a prompt, but for the left fill."""
+        ids, labels = list(self.header_ids), [-100] * len(self.header_ids)
+        for n, item in enumerate(items):
+            line = self.line_ids(item)
+            ids += line
+            labels += [-100] * len(line) if n == 0 else line
+        fill = self._fill(ids)
+        return fill, [-100] * (len(fill) - len(ids)) + labels
+
+    def _fill(self, ids: list[int]) -> list[int]:
+        return [self.tokenizer.pad_token_id] * (-len(ids) % max(1, self.cfg.align_to)) + ids
 
 
 def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], align_to: int) -> list[list[int]]:

@@ -2,8 +2,9 @@
 
 Accelerate owns device placement, mixed precision, gradient accumulation and the multi-process
 path (`accelerate launch --cpu --num_processes 2 -m llmrec train ...`). The loss covers only the
-target id tokens and EOS. Every `save_every` steps the resumable state is written atomically, so a
-killed run continues where it stopped; the adapter with the best validation NDCG@10 is kept.
+target id tokens and their end token (EOS, or the line break of an item list). Every `save_every`
+steps the resumable state is written atomically, so a killed run continues where it stopped; the
+adapter with the best validation NDCG@10 is kept.
 """
 
 from __future__ import annotations
