@@ -55,9 +55,7 @@ def prepare(cfg: Config) -> Path:
     console.log(f"building {cfg.ids.scheme} item ids for {len(split.items)} items")
     ids = build_item_ids(cfg.ids, split, embedder)
     add_tokens(tokenizer, ids.new_tokens)
-    builder = PromptBuilder(
-        cfg.prompts, tokenizer, dict(zip(ids.items, ids.ids, strict=True)), split.titles()
-    )
+    builder = PromptBuilder(cfg.prompts, tokenizer, ids.id_by_item, split.titles())
     make_training = window_examples if cfg.prompts.objective == "every_item" else training_examples
     frames = {
         "train": make_training(split, builder, cfg.prompts.max_examples_per_user),
@@ -128,7 +126,7 @@ def train(cfg: Config) -> RunDir:
     model = add_lora(model, cfg, tokenizer.convert_tokens_to_ids(ids.new_tokens))
     table = pd.read_parquet(prepared / "examples-train.parquet")
     if cfg.prompts.objective == "every_item":
-        builder = PromptBuilder(cfg.prompts, tokenizer, dict(zip(ids.items, ids.ids, strict=True)))
+        builder = PromptBuilder(cfg.prompts, tokenizer, ids.id_by_item)
         examples = [
             dict(zip(("input_ids", "labels"), builder.encode_window(list(w)), strict=True))
             for w in table["items"]

@@ -55,9 +55,7 @@ class Recommender:
         self.model, self.tokenizer, self.item_ids, self.titles = model, tokenizer, item_ids, titles
         self.cfg, self.vllm_decoder = gen_cfg, vllm_decoder
         self.backend = "vllm" if vllm_decoder is not None else "hf"
-        self.builder = PromptBuilder(
-            prompt_cfg, tokenizer, dict(zip(item_ids.items, item_ids.ids, strict=True)), titles
-        )
+        self.builder = PromptBuilder(prompt_cfg, tokenizer, item_ids.id_by_item, titles)
         self.trie = ItemTrie(id_token_ids(tokenizer, item_ids.ids), self.builder.end_token_id)
 
     @classmethod

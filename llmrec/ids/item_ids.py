@@ -37,6 +37,7 @@ class ItemIds:
         if len(set(self.ids)) != len(self.ids):
             raise ValueError("item ids are not unique")
         self.index = {item: i for i, item in enumerate(self.items)}
+        self.id_by_item = dict(zip(self.items, self.ids, strict=True))  # what prompts show for an item
 
     def id_of(self, item: str) -> str:
         return self.ids[self.index[item]]

@@ -72,13 +72,16 @@ class PromptBuilder:
             self.header_ids = self._tokens(self._text([]))
             self.end_token_id = self._line_break_id()
             if len(self.header_ids) > cfg.max_prompt_tokens:
-                raise InputError(
-                    "the template alone is longer than prompts.max_prompt_tokens",
-                    path=self.source,
-                    field="max_prompt_tokens",
-                )
+                raise self._template_too_long()
         else:
             self.end_token_id = tokenizer.eos_token_id
+
+    def _template_too_long(self) -> InputError:
+        return InputError(
+            "the template alone is longer than prompts.max_prompt_tokens",
+            path=self.source,
+            field="max_prompt_tokens",
+        )
 
     def _tokens(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
@@ -133,11 +136,7 @@ class PromptBuilder:
             return len(items)
         lo, hi = 0, len(items)  # invariant: fits(lo), not fits(hi)
         if not fits(0):
-            raise InputError(
-                "the template alone is longer than prompts.max_prompt_tokens",
-                path=self.source,
-                field="max_prompt_tokens",
-            )
+            raise self._template_too_long()
         while hi - lo > 1:
             mid = (lo + hi) // 2
             lo, hi = (mid, hi) if fits(mid) else (lo, mid)
