@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -49,10 +50,53 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LLMREC_CACHE", Path.home() / ".cache" / "llmrec"))
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def check_model_name(name: str) -> str:
+    """Fail at once, with a message, for a model name that cannot load: a folder without a model, a
+    name that is no hub id, or a hub id that is neither cached nor found (offline: not cached).
+    Without this a mistyped name costs a minute of hub retries and a long traceback."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise InputError("not a model folder (no config.json)", path=path, field="model.name")
+        return str(path)
+    embedded = ", ".join(EMBEDDED)
+    if not _HUB_ID.match(name) or name.startswith((".", "/", "~")):
+        raise InputError(
+            f"no such folder, and not a hub id like 'owner/model' (embedded: {embedded})",
+            path=name,
+            field="model.name",
+        )
+    import huggingface_hub as hub
+
+    if isinstance(hub.try_to_load_from_cache(name, "config.json"), str):
+        return name
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise InputError(
+            f"model '{name}' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set "
+            f"(embedded models: {embedded})",
+            field="model.name",
+        )
+    try:
+        hub.model_info(name, timeout=10)
+    except hub.errors.RepositoryNotFoundError as exc:
+        raise InputError(f"model '{name}' not found on the hub (embedded: {embedded})",
+                         field="model.name") from exc  # fmt: skip
+    except Exception as exc:  # no network, a proxy error, a gated repo: say so instead of retrying
+        raise InputError(
+            f"model '{name}' is not cached and the hub cannot be asked ({type(exc).__name__}: {exc}); "
+            f"use a local folder or an embedded model ({embedded})",
+            field="model.name",
+        ) from exc
+    return name
+
+
 def resolve_model(name: str) -> str:
     """A loadable folder or hub id for `name`, converting an embedded GGUF model on first use."""
     if name not in EMBEDDED:
-        return name
+        return check_model_name(name)
     folder = cache_dir() / name
     if (folder / "config.json").exists():
         return str(folder)
@@ -70,7 +114,7 @@ def resolve_model(name: str) -> str:
     model = AutoModelForCausalLM.from_pretrained(
         source, gguf_file=filename, quantization_config=GgufConfig(dequantize=True)
     )
-    with atomic_path(folder) as tmp:
+    with atomic_path(folder, kind="model-cache") as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return str(folder)

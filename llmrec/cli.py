@@ -1,4 +1,7 @@
-"""The `llmrec` command line: quickstart, prepare, train, evaluate, recommend."""
+"""The `llmrec` command line: quickstart, prepare, train, evaluate, recommend, score, baseline.
+
+Heavy libraries (torch, transformers) are imported inside the commands, so `llmrec --help` and
+`--version` answer at once."""
 
 from __future__ import annotations
 
@@ -20,17 +23,39 @@ err = Console(stderr=True)
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
 @contextmanager
 def reported() -> Iterator[None]:
-    """Bad input ends the command with its message and exit status 2, not a traceback."""
+    """Bad input ends the command with its message and exit status 2, not a traceback. A file the
+    system refuses (permissions, a full disk) is reported the same way, naming the file."""
     try:
         yield
     except InputError as exc:
         _fail(exc)
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        _fail(InputError(exc.strerror or str(exc), path=exc.filename))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from llmrec import __version__
+
+        typer.echo(f"llmrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Generative recommendation with LLMs."""
 
 
 Overrides = Annotated[
@@ -51,10 +76,11 @@ def _load(config: Path, overrides: list[str] | None = None):
 @app.command()
 def prepare(config: Path, overrides: Overrides = None) -> None:
     """Import -> split -> item ids -> prompt datasets, into the config's prepared_dir."""
-    from llmrec import recipes
-
     with reported():
-        recipes.prepare(_load(config, overrides))
+        cfg = _load(config, overrides)  # before the heavy imports: a config mistake is reported at once
+        from llmrec import recipes
+
+        recipes.prepare(cfg)
 
 
 @app.command()
@@ -87,8 +113,6 @@ def evaluate(
     """Full-ranking HR/NDCG/MRR of the run and of popularity; writes RUN_DIR/metrics-<split>.json."""
     from llmrec import recipes
 
-    if split not in ("valid", "test"):
-        _fail(InputError("--split must be 'valid' or 'test'"))
     with reported():
         recipes.evaluate(run_dir, split, limit, backend=backend)
 
@@ -108,9 +132,7 @@ def recommend(
     """Top-K items for a known user or an ad-hoc history (with --explain: a reason for each)."""
     from llmrec import recipes
 
-    if (user is None) == (history is None):
-        _fail(InputError("give exactly one of --user or --history"))
-    items = [h.strip() for h in history.split(",") if h.strip()] if history else None
+    items = [h.strip() for h in history.split(",") if h.strip()] if history is not None else None
     with reported():
         recs = recipes.recommend(run_dir, user=user, history=items, k=k, backend=backend, explain=explain)
     if as_json:
@@ -164,10 +186,11 @@ def baseline(
     overrides: Overrides = None,
 ) -> None:
     """Fit a baseline on the prepared split; write baselines_dir/<model>/metrics-{valid,test}.json."""
-    from llmrec import recipes
-
     with reported():
-        recipes.baseline(_load(config, overrides), model)
+        cfg = _load(config, overrides)
+        from llmrec import recipes
+
+        recipes.baseline(cfg, model)
 
 
 @app.command()

@@ -6,14 +6,17 @@ data can move together.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator, validate_call
 
 from llmrec.errors import InputError
+from llmrec.io import read_text
 
 BUILTIN = "builtin:"  # data shipped inside the package, e.g. `builtin:ml-100k`
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -28,7 +31,8 @@ class _Section(BaseModel):
 
 
 class Columns(_Section):
-    """Column names of a generic interactions table and (optional) items table."""
+    """Column names of a generic interactions table and (optional) items table. A column named
+    here that the table lacks is an error; only the default `title` may be absent (no titles)."""
 
     user: str = "user_id"
     item: str = "item_id"
@@ -78,6 +82,11 @@ class PromptConfig(_Section):
     template: str = "next_item.j2"
     max_history: int = Field(20, ge=1, description="most recent items shown")
     max_prompt_tokens: int = Field(256, ge=16)
+    max_title_chars: int = Field(
+        100,
+        ge=1,
+        description="longer titles are cut (with '...'): one long title cannot crowd out the history",
+    )
     include_titles: bool = True
     max_examples_per_user: int = Field(10, ge=1, description="most recent training targets per user")
     align_to: int = Field(
@@ -86,10 +95,12 @@ class PromptConfig(_Section):
 
 
 class LoraSettings(_Section):
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    r: int = Field(16, ge=1)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1
+    )
 
 
 class ModelConfig(_Section):
@@ -102,17 +113,17 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: float = 1.0
-    max_steps: int | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 1e-3
-    warmup_steps: int = 10
-    weight_decay: float = 0.0
-    eval_every: int = Field(100, description="steps between validation runs; 0 = only at the end")
-    eval_users: int = 64
-    save_every: int = Field(50, description="steps between resumable checkpoints")
-    log_every: int = 10
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(10, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    eval_every: int = Field(100, ge=0, description="steps between validation runs; 0 = only at the end")
+    eval_users: int = Field(64, ge=1)
+    save_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
+    log_every: int = Field(10, ge=1)
     seed: int = 0
 
 
@@ -131,8 +142,8 @@ class VllmSettings(_Section):
 
 class GenerateConfig(_Section):
     backend: Literal["hf", "vllm"] = "hf"
-    num_beams: int = 20
-    top_k: int = 10
+    num_beams: int = Field(20, ge=1)
+    top_k: int = Field(10, ge=1)
     batch_size: int = Field(8, ge=1, description="users per batch on the hf backend")
     exclude_history: bool = True
     vllm: VllmSettings = Field(default_factory=VllmSettings)
@@ -141,12 +152,12 @@ class GenerateConfig(_Section):
 class SasrecSettings(_Section):
     """SASRec with full cross-entropy (`llmrec baseline CONFIG --model sasrec`)."""
 
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 2
-    dropout: float = 0.2
+    hidden: int = Field(64, ge=1)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
     max_len: int = Field(50, ge=2, description="most recent items the model reads")
-    lr: float = 1e-3
+    lr: float = Field(1e-3, gt=0)
     layout: Literal["pre-ln", "recbole"] = Field(
         "pre-ln",
         description="pre-ln: LayerNorm before each sublayer and once at the end; recbole: RecBole's SASRec "
@@ -154,12 +165,18 @@ class SasrecSettings(_Section):
         "with figures measured in RecBole",
     )
     batch_size: int = Field(128, ge=1, description="user sequences per step (each trains every position)")
-    max_epochs: int = 200
+    max_epochs: int = Field(200, ge=1)
     valid_metric: Literal["ndcg@10", "mrr@10"] = Field(
         "ndcg@10", description="validation metric for early stopping (RecBole's default is mrr@10)"
     )
     patience: int = Field(10, ge=1, description="epochs without a better valid_metric before stopping")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> SasrecSettings:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        return self
 
 
 class BaselinesConfig(_Section):
@@ -247,13 +264,35 @@ def apply_overrides(raw: dict, overrides: Sequence[str], path: Path) -> dict:
     return raw
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def validation_error(exc: ValidationError, path: Path | None = None, names: Callable[[str], str] = str):
+    """The first pydantic error as an InputError naming the field and the value given."""
+    first = exc.errors()[0]
+    key = ".".join(names(str(p)) for p in first["loc"])
+    given = "" if first["type"] in ("missing", "extra_forbidden") else f" (got {first['input']!r})"
+    return InputError(first["msg"] + given, path=path, field=key or None)
+
+
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     """Read and validate a YAML config, with `key=value` overrides; errors name the file and the key."""
     path = Path(path)
-    if not path.exists():
-        raise InputError("config file not found", path=path)
+    text = read_text(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         raise InputError(f"not valid YAML: {exc}", path=path) from exc
     if not isinstance(raw, dict):
@@ -262,10 +301,41 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise InputError(first["msg"], path=path, field=key) from exc
+        raise validation_error(exc, path) from exc
     return cfg.resolve_paths(path.parent.resolve())
+
+
+Count = Annotated[int, Field(ge=1)]  # a number of users, items, rows: at least one
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+_OPTIONS = {"split_name": "--split", "users_file": "--users", "history": "--history", "user": "--user"}
+
+
+def _with_option(name: str) -> str:
+    return f"{name} ({_OPTIONS.get(name, '--' + name.replace('_', '-'))})"
+
+
+def checked(func: F) -> F:
+    """Validate a recipe's arguments against its type hints (`Count`, `Literal` split names, ...)
+    before it does any work, as the config is validated: the CLI and the Python API get the same
+    errors (an InputError naming the argument and its command-line option)."""
+    inner = validate_call(config=ConfigDict(arbitrary_types_allowed=True))(func)
+    params = list(inspect.signature(func).parameters)
+
+    def name(part: str) -> str:  # a positional argument's error names its index
+        return _with_option(params[int(part)] if part.isdigit() else part)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return inner(*args, **kwargs)
+        except ValidationError as exc:
+            if exc.title != func.__name__:  # raised inside the recipe, not about its arguments
+                raise
+            raise validation_error(exc, names=name) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def dump_config(cfg: Config) -> str:

@@ -19,7 +19,8 @@ def run(config: Path | None = None, eval_users: int = 200, steps: int | None = N
     t0 = time.time()
     cfg = load_config(config or builtin_config("quickstart"))
     if config is None:  # the built-in config's relative paths mean "here", not the package folder
-        cfg.prepared_dir, cfg.run_dir = "runs/quickstart/prepared", "runs/quickstart/run"
+        here = Path.cwd() / "runs" / "quickstart"  # absolute: the run's config works from any folder
+        cfg.prepared_dir, cfg.run_dir = str(here / "prepared"), str(here / "run")
     if steps is not None:
         cfg.train.max_steps = steps
     recipes.prepare(cfg)

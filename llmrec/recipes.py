@@ -9,18 +9,21 @@ score(run, out)  batch top-K to Parquet/JSONL, resumable (with reasons: explain=
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
 import shutil
 import time
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from accelerate.utils import set_seed
 from rich.console import Console
 from rich.table import Table
 
-from llmrec.backbone import add_tokens, load_model, load_tokenizer, resize_for_tokenizer
-from llmrec.config import Config, dump_config
+from llmrec.backbone import add_tokens, load_model, load_tokenizer, resize_for_tokenizer, resolve_model
+from llmrec.config import Config, Count, checked, dump_config
 from llmrec.data import SplitData, leave_one_out, load_catalog
 from llmrec.errors import InputError
 from llmrec.evaluate import Popularity, ranking_metrics
@@ -29,10 +32,10 @@ from llmrec.generate import Recommendation, Recommender
 from llmrec.ids import ItemIds, build_item_ids, id_token_ids
 from llmrec.ids.embeddings import text_embeddings
 from llmrec.ids.item_ids import choose_embeddings
-from llmrec.io import atomic_path, read_json, write_json
+from llmrec.io import atomic_path, check_writable_dir, claim_dir, exclusive, read_json, read_text, write_json
 from llmrec.prompts import PromptBuilder, eval_examples, training_examples, window_examples
 from llmrec.train.loop import add_lora, encode_examples, fit
-from llmrec.train.run_dir import RunDir
+from llmrec.train.run_dir import PREPARED_COPIES, RunDir
 
 console = Console(stderr=True)
 
@@ -42,12 +45,12 @@ def _split(catalog, cfg: Config) -> SplitData:
 
 
 def prepare(cfg: Config) -> Path:
-    out = Path(cfg.prepared_dir)
+    out = check_writable_dir(cfg.prepared_dir, "prepared", field="prepared_dir")
     t0 = time.time()
+    tokenizer = load_tokenizer(cfg.model.name)  # first: a wrong model name fails before any work
     console.log(f"importing {cfg.data.format} data")
     catalog = load_catalog(cfg.data)
     split = _split(catalog, cfg)
-    tokenizer = load_tokenizer(cfg.model.name)
     embedder = None
     if cfg.ids.scheme == "semantic" and choose_embeddings(cfg.ids, split) in ("text", "both"):
         model = load_model(cfg.model.name, cfg.model.dtype)
@@ -62,7 +65,7 @@ def prepare(cfg: Config) -> Path:
         "valid": eval_examples(split, builder, "valid"),
         "test": eval_examples(split, builder, "test"),
     }
-    with atomic_path(out) as tmp:
+    with atomic_path(out, kind="prepared") as tmp:
         tmp.mkdir()
         split.save(tmp)
         ids.save(tmp)
@@ -104,20 +107,41 @@ def _validator(cfg: Config, tokenizer, ids: ItemIds, split: SplitData):
     return validate
 
 
+def prepared_fingerprint(prepared: Path) -> str:
+    """A content hash of what training reads from a prepared folder."""
+    h = hashlib.sha256()
+    for name in (*PREPARED_COPIES, "examples-train.parquet"):
+        h.update(name.encode() + b"\0" + (prepared / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def train(cfg: Config) -> RunDir:
     prepared = Path(cfg.prepared_dir)
-    if not (prepared / "examples-train.parquet").exists():
-        raise InputError("no prepared data: run `llmrec prepare CONFIG` first", path=prepared)
-    run = RunDir(cfg.run_dir)
-    run.path.mkdir(parents=True, exist_ok=True)
+    if not (prepared / "examples-train.parquet").is_file():
+        raise InputError("no prepared data here: run `llmrec prepare CONFIG` first", path=prepared,
+                         field="prepared_dir")  # fmt: skip
+    resolve_model(cfg.model.name)  # a wrong model name fails before the run folder is made
+    run = RunDir(claim_dir(cfg.run_dir, "run", field="run_dir"))
+    pin = {"prepared_dir": str(prepared.resolve()), "fingerprint": prepared_fingerprint(prepared)}
+    if run.prepared.exists() and run.checkpoint.exists():
+        before = read_json(run.prepared)
+        if before["fingerprint"] != pin["fingerprint"]:
+            raise InputError(
+                f"the prepared data changed since this run started (it was {before['prepared_dir']}, "
+                f"fingerprint {before['fingerprint']}; now {pin['fingerprint']}): resuming would mix two "
+                "data sets. Train into a new run_dir, or delete this run to start over",
+                path=run.path,
+                field="run_dir",
+            )
+    write_json(run.prepared, pin)
     (run.path / "config.yaml").write_text(dump_config(cfg))
-    for name in ("item_ids.parquet", "item_ids.json", "items.parquet"):
+    for name in PREPARED_COPIES:
         shutil.copy2(prepared / name, run.path / name)
     if not run.tokenizer.exists():
         shutil.copytree(prepared / "tokenizer", run.tokenizer)
     tokenizer = run.load_tokenizer()
-    ids = ItemIds.load(prepared)
-    split = SplitData.load(prepared)
+    ids = ItemIds.load(run.path)
+    split = SplitData.load(run.path)
     model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.load_in_4bit)
     resize_for_tokenizer(model, tokenizer, seed=cfg.train.seed)
     # LoRA's initial weights come from the global RNG, whose state depends on what ran before in
@@ -139,10 +163,11 @@ def train(cfg: Config) -> RunDir:
     return run
 
 
+@checked
 def evaluate(
-    run_dir: str | Path,
-    split_name: str = "test",
-    limit: int | None = None,
+    run_dir: Path,
+    split_name: Literal["valid", "test"] = "test",
+    limit: Count | None = None,
     seed: int = 0,
     recommender: Recommender | None = None,
     backend: str | None = None,
@@ -150,7 +175,7 @@ def evaluate(
     """Evaluate the run and popularity on the same users; write `metrics-<split>.json`."""
     run = RunDir(run_dir)
     cfg = run.load_config()
-    split = SplitData.load(cfg.prepared_dir)
+    split = run.load_split()
     users = split.eval_users(split_name)
     if limit and limit < len(users):
         users = users.sample(n=limit, random_state=seed).reset_index(drop=True)
@@ -181,24 +206,28 @@ def evaluate(
     return metrics
 
 
-def baseline(cfg: Config, model: str, split_names: tuple[str, ...] = ("valid", "test")) -> dict[str, dict]:
+@checked
+def baseline(
+    cfg: Config,
+    model: Literal["sasrec", "popularity"],
+    split_names: tuple[Literal["valid", "test"], ...] = ("valid", "test"),
+) -> dict[str, dict]:
     """Train/fit a baseline on the prepared split; write `baselines_dir/<model>/metrics-<split>.json`
     with the same metrics (and evaluation code) as `evaluate`, and the config it ran (`config.yaml`)."""
     from llmrec.evaluate.sasrec import SasrecRecommender
 
-    if model not in ("sasrec", "popularity"):
-        raise InputError(f"unknown baseline {model!r}: use sasrec or popularity", field="model")
+    out_dir = check_writable_dir(Path(cfg.baselines_dir) / model, "baseline", field="baselines_dir")
     if (Path(cfg.prepared_dir) / "users.parquet").exists():
         split = SplitData.load(cfg.prepared_dir)
     else:  # the same import and split as `prepare`, without item ids and prompts
         split = _split(load_catalog(cfg.data), cfg)
     exclude = cfg.generate.exclude_history
     k = max(10, cfg.generate.top_k)
-    out_dir = Path(cfg.baselines_dir) / model
     t0 = time.time()
     if model == "sasrec":
         sasrec = SasrecRecommender(split, cfg.baselines.sasrec)
         summary = sasrec.fit(split, exclude, log=console.log)
+        claim_dir(out_dir, "baseline", field="baselines_dir")
         sasrec.save(out_dir / "model.pt")  # reused by scripts/rerank.py
         sasrec.save_item_embeddings(out_dir / "item-embeddings.parquet")
 
@@ -212,7 +241,7 @@ def baseline(cfg: Config, model: str, split_names: tuple[str, ...] = ("valid", "
             return [pop.recommend(h, k, exclude) for h in histories]
 
     summary["fit_wall_s"] = round(time.time() - t0, 1)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_dir(out_dir, "baseline", field="baselines_dir")
     (out_dir / "config.yaml").write_text(dump_config(cfg))  # the settings, `--set` overrides included
     results = {}
     for name in split_names:
@@ -247,25 +276,34 @@ def user_history(split: SplitData, user: str) -> list[str]:
     rows = split.users[split.users["user"] == str(user)]
     if rows.empty:
         raise InputError(f"unknown user '{user}'", field="user")
-    row = rows.iloc[0]
+    return full_history(rows.iloc[0])
+
+
+def full_history(row: pd.Series) -> list[str]:
     return [*row["train"], *(x for x in (row["valid"], row["test"]) if isinstance(x, str))]
 
 
+@checked
 def recommend(
-    run_dir: str | Path,
+    run_dir: Path,
     user: str | None = None,
     history: list[str] | None = None,
-    k: int = 10,
-    backend: str | None = None,
+    k: Count = 10,
+    backend: Literal["hf", "vllm"] | None = None,
     explain: bool = False,
 ) -> list[Recommendation]:
     run = RunDir(run_dir)
-    split = None
+    run.load_config()
+    if (user is None) == (history is None):
+        raise InputError("give exactly one of a user (--user) or a history (--history)", field="user")
+    split = run.load_split()
     if history is None:
-        if user is None:
-            raise InputError("give --user or --history")
-        split = SplitData.load(run.load_config().prepared_dir)
         history = user_history(split, user)
+    if not history:
+        raise InputError("the history is empty: give at least one item id", field="history")
+    unknown = [i for i in history if i not in set(split.items["item"])]
+    if unknown:
+        raise InputError(f"unknown item id(s) {unknown[:5]} (not in the run's catalogue)", field="history")
     rec = Recommender.from_run(run.path, backend=backend)
     recs = rec.recommend([history], k=k)
     if explain:
@@ -278,7 +316,7 @@ def explainer(run: RunDir, rec: Recommender, split: SplitData | None = None) -> 
     `split`: the run's prepared data, when the caller has loaded it already."""
     cfg = run.load_config()
     model = rec.model if rec.model is not None else run.load_model(rec.tokenizer)
-    split = split if split is not None else SplitData.load(cfg.prepared_dir)
+    split = split if split is not None else run.load_split()
     return Explainer.for_split(model, rec.tokenizer, split, cfg.explain)
 
 
@@ -288,69 +326,97 @@ def sample_users(split: SplitData, n: int, seed: int = 0) -> list[str]:
 
 
 def read_user_ids(path: str | Path) -> list[str]:
-    """User ids from a text file (one per line) or a CSV/TSV/Parquet/JSONL table with a `user` column."""
-    from llmrec.data.importers import read_table, read_text
+    """User ids from a text file (one per line) or a CSV/TSV/Parquet/JSONL table with a `user` column;
+    a repeated user is kept once (first place), so the output has one top-K per user."""
+    from llmrec.data.importers import read_table
 
     path = Path(path)
     if path.suffix.lower() in {".csv", ".tsv", ".parquet", ".jsonl", ".json"}:
         frame, _ = read_table(path)
         if "user" not in frame.columns:
             raise InputError("needs a 'user' column", path=path, where="header", field="user")
-        return frame["user"].astype(str).str.strip().tolist()
-    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
+        users = frame["user"].astype(str).str.strip().tolist()
+    else:
+        users = [line.strip() for line in read_text(path).splitlines() if line.strip()]
+    unique = list(dict.fromkeys(users))
+    if len(unique) < len(users):
+        console.log(f"{path}: {len(users) - len(unique)} repeated user id(s) scored once")
+    return unique
 
 
+def check_output_file(out: Path, suffixes: tuple[str, ...]) -> None:
+    """Fail before any work if `out` cannot become the output: wrong type, a folder, unwritable."""
+    if out.suffix not in suffixes:
+        raise InputError(f"output must end in {' or '.join(suffixes)}", path=out, field="out (--out)")
+    if out.is_dir():
+        raise InputError("is a folder; --out names the output file", path=out, field="out (--out)")
+    parent = out.parent if out.parent != Path("") else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise InputError("is not a folder", path=parent, field="out (--out)")
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("/"))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError("cannot write here (permission denied)", path=existing, field="out (--out)")
+
+
+@checked
 def score(
-    run_dir: str | Path,
-    out: str | Path,
+    run_dir: Path,
+    out: Path,
     *,
-    users_file: str | Path | None = None,
-    split_name: str | None = None,
-    k: int = 10,
-    shard_size: int = 1000,
-    limit: int | None = None,
+    users_file: Path | None = None,
+    split_name: Literal["valid", "test"] | None = None,
+    k: Count = 10,
+    shard_size: Count = 1000,
+    limit: Count | None = None,
     strict: bool = False,
-    backend: str | None = None,
+    backend: Literal["hf", "vllm"] | None = None,
     explain: bool = False,
 ) -> dict:
-    """Batch top-K for a users file (full known history) or an evaluation split (its history)."""
+    """Batch top-K for a users file (full known history) or an evaluation split (its history).
+    Everything about the command line is checked before the model loads; a second `score` on the
+    same output stops at once instead of doing the work twice."""
     from llmrec.score import ScoreRequest, score_users
 
+    out = Path(out)
+    check_output_file(out, (".parquet", ".jsonl"))
     run = RunDir(run_dir)
     cfg = run.load_config()
-    split = SplitData.load(cfg.prepared_dir)
     if (users_file is None) == (split_name is None):
-        raise InputError("give exactly one of --users FILE or --split")
+        raise InputError("give exactly one of --users FILE or --split", field="users_file (--users)")
+    split = run.load_split()
     if split_name is not None:
         rows = split.eval_users(split_name)
         requests = [ScoreRequest(row["user"], split.history(row, split_name)) for _, row in rows.iterrows()]
     else:
-        known = {u: i for i, u in enumerate(split.users["user"])}
-        requests = []
-        for user in read_user_ids(users_file):
-            if user in known:
-                requests.append(ScoreRequest(user, user_history(split, user)))
-            else:
-                requests.append(ScoreRequest(user, None, error=f"unknown user '{user}'"))
+        known = {row["user"]: row for _, row in split.users.iterrows()}
+        requests = [
+            ScoreRequest(user, full_history(known[user]))
+            if user in known
+            else ScoreRequest(user, None, error=f"unknown user '{user}'")
+            for user in read_user_ids(users_file)
+        ]
     requests = requests[:limit] if limit else requests
-    rec = Recommender.from_run(run.path, backend=backend)
-    settings = {"run": str(run.path.resolve()), "k": k, "source": str(users_file or split_name)}
-    recommend = lambda histories: rec.recommend(histories, k=k)  # noqa: E731
-    if explain:
-        settings["explain"] = cfg.explain.model_dump()
-        reasons = explainer(run, rec, split)
-        recommend = lambda histories: reasons.attach(histories, rec.recommend(histories, k=k))  # noqa: E731
-    summary = score_users(
-        requests,
-        recommend,
-        out,
-        explained=explain,
-        shard_size=shard_size,
-        settings=settings,
-        strict=strict,
-        check_history=rec.check_history,
-    )
-    console.log(
-        f"scored {summary['users']} users -> {summary['rows']} rows, {summary['errors']} errors: {out}"
-    )
-    return summary
+    if strict and (bad := next((r for r in requests if r.error), None)):
+        raise InputError(bad.error, path=users_file, where=f"user {bad.user}", field="user")
+    with exclusive(out.with_name(out.name + ".parts") / "lock", f"scoring into {out}"):
+        rec = Recommender.from_run(run.path, backend=backend)
+        settings = {"run": str(run.path.resolve()), "k": k, "source": str(users_file or split_name)}
+        recommend = lambda histories: rec.recommend(histories, k=k)  # noqa: E731
+        if explain:
+            settings["explain"] = cfg.explain.model_dump()
+            reasons = explainer(run, rec, split)
+            recommend = lambda histories: reasons.attach(histories, rec.recommend(histories, k=k))  # noqa: E731
+        summary = score_users(
+            requests,
+            recommend,
+            out,
+            explained=explain,
+            shard_size=shard_size,
+            settings=settings,
+            strict=strict,
+            check_history=rec.check_history,
+        )
+        console.log(
+            f"scored {summary['users']} users -> {summary['rows']} rows, {summary['errors']} errors: {out}"
+        )
+        return summary

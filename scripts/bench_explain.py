@@ -142,7 +142,7 @@ def main() -> None:
 
     run = RunDir(args.run)
     cfg = run.load_config()
-    split = SplitData.load(cfg.prepared_dir)
+    split = run.load_split()
     users = sample_users(split, args.users, seed=0)
     rows = split.eval_users("test").set_index("user")
     histories = [split.history(rows.loc[u], "test") for u in users]

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from llmrec.config import Config, apply_overrides
-from llmrec.data import SplitData
 from llmrec.evaluate import ranking_metrics
 from llmrec.generate import Recommender
 from llmrec.io import atomic_path
@@ -34,7 +33,7 @@ def main() -> None:
 
     run = RunDir(args.run)
     cfg = run.load_config()
-    split = SplitData.load(cfg.prepared_dir)
+    split = run.load_split()
     users = split.eval_users(args.split)
     histories, targets = split.histories(users, args.split), users[args.split].tolist()
     rec = Recommender.from_run(run.path, backend="hf")

@@ -24,7 +24,6 @@ import torch
 from scipy import stats
 
 from llmrec.config import load_config
-from llmrec.data import SplitData
 from llmrec.evaluate import ranking_metrics
 from llmrec.evaluate.metrics import user_ndcg
 from llmrec.evaluate.sasrec import SasrecRecommender
@@ -88,7 +87,7 @@ def main() -> None:
     cfg = load_config(args.config)
     # the split the LLM run was prepared on (every run of one dataset shares it), so that a run can
     # be reranked without the config's own prepared folder
-    split = SplitData.load(RunDir(args.run).load_config().prepared_dir)
+    split = RunDir(args.run).load_split()
     catalogue = set(split.items["item"])
     sasrec = SasrecRecommender(split, cfg.baselines.sasrec)
     weights = Path(cfg.baselines_dir) / "sasrec" / "model.pt"

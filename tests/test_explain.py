@@ -150,3 +150,19 @@ def test_a_reason_may_claim_only_the_recommended_items_traits():
     assert explainer.check("So Toy Story, a war film.", "3", evidence) == ["claims trait War"]
     out = explainer.explain([["1"]], recs("3"))[0][0]
     assert out.source == "llm" and out.reason.endswith("crime films.")
+
+
+def test_no_shared_genre_is_claimed_where_the_catalogue_has_none():
+    """Without traits the prompt does not lead with "both are", and a claim of a shared genre fails."""
+    items = pd.DataFrame({"item": list(TITLES), "title": list(TITLES.values()), "text": [""] * len(TITLES)})
+    evidence = CooccurrenceEvidence([["1", "3"]], list(TITLES), TITLES)
+    explainer = Explainer(object(), StubTokenizer(), items, evidence, ExplainConfig(item_noun="movie"))
+    cited = [Evidence("1", TITLES["1"], 0.5)]
+    _, lead = explainer.prompt("3", cited)
+    assert "both are" not in lead and lead.endswith("people who enjoyed it often")
+    assert explainer.check(
+        "Since you enjoyed The Usual Suspects, Toy Story: the same genre.", "3", cited
+    ) == ["claims trait shared with the history, but they share none"]
+    assert explainer.check("Since you enjoyed The Usual Suspects, try Toy Story.", "3", cited) == []
+    _, lead = stub_explainer([]).prompt("3", cited)  # both are "Crime, Drama": the lead may say so
+    assert lead.endswith("both are")

@@ -101,7 +101,22 @@ def test_p5_and_lcrec(tmp_path):
         (b"uid,iid,ts\nu1,m1,1\nu1,m\xff2,2\n", None, "cannot decode byte 0xff", "line 3", None),
         ("uid,iid,ts\nu1,m1,1\n,m2,2\n", None, "empty value", "line 3", "uid"),
         ("uid,iid,ts\nu1,m1,1\nu1,m2,\n", None, "empty value", "line 3", "ts"),
-        ("uid,iid,ts\nu1,m1,1\nu1,m2,2,9,9\n", None, "cannot parse as CSV", None, None),
+        ("uid,iid,ts\nu1,m1,1\nu1,m2,2,9,9\n", None, "5 fields, but the header has 3", "line 3", None),
+        # every row one field more than the header: pandas would make the first field the index
+        ("uid,iid,ts\n0,u1,m1,1\n1,u1,m2,2\n", None, "4 fields, but the header has 3", "line 2", None),
+        # line numbers count the lines a quoted field spans
+        ('uid,iid,ts\n"u\n1",m1,1\nu1,m2,soon\n', None, "is not a number", "line 4", "ts"),
+        (
+            "uid,iid,ts\nu1,m1,1600000000\nu1,m2,1600000060\nu1,m3,1600000120000\n",
+            None,
+            "looks like milliseconds while most timestamps are seconds",
+            "line 4",
+            "ts",
+        ),
+        ("uid,iid,ts\nu1,m1,1\nu1,m2,inf\n", None, "is not a finite number", "line 3", "ts"),
+        ("uid,iid,ts\nu1,m1,2024-01-01\nu1,m2,someday\n", None, "is not an ISO-8601 date", "line 3", "ts"),
+        ("uid,iid,ts,uid\nu1,m1,1,u1\n", None, "column 'uid' appears twice", "line 1", "uid"),
+        ("uid,iid,ts\nu1,m1,1\n", "iid,genre\nm1,drama\n", "missing title column", "header", "name"),
         (
             "uid,iid,ts\nu1,m1,1\nu1,m2,2\n",
             "iid,name\nm1,A\nm2,B\n",
@@ -161,3 +176,39 @@ def test_lcrec_bad_json(tmp_path):
     with pytest.raises(InputError, match="invalid JSON") as info:
         load_catalog(DataConfig(format="lcrec", path=str(tmp_path)))
     assert info.value.path.endswith("G.inter.json")
+
+
+def test_compressed_csv_json_array_bom_and_old_dates(tmp_path):
+    """What pandas reads without effort just works: gzip, a JSON array, a UTF-8 BOM, dates before 1677."""
+    import gzip
+
+    rows = "uid,iid,ts\nu1,m1,1500-01-03\nu1,m2,1500-01-01\nu1,m3,1500-01-02\n"
+    (tmp_path / "i.csv.gz").write_bytes(gzip.compress(("\ufeff" + rows).encode()))
+    cfg = DataConfig(format="generic", interactions=str(tmp_path / "i.csv.gz"), columns=COLS)
+    assert leave_one_out(load_catalog(cfg)).users.iloc[0][["train", "valid", "test"]].tolist() == [
+        ["m2"],
+        "m3",
+        "m1",
+    ]
+    records = [{"uid": "u1", "iid": f"m{i}", "ts": i} for i in (3, 1, 2)]
+    (tmp_path / "i.json").write_text(json.dumps(records))
+    cfg = DataConfig(format="generic", interactions=str(tmp_path / "i.json"), columns=COLS)
+    assert leave_one_out(load_catalog(cfg)).users.iloc[0]["test"] == "m3"
+
+
+def test_boolean_timestamps_are_refused(tmp_path):
+    (tmp_path / "i.jsonl").write_text('{"uid": "u1", "iid": "m1", "ts": true}\n')
+    cfg = DataConfig(format="generic", interactions=str(tmp_path / "i.jsonl"), columns=COLS)
+    with pytest.raises(InputError, match="is a boolean") as info:
+        load_catalog(cfg)
+    assert (info.value.where, info.value.field) == ("line 1", "ts")
+
+
+def test_default_title_column_may_be_absent(tmp_path):
+    """Only a title column the config names is required; the default one may be missing (no titles)."""
+    (tmp_path / "i.csv").write_text("user_id,item_id,timestamp\nu1,m1,1\n")
+    (tmp_path / "items.csv").write_text("item_id,genre\nm1,drama\n")
+    cfg = DataConfig(
+        format="generic", interactions=str(tmp_path / "i.csv"), items=str(tmp_path / "items.csv")
+    )
+    assert load_catalog(cfg).items["title"].tolist() == [""]

@@ -148,3 +148,17 @@ def test_every_item_needs_a_list_template(tmp_path):
         cfg.model_copy(update={"include_titles": False}), tiny_tokenizer(), IDS, TITLES
     )
     assert without_titles.render(["i1"]) == "Items:\n1001\n"
+
+
+def test_one_long_title_is_cut_not_the_history():
+    """A 10,000-character title used to push every history item out of the prompt, silently."""
+    titles = {**TITLES, "i9": "Epic " * 2000}
+    builder = PromptBuilder(
+        PromptConfig(max_prompt_tokens=200, max_title_chars=40), tiny_tokenizer(), IDS, titles
+    )
+    text = builder.render(["i7", "i8", "i9"])
+    assert "1007 Film 7\n1008 Film 8\n" in text
+    assert "1009 Epic Epic" in text and "..." in text and text.count("Epic") < 12
+    tiny = PromptBuilder(PromptConfig(max_prompt_tokens=16), tiny_tokenizer(), IDS, TITLES)
+    with pytest.raises(InputError, match="not even the most recent history item fits"):
+        tiny.render(["i1"])

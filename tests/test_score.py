@@ -71,7 +71,8 @@ def test_resume_after_kill_never_duplicates_or_drops(trained_run, tmp_path, back
     if backend == "vllm":
         require_vllm()
     users = tmp_path / "users.txt"
-    users.write_text("".join(f"u{i % 40}\n" for i in range(400)))  # 400 rows to score, one shard each
+    # 40 users, each listed 10 times: scored once each (40 shards of one user), never twice
+    users.write_text("".join(f"u{i % 40}\n" for i in range(400)))
     out = tmp_path / "recs.parquet"
     cmd = [sys.executable, "-m", "llmrec", "score", str(trained_run), "--users", str(users)]
     cmd += ["--out", str(out), "-k", "4", "--shard-size", "1", "--backend", backend]
@@ -79,21 +80,21 @@ def test_resume_after_kill_never_duplicates_or_drops(trained_run, tmp_path, back
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if manifest.exists() and len(json.loads(manifest.read_text())["done"]) >= 20:
+        if manifest.exists() and len(json.loads(manifest.read_text())["done"]) >= 5:
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = json.loads(manifest.read_text())["done"]
-    assert 0 < len(done_before) < 400 and not out.exists()
+    assert 0 < len(done_before) < 40 and not out.exists()
     first = tmp_path / "recs.parquet.parts" / "shard-00000.parquet"
     stamp = first.stat().st_mtime_ns
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert first.stat().st_mtime_ns == stamp  # finished shards are not redone
     frame = pd.read_parquet(out)
-    assert len(frame) == 400 * 4
-    assert frame.groupby("user").size().eq(10 * 4).all()  # each of the 40 users appears 10 times
+    assert len(frame) == 40 * 4
+    assert frame.groupby("user").size().eq(4).all()  # each of the 40 users once, with its top 4
 
 
 def test_ray_data_pipeline_scores_every_user(trained_run, tmp_path):

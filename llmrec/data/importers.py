@@ -8,8 +8,15 @@ may be empty).
 
 from __future__ import annotations
 
+import bz2
+import csv
+import gzip
+import io
 import json
+import lzma
+import zipfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +24,7 @@ import pandas as pd
 
 from llmrec.config import BUILTIN, PACKAGE_DIR, DataConfig
 from llmrec.errors import InputError
+from llmrec.io import read_text
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".jsonl", ".json"}
 
@@ -46,22 +54,6 @@ def load_catalog(cfg: DataConfig) -> Catalog:
 
 
 # --- text helpers -------------------------------------------------------------------------------
-
-
-def read_text(path: Path, encoding: str = "utf-8") -> str:
-    """Read a whole file, naming the line of the first undecodable byte."""
-    if not path.exists():
-        raise InputError("file not found", path=path)
-    data = path.read_bytes()
-    if not data.strip():
-        raise InputError("file is empty", path=path)
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(
-            f"cannot decode byte 0x{data[exc.start]:02x} as {encoding}", path=path, where=f"line {line}"
-        ) from exc
 
 
 def _items_frame(
@@ -225,34 +217,100 @@ def load_lcrec(folder: Path) -> Catalog:
 # --- generic tables -----------------------------------------------------------------------------
 
 
-def read_table(path: Path) -> tuple[pd.DataFrame, str]:
-    """Read CSV/TSV/Parquet/JSONL as strings. Returns the frame and how rows are named ("line"/"row").
+COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
 
-    Each frame gets a `__row__` column: the 1-based file line (text formats) or row (Parquet).
+
+def _table_suffix(path: Path) -> tuple[str, str | None]:
+    """(table type, compression) from a name such as `inter.csv.gz`."""
+    suffixes = [x.lower() for x in path.suffixes[-2:]]
+    if suffixes and (suffixes[-1] in COMPRESSIONS or suffixes[-1] == ".zip"):
+        return (suffixes[0] if len(suffixes) == 2 else ""), suffixes[-1]
+    return (suffixes[-1] if suffixes else ""), None
+
+
+def _decompressed_text(path: Path, compression: str) -> str:
+    if not path.is_file():
+        raise InputError("file not found", path=path)
+    try:
+        if compression == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if not n.endswith("/")]
+                if len(names) != 1:
+                    raise InputError(
+                        f"a zip archive must hold exactly one file, found {len(names)}", path=path
+                    )
+                data = archive.read(names[0])
+        else:
+            data = COMPRESSIONS[compression](path.read_bytes())
+    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:
+        raise InputError(f"cannot decompress ({compression[1:]}): {exc}", path=path) from exc
+    if not data.strip():
+        raise InputError("file is empty (after decompression)", path=path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"cannot decode byte 0x{data[exc.start]:02x} as utf-8", path=path,
+                         where=f"line {line} (after decompression)") from exc  # fmt: skip
+
+
+def read_table(path: Path) -> tuple[pd.DataFrame, str]:
+    """Read CSV/TSV/Parquet/JSONL/JSON (optionally .gz/.bz2/.xz/.zip compressed) with text as strings.
+    Returns the frame and how rows are named ("line", "record" or "row").
+
+    Each frame gets a `__row__` column: the 1-based file line where the row starts (text formats; a
+    quoted field may span lines), the record number (a JSON array) or the row (Parquet). A CSV row
+    with more or fewer fields than the header is an error: pandas would shift the columns silently.
     """
-    suffix = path.suffix.lower()
+    path = Path(path)
+    suffix, compression = _table_suffix(path)
     if suffix not in TABLE_SUFFIXES:
         raise InputError(
-            f"unsupported file type '{suffix}' (use {', '.join(sorted(TABLE_SUFFIXES))})", path=path
+            f"unsupported file type '{suffix}' (use {', '.join(sorted(TABLE_SUFFIXES))}, optionally "
+            "compressed: .gz, .bz2, .xz, .zip)",
+            path=path,
         )
     if suffix == ".parquet":
-        if not path.exists():
-            raise InputError("file not found", path=path)
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several types for corrupt files
-            raise InputError(f"cannot read Parquet: {exc}", path=path) from exc
-        if frame.empty:
-            raise InputError("table has no rows", path=path)
-        # text columns compare as strings; list columns (e.g. item vectors) stay lists. A Parquet
-        # column has one type, so its first value tells which it is.
-        text = [c for c in frame.columns if frame[c].dtype == object and not _holds_lists(frame[c])]
-        frame = frame.astype(dict.fromkeys(text, "string"))
-        frame["__row__"] = range(1, len(frame) + 1)
-        return frame, "row"
-    text = read_text(path)
+        if compression:
+            raise InputError("Parquet is compressed inside the file; do not compress it again", path=path)
+        return _read_parquet(path), "row"
+    text = _decompressed_text(path, compression) if compression else read_text(path)
     if suffix in {".jsonl", ".json"}:
-        records = []
+        return _read_json_records(text, path)
+    return _read_delimited(text, path, "\t" if suffix in {".tsv", ".txt"} else ","), "line"
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError("file not found", path=path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise InputError(f"cannot read Parquet: {exc}", path=path) from exc
+    if frame.empty:
+        raise InputError("table has no rows", path=path)
+    # text columns compare as strings; list columns (e.g. item vectors) stay lists. A Parquet
+    # column has one type, so its first value tells which it is.
+    text = [c for c in frame.columns if frame[c].dtype == object and not _holds_lists(frame[c])]
+    frame = frame.astype(dict.fromkeys(text, "string"))
+    frame["__row__"] = range(1, len(frame) + 1)
+    return frame
+
+
+def _read_json_records(text: str, path: Path) -> tuple[pd.DataFrame, str]:
+    """JSON lines, or one JSON array of objects (records are then numbered, not lines)."""
+    records = []
+    if text.lstrip().startswith("["):
+        try:
+            array = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON: {exc.msg}", path=path, where=f"line {exc.lineno}") from exc
+        for n, rec in enumerate(array, start=1):
+            if not isinstance(rec, dict):
+                raise InputError("expected a JSON object", path=path, where=f"record {n}")
+            records.append({**rec, "__row__": n})
+        unit = "record"
+    else:
         for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -262,24 +320,50 @@ def read_table(path: Path) -> tuple[pd.DataFrame, str]:
                 raise InputError(f"invalid JSON: {exc.msg}", path=path, where=f"line {n}") from exc
             if not isinstance(rec, dict):
                 raise InputError("expected one JSON object per line", path=path, where=f"line {n}")
-            rec["__row__"] = n
-            records.append(rec)
-        return pd.DataFrame.from_records(records), "line"
-    sep = "\t" if suffix in {".tsv", ".txt"} else ","
-    import io
+            records.append({**rec, "__row__": n})
+        unit = "line"
+    if not records:
+        raise InputError("table has no rows", path=path)
+    return pd.DataFrame.from_records(records), unit
 
+
+def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
+    kind = "TSV" if sep == "\t" else "CSV"
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    header: list[str] | None = None
+    rows, lines = [], []
+    consumed = 0  # physical lines read before the current row: the row starts on the next one
     try:
-        frame = pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=True
-        )
-    except pd.errors.ParserError as exc:
-        raise InputError(f"cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {exc}", path=path) from exc
-    if frame.empty:
+        for fields in reader:
+            start, consumed = consumed + 1, reader.line_num
+            if not fields or (len(fields) == 1 and not fields[0].strip()):  # a blank line
+                continue
+            if header is None:
+                header = [f.strip() for f in fields]
+                twice = sorted({c for c in header if header.count(c) > 1})
+                if twice:
+                    raise InputError(f"column {twice[0]!r} appears twice in the header", path=path,
+                                     where=f"line {start}", field=twice[0])  # fmt: skip
+                continue
+            if len(fields) != len(header):
+                cause = (
+                    "a delimiter inside an unquoted value, or a column missing from the header?"
+                    if len(fields) > len(header)
+                    else "a missing value or delimiter?"
+                )
+                raise InputError(f"{len(fields)} fields, but the header has {len(header)} ({cause})",
+                                 path=path, where=f"line {start}")  # fmt: skip
+            rows.append(fields)
+            lines.append(start)
+    except csv.Error as exc:
+        raise InputError(
+            f"cannot parse as {kind}: {exc}", path=path, where=f"line {reader.line_num}"
+        ) from exc
+    if header is None or not rows:
         raise InputError("table has a header but no rows", path=path)
-    # Line numbers: header is line 1; blank lines are skipped by pandas, so map them explicitly.
-    content_lines = [n for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    frame["__row__"] = content_lines[1 : len(frame) + 1]
-    return frame, "line"
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    frame["__row__"] = lines
+    return frame
 
 
 def _holds_lists(column: pd.Series) -> bool:
@@ -311,28 +395,59 @@ def _require_values(frame: pd.DataFrame, path: Path, unit: str, cols: list[str])
             raise InputError("empty value", path=path, where=f"{unit} {n}", field=col)
 
 
+# Unix times by unit, by magnitude: seconds are 1e8-1e11 (1973-5138), milliseconds 1e11-1e14, ...
+_UNITS = [(1e8, "seconds"), (1e11, "milliseconds"), (1e14, "microseconds"), (1e17, "nanoseconds")]
+
+
+def _unit(value: float) -> str | None:
+    name = None
+    for floor, unit in _UNITS:
+        if abs(value) >= floor:
+            name = unit
+    return name
+
+
 def parse_timestamps(values: pd.Series, rows: pd.Series, path: Path, unit: str, field: str) -> pd.Series:
-    """Unix seconds (numbers) or ISO-8601 date strings, to float seconds. The first value decides
-    which; the first row that does not follow it is reported."""
+    """Unix times (numbers) or ISO-8601 date strings, to float seconds. The first value decides
+    which; the first row that does not follow it is reported. Numbers must be finite and in one unit:
+    a millisecond time among second times would reorder that user's sequence silently."""
+
+    def fail(i: int, why: str) -> InputError:
+        return InputError(f"timestamp {values.iloc[i]!r} {why}", path=path,
+                          where=f"{unit} {int(rows.iloc[i])}", field=field)  # fmt: skip
+
+    booleans = values.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy()
+    if booleans.any():
+        raise fail(int(booleans.argmax()), "is a boolean, not a time")
     numeric = pd.to_numeric(values, errors="coerce")
     if pd.notna(numeric.iloc[0]):
-        parsed, kind = numeric, "a number (unix time) like the first row"
-    else:
-        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-        kind = "an ISO-8601 date like the first row"
-    bad = parsed.isna()
-    if bad.any():
-        i = int(bad.to_numpy().argmax())
-        raise InputError(
-            f"timestamp '{values.iloc[i]}' is not {kind}",
-            path=path,
-            where=f"{unit} {int(rows.iloc[i])}",
-            field=field,
-        )
-    if parsed is numeric:
+        missing = numeric.isna().to_numpy()
+        if missing.any():
+            raise fail(int(missing.argmax()), "is not a number (unix time) like the first row")
+        infinite = ~np.isfinite(numeric.to_numpy(dtype=float))
+        if infinite.any():
+            raise fail(int(infinite.argmax()), "is not a finite number")
+        units = numeric.map(_unit)
+        counts = units.value_counts()
+        if len(counts) > 1:
+            usual = counts.index[0]
+            odd = int((units.notna() & (units != usual)).to_numpy().argmax())
+            raise fail(odd, f"looks like {units.iloc[odd]} while most timestamps are {usual} of unix time: "
+                            "use one unit for the whole column")  # fmt: skip
         return numeric.astype(float)
-    dates = parsed
-    return (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    seconds = np.empty(len(values))
+    for i, value in enumerate(values):
+        try:
+            stamp = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise fail(i, "is not an ISO-8601 date like the first row") from None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=timezone.utc)
+        seconds[i] = (stamp - _EPOCH).total_seconds()
+    return pd.Series(seconds, index=values.index)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def load_generic(interactions: str, items: str | None, cfg: DataConfig) -> Catalog:
@@ -364,8 +479,10 @@ def load_generic(interactions: str, items: str | None, cfg: DataConfig) -> Catal
 
     item_path = Path(items)
     iframe, iunit = read_table(item_path)
-    title_col = cols.title if cols.title in iframe.columns else None
-    require_columns(iframe, item_path, {"item": cols.item})
+    # the default title column may be absent (a catalogue without titles); one the config names may not
+    title_named = "title" in cols.model_fields_set
+    title_col = cols.title if cols.title in iframe.columns or title_named else None
+    require_columns(iframe, item_path, {"item": cols.item, "title": title_col})
     for text_col in cols.text:
         require_columns(iframe, item_path, {"text": text_col})
     _require_values(iframe, item_path, iunit, [cols.item])

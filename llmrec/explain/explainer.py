@@ -30,6 +30,9 @@ from llmrec.generate import Recommendation
 from llmrec.prompts import load_template
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SHARED_CLAIM = re.compile(
+    r"\b(same|similar|shared?|common)\s+(genres?|categor(y|ies)|styles?|themes?|types?|kinds?|tags?)\b"
+)
 
 
 @dataclass
@@ -110,12 +113,15 @@ class Explainer:
         cited = " and ".join(self.name(e.item) for e in evidence)
         them = "them" if len(evidence) > 1 else "it"
         reason = f"Because you chose {cited}: people who chose {them} often also chose {self.name(item)}."
-        shared = traits(self.details.get(item, "")) & set().union(
-            *(traits(self.details.get(e.item, "")) for e in evidence)
-        )
+        shared = self.shared_traits(item, [e.item for e in evidence])
         if shared:
             reason += f" They share {', '.join(sorted(shared))}."
         return reason
+
+    def shared_traits(self, item: str, others: list[str]) -> set[str]:
+        return traits(self.details.get(item, "")) & set().union(
+            *(traits(self.details.get(o, "")) for o in others)
+        )
 
     def prompt(self, item: str, evidence: list[Evidence]) -> tuple[str, str]:
         """(model input, answer lead): the template's text after a line `[answer]` starts the answer."""
@@ -124,7 +130,10 @@ class Explainer:
             return {"title": self.name(i), "details": self.details.get(i, "")}
 
         text = self.template.render(
-            noun=self.cfg.item_noun, item=view(item), evidence=[view(e.item) for e in evidence]
+            noun=self.cfg.item_noun,
+            item=view(item),
+            evidence=[view(e.item) for e in evidence],
+            shared=sorted(self.shared_traits(item, [e.item for e in evidence])),
         )
         question, _, lead = text.partition("[answer]")
         question, lead = question.strip(), lead.strip()
@@ -187,8 +196,12 @@ class Explainer:
         for i in named:  # a title may contain a trait word ("The War"): it is no claim
             text = text.replace(self.name(i).lower(), " ")
         own = traits(self.details.get(item, ""))
-        return sorted(f"claims trait {t}" for t, pattern in self.trait_patterns.items()
-                      if t not in own and pattern.search(text))  # fmt: skip
+        findings = sorted(f"claims trait {t}" for t, pattern in self.trait_patterns.items()
+                          if t not in own and pattern.search(text))  # fmt: skip
+        # "the same genre" is a claim too, untrue when the item shares no trait with what is cited
+        if _SHARED_CLAIM.search(text) and not self.shared_traits(item, [i for i in named if i != item]):
+            findings.append("claims trait shared with the history, but they share none")
+        return findings
 
     def explain(
         self, histories: list[list[str]], recommendations: list[list[Recommendation]]

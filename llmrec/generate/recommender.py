@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.config import GenerateConfig, PromptConfig
-from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.generate.beam import Scored, beam_search
 from llmrec.generate.reference import generate_reference
@@ -37,6 +36,25 @@ class Recommendation:
     rank: int
     reason: str | None = None  # filled by llmrec.explain when asked to explain
     evidence: list[dict] | None = None  # [{item, title, relation}] the reason is grounded in
+
+
+def check_shape(lists: object, name: str) -> None:
+    """`lists` must be a list of lists of item ids: `["1", "2"]` (one history, not wrapped) would
+    otherwise be read as two users, and `["12"]` as the history 1, 2."""
+    if isinstance(lists, str) or not isinstance(lists, list | tuple):
+        raise InputError(
+            f"{name} must be a list of lists of item ids, got {type(lists).__name__}", field=name
+        )
+    for n, one in enumerate(lists, start=1):
+        if isinstance(one, str) or not isinstance(one, list | tuple):
+            raise InputError(
+                f"{name} must be a list of lists of item ids; entry {n} is {type(one).__name__} {one!r} "
+                f"(one history is passed as [[...]])",
+                field=name,
+            )
+        odd = [x for x in one if not isinstance(x, str)]
+        if odd:
+            raise InputError(f"item ids are strings; entry {n} holds {odd[0]!r}", field=name)
 
 
 class Recommender:
@@ -69,8 +87,7 @@ class Recommender:
         if backend not in ("hf", "vllm"):
             raise InputError(f"unknown backend {backend!r}: use 'hf' or 'vllm'", field="backend")
         tokenizer = run.load_tokenizer()
-        split_items = SplitData.load(cfg.prepared_dir).items
-        titles = dict(zip(split_items["item"], split_items["title"].fillna(""), strict=True))
+        titles = run.load_split().titles()
         ids = ItemIds.load(run.path)
         if backend == "vllm":
             from llmrec.generate.vllm_backend import VllmDecoder, merged_model_dir
@@ -121,8 +138,16 @@ class Recommender:
         `reference=True` decodes with `model.generate` instead of the prefill-once beam search.
         `candidates[u]`: rank only these items for user u (rerank another model's shortlist); the
         search widens its beam to the shortlist's length, so every candidate gets its exact score."""
-        k = k or self.cfg.top_k
+        k = self.cfg.top_k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a whole number >= 1 (got {k!r})", field="k")
         exclude_history = self.cfg.exclude_history if exclude_history is None else exclude_history
+        check_shape(histories, "histories")
+        if candidates is not None:
+            check_shape(candidates, "candidates")
+            if len(candidates) != len(histories):
+                raise InputError(f"{len(candidates)} candidate lists for {len(histories)} histories",
+                                 field="candidates")  # fmt: skip
         for n, history in enumerate(histories):
             self.check_history(history, where=f"history {n + 1}")
         excluded = [set(h) if exclude_history else set() for h in histories]

@@ -52,7 +52,7 @@ def merged_model_dir(run: RunDir) -> Path:
         return target
     tokenizer = run.load_tokenizer()
     model = run.load_model(tokenizer, dtype="fp32").merge_and_unload()
-    with atomic_path(target) as tmp:
+    with atomic_path(target, kind="merged-model") as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "llmrec_merged.json", {"adapter": fingerprint})

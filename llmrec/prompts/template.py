@@ -86,8 +86,15 @@ class PromptBuilder:
     def _tokens(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
+    def _title(self, item: str) -> str:
+        """The item's title, cut to `max_title_chars` so that one long title cannot push the rest of
+        the history out of the prompt (truncation drops whole items, oldest first)."""
+        title = " ".join(self.titles.get(item, "").split())
+        limit = self.cfg.max_title_chars
+        return title if len(title) <= limit else title[: max(1, limit - 3)].rstrip() + "..."
+
     def _text(self, items: list[str]) -> str:
-        shown = [{"id": self.id_of[i], "title": self.titles.get(i, "")} for i in items]
+        shown = [{"id": self.id_of[i], "title": self._title(i)} for i in items]
         out = self.template.render(history=shown)
         return out if out.endswith("\n") else out + "\n"
 
@@ -118,7 +125,18 @@ class PromptBuilder:
         return self._lines[item]
 
     def shown(self, history: list[str]) -> int:
-        """How many of the most recent items of `history` the prompt shows."""
+        """How many of the most recent items of `history` the prompt shows (at least one)."""
+        n = self._shown(history)
+        if history and n == 0:
+            raise InputError(
+                "not even the most recent history item fits prompts.max_prompt_tokens "
+                f"({self.cfg.max_prompt_tokens}): raise it or lower prompts.max_title_chars",
+                path=self.source,
+                field="prompts.max_prompt_tokens",
+            )
+        return n
+
+    def _shown(self, history: list[str]) -> int:
         items = history[-self.cfg.max_history :]
         if self.cfg.objective == "every_item":
             used, n = len(self.header_ids), 0

@@ -85,6 +85,8 @@ def score_users(
     schema = EXPLAINED_SCHEMA if explained else SCHEMA
     if out.suffix not in (".parquet", ".jsonl"):
         raise InputError("output must end in .parquet or .jsonl", path=out)
+    if shard_size < 1:
+        raise InputError(f"shard size must be >= 1 (got {shard_size})", field="shard_size")
     parts = out.with_name(out.name + ".parts")
     errors_path = out.with_name(out.name + ".errors.jsonl")
     fingerprint = _fingerprint(requests, settings)

@@ -142,7 +142,7 @@ def fit(
             score = metrics.get("ndcg@10", 0.0)
             if validate is None or score > best or not run.adapter.exists():
                 best, best_metrics = score, metrics
-                with atomic_path(run.adapter) as tmp:
+                with atomic_path(run.adapter, kind="adapter") as tmp:
                     # The id-token rows live in the trainable-tokens adapter: skip the full embedding copy.
                     unwrapped.save_pretrained(tmp, save_embedding_layers=False)
             accelerator.print(f"step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))

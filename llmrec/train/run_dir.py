@@ -1,10 +1,12 @@
 """The run directory: everything a trained model needs, in one folder, and how to load it back.
 
-config.yaml          resolved config (points at the prepared folder)
+config.yaml          resolved config (names the prepared folder it was trained from)
 adapter/             best LoRA adapter (safetensors; includes trained id-token rows)
 tokenizer/           tokenizer with the new id tokens
 item_ids.parquet     item <-> id text; item_ids.json: scheme and new tokens
 items.parquet        item titles and text
+users.parquet        the users' train/valid/test sequences (`--user`, evaluate, score need them)
+prepared.json        which prepared folder, with a content hash, the run was trained from
 train_log.jsonl      one line per logged step / validation
 checkpoint/state.pt  last resumable state (adapter, optimizer, scheduler, step)
 """
@@ -19,7 +21,11 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.backbone import load_model, resize_for_tokenizer
 from llmrec.config import Config
+from llmrec.data import SplitData
 from llmrec.errors import InputError
+
+# What a run copies from its prepared folder, so that it needs nothing outside itself to recommend.
+PREPARED_COPIES = ("item_ids.parquet", "item_ids.json", "items.parquet", "users.parquet")
 
 
 class RunDir:
@@ -32,6 +38,7 @@ class RunDir:
     log = property(lambda self: self.path / "train_log.jsonl")
     checkpoint = property(lambda self: self.path / "checkpoint" / "state.pt")
     summary = property(lambda self: self.path / "train_summary.json")
+    prepared = property(lambda self: self.path / "prepared.json")
 
     def metrics(self, split: str) -> Path:
         return self.path / f"metrics-{split}.json"
@@ -40,6 +47,13 @@ class RunDir:
         if not self.config.exists():
             raise InputError("not a run directory (no config.yaml): run `llmrec train` first", path=self.path)
         return Config.model_validate(yaml.safe_load(self.config.read_text()))
+
+    def load_split(self) -> SplitData:
+        """The run's own copy of the users and items; runs trained before the copy existed read
+        their prepared folder."""
+        if (self.path / "users.parquet").exists():
+            return SplitData.load(self.path)
+        return SplitData.load(self.load_config().prepared_dir)
 
     def load_tokenizer(self) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(self.tokenizer)
