@@ -161,6 +161,24 @@ def add_tokens(tokenizer: PreTrainedTokenizerBase, tokens: list[str]) -> list[in
     return tokenizer.convert_tokens_to_ids(tokens)
 
 
+def init_rows_from_text(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, token_ids: list[int], texts: list[str]
+) -> int:
+    """Start each new token's embedding row at the mean of its text's token rows (an item token
+    begins near what its title means); rows without text keep their initialisation. Returns how
+    many rows were set. Tied models share the row with the output head."""
+    weight = model.get_input_embeddings().weight
+    encoded = tokenizer([t or "" for t in texts], add_special_tokens=False).input_ids
+    done = 0
+    with torch.no_grad():
+        for row, ids in zip(token_ids, encoded, strict=True):
+            ids = [i for i in ids if i < row]  # ordinary tokens only, not other new ones
+            if ids:
+                weight[row] = weight[ids].float().mean(0).to(weight.dtype)
+                done += 1
+    return done
+
+
 def resize_for_tokenizer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> None:
     """Grow the embedding matrix to the tokenizer; new rows start at the mean embedding plus small
     seeded noise so runs are reproducible (peft's trainable tokens then learn them)."""

@@ -52,7 +52,11 @@ class DataConfig(_Section):
 
 
 class IdsConfig(_Section):
-    scheme: Literal["semantic", "title", "numeric"] = "semantic"
+    scheme: Literal["semantic", "title", "numeric", "atomic"] = Field(
+        "semantic",
+        description="atomic: one new token per item (its row starts from the item's title tokens); with "
+        "any objective the loss is a softmax over the catalogue and decoding is one forward pass",
+    )
     levels: int = Field(3, ge=1, le=6)
     codebook_size: int = Field(64, ge=2)
     embeddings: Literal["auto", "text", "collaborative", "both", "file"] = Field(
@@ -109,6 +113,11 @@ class ModelConfig(_Section):
         "auto", description="auto: bf16 where the GPU or CPU computes it natively, else fp32"
     )
     load_in_4bit: bool = Field(False, description="QLoRA: needs a CUDA GPU and bitsandbytes")
+    finetune: Literal["lora", "full"] = Field(
+        "lora",
+        description="lora: LoRA + the new id-token rows (RUN_DIR/adapter); full: every weight "
+        "(RUN_DIR/model, a safetensors model transformers and vLLM load directly)",
+    )
     lora: LoraSettings = Field(default_factory=LoraSettings)
 
 

@@ -22,7 +22,14 @@ from accelerate.utils import set_seed
 from rich.console import Console
 from rich.table import Table
 
-from llmrec.backbone import add_tokens, load_model, load_tokenizer, resize_for_tokenizer, resolve_model
+from llmrec.backbone import (
+    add_tokens,
+    init_rows_from_text,
+    load_model,
+    load_tokenizer,
+    resize_for_tokenizer,
+    resolve_model,
+)
 from llmrec.config import Config, Count, checked, dump_config
 from llmrec.data import SplitData, leave_one_out, load_catalog
 from llmrec.errors import InputError
@@ -34,7 +41,9 @@ from llmrec.ids.embeddings import text_embeddings
 from llmrec.ids.item_ids import choose_embeddings
 from llmrec.io import atomic_path, check_writable_dir, claim_dir, exclusive, read_json, read_text, write_json
 from llmrec.prompts import PromptBuilder, eval_examples, training_examples, window_examples
-from llmrec.train.loop import add_lora, encode_examples, fit
+from llmrec.train.finetune import build_finetuning
+from llmrec.train.loop import encode_examples, fit
+from llmrec.train.objectives import build_objective
 from llmrec.train.run_dir import PREPARED_COPIES, RunDir
 
 console = Console(stderr=True)
@@ -144,10 +153,18 @@ def train(cfg: Config) -> RunDir:
     split = SplitData.load(run.path)
     model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.load_in_4bit)
     resize_for_tokenizer(model, tokenizer, seed=cfg.train.seed)
+    if ids.scheme == "atomic":
+        titles = split.titles()
+        text = {i: titles.get(i) or t for i, t in zip(split.items["item"], split.items["text"], strict=True)}
+        rows = init_rows_from_text(
+            model, tokenizer, tokenizer.convert_tokens_to_ids(ids.ids), [text.get(i, "") for i in ids.items]
+        )
+        console.log(f"atomic ids: {rows} of {len(ids.items)} item rows start from their text")
     # LoRA's initial weights come from the global RNG, whose state depends on what ran before in
     # this process (a first-time GGUF conversion, say): seed it so a run is reproducible.
     set_seed(cfg.train.seed)
-    model = add_lora(model, cfg, tokenizer.convert_tokens_to_ids(ids.new_tokens))
+    tuning = build_finetuning(cfg)
+    model = tuning.prepare(model, cfg, tokenizer.convert_tokens_to_ids(ids.new_tokens))
     table = pd.read_parquet(prepared / "examples-train.parquet")
     if cfg.prompts.objective == "every_item":
         builder = PromptBuilder(cfg.prompts, tokenizer, ids.id_by_item)
@@ -159,7 +176,9 @@ def train(cfg: Config) -> RunDir:
         targets = id_token_ids(tokenizer, [ids.id_of(t) for t in table["target"]])
         examples = encode_examples(tokenizer, table["prompt"].tolist(), targets, cfg.prompts.align_to)
     console.log(f"training on {len(examples)} examples; run directory {run.path}")
-    fit(cfg, model, tokenizer, examples, run, _validator(cfg, tokenizer, ids, split))
+    objective = build_objective(cfg, ids, tokenizer)
+    fit(cfg, model, tokenizer, examples, run, _validator(cfg, tokenizer, ids, split),
+        tuning=tuning, objective=objective)  # fmt: skip
     return run
 
 

@@ -4,6 +4,8 @@
 #   bash scripts/baselines.sh beauty          -> docs/benchmarks/beauty-sasrec-metrics-test.json
 #   bash scripts/baselines.sh beauty-unmasked -> docs/benchmarks/beauty-unmasked-sasrec-metrics-test.json
 #   bash scripts/baselines.sh beauty-recbole  -> docs/benchmarks/beauty-recbole-sasrec-metrics-test.json
+#   bash scripts/baselines.sh ml100k --seed N -> docs/benchmarks/ml100k-sasrec-seedN-metrics-test.json
+#     (SASRec-CE's training seed N: its initial weights and batch order; seed 0 is the plain row)
 # "unmasked" keeps the user's history items in the ranking (generate.exclude_history: false) for
 # training-time validation and test: RecBole's protocol for sequential models, under which the
 # published SASRec-CE figure was measured. "recbole" adds RecBole's SASRec defaults: its block
@@ -12,8 +14,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unmasked=(--set generate.exclude_history=false)
-case "${1:?ml100k, beauty, beauty-unmasked or beauty-recbole}" in
-  ml100k) config=scripts/ml100k_full.yaml; out=runs/ml100k/baselines; overrides=() ;;
+name=${1:?ml100k, beauty, beauty-unmasked or beauty-recbole}
+case "$name" in
+  ml100k)
+    config=scripts/ml100k_full.yaml; out=runs/ml100k/baselines; overrides=()
+    if [[ ${2:-} == --seed ]]; then
+      [[ ${3:-} =~ ^[0-9]+$ ]] || { echo "--seed needs a whole number, got '${3:-}'" >&2; exit 2; }
+      name=ml100k-seed$3; out=runs/ml100k/baselines-seed$3
+      overrides=(--set "baselines.sasrec.seed=$3" --set "baselines_dir=../$out")
+    fi ;;
   beauty) config=scripts/beauty.yaml; out=runs/beauty/baselines; overrides=() ;;
   beauty-unmasked)
     config=scripts/beauty.yaml; out=runs/beauty/baselines-unmasked
@@ -28,11 +37,12 @@ case "${1:?ml100k, beauty, beauty-unmasked or beauty-recbole}" in
 esac
 llmrec baseline "$config" --model popularity "${overrides[@]}"
 llmrec baseline "$config" --model sasrec "${overrides[@]}"
-python - "$out" "$1" <<'PY'
+python - "$out" "$name" <<'PY'
 import json, sys
 out, name = sys.argv[1], sys.argv[2]
 m = json.load(open(f"{out}/sasrec/metrics-test.json"))
 m["baselines"] = {"popularity": json.load(open(f"{out}/popularity/metrics-test.json"))}
-json.dump(m, open(f"docs/benchmarks/{name}-sasrec-metrics-test.json", "w"), indent=2)
+stem = name.replace("-seed", "-sasrec-seed") if "-seed" in name else f"{name}-sasrec"
+json.dump(m, open(f"docs/benchmarks/{stem}-metrics-test.json", "w"), indent=2)
 PY
 python scripts/quality_report.py

@@ -7,6 +7,10 @@
 #   bash scripts/ml100k_full.sh sasrec-semantic
 #       semantic ids clustered from SASRec-CE's item embeddings (LC-Rec's collaborative ids; needs
 #       `bash scripts/baselines.sh ml100k` first) -> docs/benchmarks/ml100k-sasrec-semantic-metrics-test.json
+#   bash scripts/ml100k_full.sh atomic
+#       one token per item, every item of each training window a target, a softmax over the catalogue
+#       (SASRec's objective on the pretrained body), the 50 most recent items in a prompt
+#       -> docs/benchmarks/ml100k-atomic-metrics-test.json
 #   bash scripts/ml100k_full.sh SCHEME [OPTION VALUE ...]: the same with settings changed (--set):
 #       --steps N                N training steps instead of 400 (the cosine schedule spans them all)
 #       --lr X                   peak learning rate X instead of 2e-3
@@ -17,6 +21,8 @@
 #       --lora all-linear        LoRA on every linear layer (attention and MLP, LC-Rec's setting)
 #       --seed N                 training seed N instead of 0 (LoRA's initial weights, example order;
 #                                the item ids stay the same)
+#       --epochs X               X passes over the training examples instead of a step count
+#       --finetune full          train every weight instead of LoRA
 #     each option adds to the run's name:
 #       --steps 800 --lr 1e-3 -> runs/ml100k-SCHEME-800steps-lr1e-3, docs/benchmarks/ml100k-SCHEME-800steps-lr1e-3-metrics-test.json
 # Every run uses scripts/ml100k_full.yaml; only the ids settings, the options above and the output
@@ -42,19 +48,26 @@ while (( $# > 0 )); do
             levers+=(--set 'model.lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]') ;;
     --seed) [[ ${2:-} =~ ^[0-9]+$ ]] || { echo "--seed needs a whole number, got '${2:-}'" >&2; exit 2; }
             suffix+=-seed$2; levers+=(--set "train.seed=$2") ;;
+    --epochs) [[ ${2:-} =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "--epochs needs a number, got '${2:-}'" >&2; exit 2; }
+              suffix+=-${2}epochs; levers+=(--set train.max_steps=null --set "train.epochs=$2") ;;
+    --finetune) [[ ${2:-} == full ]] || { echo "--finetune takes full, got '${2:-}'" >&2; exit 2; }
+                suffix+=-full; levers+=(--set model.finetune=full) ;;
     *) echo "unknown option '$1' (--steps N, --lr X, --history N, --examples N, --objective every_item," \
-            "--lora all-linear, --seed N)" >&2; exit 2 ;;
+            "--lora all-linear, --seed N, --epochs X, --finetune full)" >&2; exit 2 ;;
   esac
   shift 2
 done
 case "$scheme" in
   semantic) overrides=() ;;
   title|numeric) overrides=(--set "ids.scheme=$scheme") ;;
+  atomic) overrides=(--set ids.scheme=atomic --set prompts.objective=every_item --set prompts.template=item_list.j2
+                     --set prompts.max_history=50 --set prompts.max_prompt_tokens=128
+                     --set prompts.max_examples_per_user=100000) ;;
   sasrec-semantic)
     embeddings=runs/ml100k/baselines/sasrec/item-embeddings.parquet
     [[ -f $embeddings ]] || { echo "$embeddings not found: run bash scripts/baselines.sh ml100k" >&2; exit 2; }
     overrides=(--set ids.embeddings=file --set "ids.embeddings_file=../$embeddings") ;;
-  *) echo "unknown id scheme $scheme (semantic, title, numeric or sasrec-semantic)" >&2; exit 2 ;;
+  *) echo "unknown id scheme $scheme (semantic, title, numeric, sasrec-semantic or atomic)" >&2; exit 2 ;;
 esac
 # the config's own folders are the plain semantic run's; every other run gets folders of its own name
 if [[ $scheme == semantic && -z $suffix ]]; then name=ml100k; else name=ml100k-$scheme$suffix; fi

@@ -77,7 +77,34 @@ ROWS = [
         None,
         f"{ML} sasrec-semantic --lora all-linear",
     ),
+    (
+        "ML-100K",
+        "LLM, atomic ids (one token per item), every item a target, catalogue softmax, 2 epochs",
+        "ml100k-atomic-2epochs-metrics-test.json",
+        None,
+        f"{ML} atomic --epochs 2",
+    ),
+    *(
+        (
+            "ML-100K",
+            f"LLM, atomic ids, every item a target, catalogue softmax, 2 epochs, seed {seed}",
+            f"ml100k-atomic-2epochs-seed{seed}-metrics-test.json",
+            None,
+            f"{ML} atomic --epochs 2 --seed {seed}",
+        )
+        for seed in (1, 2)
+    ),
     ("ML-100K", "SASRec-CE", "ml100k-sasrec-metrics-test.json", None, f"{BASE} ml100k"),
+    *(
+        (
+            "ML-100K",
+            f"SASRec-CE, seed {seed}",
+            f"ml100k-sasrec-seed{seed}-metrics-test.json",
+            None,
+            f"{BASE} ml100k --seed {seed}",
+        )
+        for seed in (1, 2)
+    ),  # fmt: skip
     (
         "ML-100K",
         "SASRec-CE top-20 + LLM score (weight from valid)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import signal
@@ -56,7 +57,7 @@ def write_config(tmp_path, backbone, scheme="semantic", overrides: dict | None =
 @pytest.mark.parametrize(
     ("scheme", "objective"),
     [("semantic", "next_item"), ("title", "next_item"), ("numeric", "next_item"), ("semantic", "every_item"),
-     ("title", "every_item")],
+     ("title", "every_item"), ("atomic", "every_item")],
 )  # fmt: skip
 def test_generic_csv_prepare_train_evaluate(tmp_path, tiny_backbone, scheme, objective):
     prompts = {"objective": objective, "template": "item_list.j2", "include_titles": False}
@@ -181,3 +182,35 @@ def test_training_is_reproducible_whatever_ran_before(tmp_path, tiny_backbone):
         adapters.append(load_file(tmp_path / "run" / "adapter" / "adapter_model.safetensors"))
     assert adapters[0].keys() == adapters[1].keys()
     assert all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])
+
+
+def test_full_finetuning_round_trips_and_atomic_ranks_in_one_pass(tmp_path, tiny_backbone):
+    """model.finetune: full saves a plain model folder; reloaded, it gives the same top-K as in memory;
+    atomic ids rank the whole catalogue exactly (every item scored, history excluded)."""
+    from llmrec.generate import Recommender
+
+    prompts = {"objective": "every_item", "template": "item_list.j2", "include_titles": False}
+    config = write_config(
+        tmp_path, tiny_backbone, "atomic", {"prompts": prompts, "model": {"finetune": "full"}}, lr=1e-3
+    )
+    for args in (["prepare", config], ["train", config]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    run = RunDir(tmp_path / "run")
+    assert (run.full_model / "model.safetensors").exists() and not run.adapter.exists()
+    summary = json.loads(run.summary.read_text())
+    assert summary["finetune"] == "FullTuning" and summary["objective"] == "CatalogueLoss"
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(run.full_model)  # no merge step, no llmrec code
+    rec = Recommender.from_run(run.path)
+    assert plain.get_input_embeddings().weight.shape[0] == len(rec.tokenizer)  # item rows included
+    history = ["m1", "m2", "m3"]
+    top = rec.recommend([history], k=30)[0]
+    assert len(top) == 27 and not {r.item for r in top} & set(history)  # the rest of the catalogue
+    scores = [r.score for r in top]
+    assert scores == sorted(scores, reverse=True)
+    every = rec.recommend([history], k=30, exclude_history=False)[0]
+    assert abs(sum(math.exp(r.score) for r in every) - 1) < 1e-4  # a softmax over the catalogue
+    again = Recommender.from_run(run.path).recommend([history], k=5)[0]
+    assert [r.item for r in again] == [r.item for r in top[:5]]

@@ -12,7 +12,9 @@ from llmrec import backbone
 from llmrec.backbone import load_model, resize_for_tokenizer, resolve_dtype
 from llmrec.config import Config
 from llmrec.errors import InputError
-from llmrec.train.loop import add_lora, collate, encode_examples
+from llmrec.train.finetune import LoraTuning
+from llmrec.train.loop import collate, encode_examples
+from llmrec.train.objectives import CatalogueLoss, TokenLoss
 
 
 def test_loss_only_on_target_and_eos():
@@ -32,7 +34,7 @@ def test_new_id_tokens_train_and_reload(tmp_path):
     model = tiny_model(old)
     resize_for_tokenizer(model, tok, seed=0)
     new_ids = tok.convert_tokens_to_ids(["<a_0>", "<a_1>"])
-    peft_model = add_lora(model, Config(), new_ids)
+    peft_model = LoraTuning().prepare(model, Config(), new_ids)
     trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
     assert any("lora_A" in n for n in trainable) and any("trainable_tokens" in n for n in trainable)
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
@@ -85,3 +87,50 @@ def test_forced_bf16_without_native_support_is_kept_and_warned(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_dtype("bf16") == "bf16"
+
+
+def test_token_loss_is_the_models_loss_computed_on_labelled_positions_only():
+    tok = tiny_tokenizer()
+    old = len(tok)
+    tok.add_tokens(["<a_0>", "<a_1>"], special_tokens=True)
+    model = tiny_model(old)
+    resize_for_tokenizer(model, tok, seed=0)
+    new_ids = tok.convert_tokens_to_ids(["<a_0>", "<a_1>"])
+    batch = collate(encode_examples(tok, ["Next item:\n", "x y z"], [[new_ids[0]], [new_ids[1]]]), 0)
+    for m in (model, LoraTuning().prepare(model, Config(), new_ids)):
+        torch.testing.assert_close(TokenLoss()(m, batch), m(**batch).loss)
+
+
+def test_catalogue_loss_is_a_softmax_over_the_item_tokens_only():
+    tok = tiny_tokenizer()
+    old = len(tok)
+    items = [f"<item_{n}>" for n in range(5)]
+    tok.add_tokens(items, special_tokens=True)
+    model = tiny_model(old)
+    resize_for_tokenizer(model, tok, seed=0)
+    rows = tok.convert_tokens_to_ids(items)
+    batch = collate(encode_examples(tok, ["a b", "c"], [[rows[3]], [rows[1]]]), 0)
+    loss = CatalogueLoss(rows, len(tok))(model, batch)
+    with torch.no_grad():
+        logits = model(**batch).logits  # full vocabulary, every position
+    at = [(batch["labels"][r] == t).nonzero()[0, 0] - 1 for r, t in ((0, rows[3]), (1, rows[1]))]
+    picked = torch.stack([logits[0, at[0], rows], logits[1, at[1], rows]])
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(picked, torch.tensor([3, 1])))
+    # the EOS label after each item carries no loss: a line break or end after an item is certain
+    loss.backward()
+
+
+def test_atomic_item_rows_start_from_their_titles():
+    from llmrec.backbone import init_rows_from_text
+
+    tok = tiny_tokenizer()
+    old = len(tok)
+    tok.add_tokens(["<item_0>", "<item_1>"], special_tokens=True)
+    model = tiny_model(old)
+    resize_for_tokenizer(model, tok, seed=0)
+    rows = tok.convert_tokens_to_ids(["<item_0>", "<item_1>"])
+    assert init_rows_from_text(model, tok, rows, ["Toy Story (1995)", ""]) == 1
+    weight = model.get_input_embeddings().weight
+    title = tok("Toy Story (1995)", add_special_tokens=False).input_ids
+    torch.testing.assert_close(weight[rows[0]], weight[title].mean(0))
+    assert not torch.equal(weight[rows[1]], weight[title].mean(0))  # no text: initialisation kept

@@ -14,11 +14,13 @@ from llmrec.generate import Recommender
 from llmrec.train.run_dir import RunDir
 
 
-@pytest.fixture(scope="module")
-def vllm_run(tmp_path_factory, tiny_vllm_backbone):
+@pytest.fixture(scope="module", params=["lora", "full"])
+def vllm_run(request, tmp_path_factory, tiny_vllm_backbone):
+    """A trained run (semantic ids: new tokens) with LoRA, or fully fine-tuned (vLLM loads RUN_DIR/model)."""
     require_vllm()
     tmp = tmp_path_factory.mktemp("vllm")
-    config = write_config(tmp, tiny_vllm_backbone, max_steps=4, eval_every=0)  # semantic ids: new tokens
+    finetune = {"model": {"finetune": request.param}}
+    config = write_config(tmp, tiny_vllm_backbone, overrides=finetune, max_steps=4, eval_every=0)
     for args in (["prepare", config], ["train", config]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
@@ -42,7 +44,9 @@ def test_vllm_top10_matches_transformers(vllm_run):
     histories = parity_histories(vllm_run)
     hf = Recommender.from_run(vllm_run, dtype="fp32", backend="hf").recommend(histories, k=10)
     decoder = Recommender.from_run(vllm_run, dtype="fp32", backend="vllm")
-    assert (vllm_run / "merged" / "llmrec_merged.json").exists()  # new id tokens -> merged weights
+    full = RunDir(vllm_run).full_model.exists()
+    # LoRA with new id tokens -> merged weights; a fully fine-tuned run is loaded as it is
+    assert (vllm_run / "merged" / "llmrec_merged.json").exists() != full
     vl = decoder.recommend(histories, k=10)
     del decoder
     gc.collect()

@@ -17,6 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.config import GenerateConfig, PromptConfig
 from llmrec.errors import InputError
+from llmrec.generate.atomic import rank_catalogue
 from llmrec.generate.beam import Scored, beam_search
 from llmrec.generate.reference import generate_reference
 from llmrec.generate.trie import ItemTrie
@@ -75,6 +76,10 @@ class Recommender:
         self.backend = "vllm" if vllm_decoder is not None else "hf"
         self.builder = PromptBuilder(prompt_cfg, tokenizer, item_ids.id_by_item, titles)
         self.trie = ItemTrie(id_token_ids(tokenizer, item_ids.ids), self.builder.end_token_id)
+        # atomic ids: every item is one token, so one forward pass ranks the whole catalogue exactly
+        self.item_tokens = (
+            tokenizer.convert_tokens_to_ids(item_ids.ids) if item_ids.scheme == "atomic" else None
+        )
 
     @classmethod
     def from_run(
@@ -109,9 +114,15 @@ class Recommender:
         num_beams = max(self.cfg.num_beams, k)  # k = a shortlist's length when reranking
         if self.vllm_decoder is not None:
             return self.vllm_decoder.decode(prompts, self.trie, num_beams=num_beams, top_k=k, exclude=exclude)
-        decode = generate_reference if reference else beam_search
         was_training = self.model.training
         self.model.eval()
+        if self.item_tokens is not None and not reference:
+            with torch.inference_mode():
+                out = rank_catalogue(self.model, prompts, self.item_tokens, top_k=k,
+                                     pad_id=self.tokenizer.pad_token_id, exclude=exclude)  # fmt: skip
+            self.model.train(was_training)
+            return out
+        decode = generate_reference if reference else beam_search
         with torch.inference_mode():
             out = decode(
                 self.model,

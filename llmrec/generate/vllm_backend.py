@@ -45,6 +45,8 @@ def _adapter_fingerprint(run: RunDir) -> str:
 
 def merged_model_dir(run: RunDir) -> Path:
     """RUN_DIR/merged: base model + adapter merged, with the run's tokenizer (built once per adapter)."""
+    if (run.full_model / "config.json").exists():  # fully fine-tuned: already a plain model folder
+        return run.full_model
     target = run.path / "merged"
     fingerprint = _adapter_fingerprint(run)
     stamp = target / "llmrec_merged.json"

@@ -1,7 +1,8 @@
 """Item identifiers: the bijection between catalogue items and the text the LLM generates.
 
 Schemes: `semantic` (residual k-means codes as new special tokens, `<a_12><b_5><c_77>`), `title`
-(the title made unique) and `numeric` (random integers as text). All are built from item metadata
+(the title made unique), `numeric` (random integers as text) and `atomic` (one new token per item,
+`<item_17>`: the catalogue becomes rows of the output head). All are built from item metadata
 and training interactions only; nothing depends on the order of held-out items.
 """
 
@@ -102,6 +103,9 @@ def build_item_ids(cfg: IdsConfig, split: SplitData, text_embedder=None) -> Item
         return ItemIds("title", items, title_ids(split))
     if cfg.scheme == "numeric":
         return ItemIds("numeric", items, numeric_ids(len(items), cfg.seed))
+    if cfg.scheme == "atomic":
+        tokens = [f"<item_{n}>" for n in range(len(items))]
+        return ItemIds("atomic", items, tokens, tokens)
     kind = choose_embeddings(cfg, split)
     parts = []
     if kind in ("text", "both"):

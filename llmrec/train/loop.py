@@ -1,4 +1,5 @@
-"""The fine-tuning recipe: LoRA (+ trainable id-token rows) on next-item examples, with Accelerate.
+"""The fine-tuning loop, with Accelerate. What trains (`finetune.py`: LoRA or every weight) and the
+loss (`objectives.py`: next tokens, or a softmax over the catalogue) are chosen before it.
 
 Accelerate owns device placement, mixed precision, gradient accumulation and the multi-process
 path (`accelerate launch --cpu --num_processes 2 -m llmrec train ...`). The loss covers only the
@@ -19,7 +20,6 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
@@ -27,6 +27,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_sc
 from llmrec.config import Config
 from llmrec.io import atomic_path, write_json
 from llmrec.prompts import encode_prompts
+from llmrec.train.finetune import FullTuning, LoraTuning
+from llmrec.train.objectives import CatalogueLoss, TokenLoss
 from llmrec.train.run_dir import RunDir
 
 Example = dict[str, list[int]]
@@ -57,29 +59,19 @@ def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def add_lora(model: PreTrainedModel, cfg: Config, new_token_ids: list[int]) -> PeftModel:
-    lora = cfg.model.lora
-    peft_cfg = LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
-        # Only the new id-token rows of the (tied) embedding train; the rest stays frozen.
-        trainable_token_indices={"embed_tokens": new_token_ids} if new_token_ids else None,
-    )
-    return get_peft_model(model, peft_cfg)
-
-
 def fit(
     cfg: Config,
-    model: PeftModel,
+    model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     examples: list[Example],
     run: RunDir,
-    validate: Callable[[PeftModel], dict[str, float]] | None = None,
+    validate: Callable[[PreTrainedModel], dict[str, float]] | None = None,
+    *,
+    tuning: LoraTuning | FullTuning,
+    objective: TokenLoss | CatalogueLoss,
 ) -> dict:
-    """Train; returns a summary. `validate(model)` returns metrics including 'ndcg@10'."""
+    """Train `model` (already prepared by `tuning`) on `objective`; returns a summary.
+    `validate(model)` returns metrics including 'ndcg@10'; the best weights go to RUN_DIR/<tuning.folder>."""
     tc = cfg.train
     # cpu=True without CUDA makes torchrun-started processes (`accelerate launch --multi_gpu`,
     # `torchrun --nproc_per_node N`) one multi-CPU (gloo) job instead of N independent runs.
@@ -106,7 +98,7 @@ def fit(
     step, best, best_metrics, elapsed_before = 0, -1.0, {}, 0.0
     if run.checkpoint.exists():
         state = torch.load(run.checkpoint, weights_only=False)
-        set_peft_model_state_dict(accelerator.unwrap_model(model), state["adapter"])
+        tuning.load_state(accelerator.unwrap_model(model), state.get("weights", state.get("adapter")))
         optimizer.optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, best, best_metrics = state["step"], state["best"], state.get("best_metrics", {})
@@ -119,9 +111,7 @@ def fit(
         if not accelerator.is_main_process:
             return
         state = {
-            "adapter": get_peft_model_state_dict(
-                accelerator.unwrap_model(model), save_embedding_layers=False
-            ),
+            "weights": tuning.state(accelerator.unwrap_model(model)),
             "optimizer": optimizer.optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "step": step,
@@ -140,11 +130,11 @@ def fit(
             unwrapped.train()
             _log(run.log, {"step": step, **{f"valid_{k}": v for k, v in metrics.items()}})
             score = metrics.get("ndcg@10", 0.0)
-            if validate is None or score > best or not run.adapter.exists():
+            best_path = run.path / tuning.folder
+            if validate is None or score > best or not best_path.exists():
                 best, best_metrics = score, metrics
-                with atomic_path(run.adapter, kind="adapter") as tmp:
-                    # The id-token rows live in the trainable-tokens adapter: skip the full embedding copy.
-                    unwrapped.save_pretrained(tmp, save_embedding_layers=False)
+                with atomic_path(best_path, kind=tuning.kind) as tmp:
+                    tuning.save(unwrapped, tmp, tokenizer)
             accelerator.print(f"step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
         accelerator.wait_for_everyone()
 
@@ -170,7 +160,7 @@ def fit(
         loader = accelerator.skip_first_batches(loader, within * tc.grad_accum)
         for batch in loader:
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                loss = objective(model, batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, 1.0)
@@ -211,6 +201,9 @@ def fit(
         "grad_accum": tc.grad_accum,
         "processes": accelerator.num_processes,
         "dtype": str(accelerator.unwrap_model(model).dtype).removeprefix("torch."),
+        "finetune": type(tuning).__name__,
+        "objective": type(objective).__name__,
+        "trainable_params": sum(p.numel() for p in params),
         "train_wall_s": round(elapsed_before + time.time() - start, 1),
         "best_valid": best_metrics,
     }

@@ -1,7 +1,8 @@
 """The run directory: everything a trained model needs, in one folder, and how to load it back.
 
 config.yaml          resolved config (names the prepared folder it was trained from)
-adapter/             best LoRA adapter (safetensors; includes trained id-token rows)
+adapter/             best LoRA adapter (safetensors; includes trained id-token rows), or
+model/               with model.finetune: full, the best whole model and its tokenizer
 tokenizer/           tokenizer with the new id tokens
 item_ids.parquet     item <-> id text; item_ids.json: scheme and new tokens
 items.parquet        item titles and text
@@ -58,8 +59,12 @@ class RunDir:
     def load_tokenizer(self) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(self.tokenizer)
 
+    full_model = property(lambda self: self.path / "model")
+
     def load_model(self, tokenizer: PreTrainedTokenizerBase, dtype: str | None = None) -> PreTrainedModel:
-        """Base model + trained adapter, in eval mode."""
+        """The trained model in eval mode: the whole fine-tuned model, or base model + adapter."""
+        if (self.full_model / "config.json").exists():
+            return load_model(str(self.full_model), dtype or self.load_config().model.dtype).eval()
         if not (self.adapter / "adapter_config.json").exists():
             raise InputError(
                 "run has no trained adapter yet (training did not finish a checkpoint)", path=self.adapter

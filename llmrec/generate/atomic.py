@@ -1,0 +1,44 @@
+"""Top-K for atomic ids (one token per item): one forward pass per batch of prompts, a softmax over
+the catalogue's tokens at the last position, excluded items masked, top-K taken. No search: every
+item is one step away, so its score is exact and the K best are the K best."""
+
+from __future__ import annotations
+
+import torch
+
+from llmrec.generate.beam import Scored, left_pad
+from llmrec.train.objectives import item_logits, model_parts
+
+
+def rank_catalogue(
+    model,
+    prompts: list[list[int]],
+    item_token_ids: list[int],
+    *,
+    top_k: int,
+    pad_id: int,
+    exclude: list[list[int]] | None = None,
+) -> list[list[Scored]]:
+    """`prompts` end where an item id would start; returns each prompt's top-K catalogue items with
+    their log-probabilities under the catalogue softmax (what training optimised)."""
+    ids, mask = left_pad(prompts, pad_id)
+    ids, mask = ids.to(model.device), mask.to(model.device)
+    decoder, head = model_parts(model)
+    hidden = decoder(
+        input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)
+    ).last_hidden_state[:, -1]
+    rows = torch.tensor(item_token_ids, device=hidden.device)
+    scores = torch.log_softmax(item_logits(head, hidden, rows).float(), dim=-1)
+    for r, items in enumerate(exclude or []):
+        if items:
+            scores[r, torch.tensor(items, device=scores.device)] = float("-inf")
+    k = min(top_k, scores.shape[1])
+    best = scores.topk(k, dim=-1)
+    return [
+        [
+            Scored(int(i), float(s))
+            for i, s in zip(row_i.tolist(), row_s.tolist(), strict=True)
+            if s > float("-inf")
+        ]
+        for row_i, row_s in zip(best.indices, best.values, strict=True)
+    ]

@@ -1,0 +1,76 @@
+"""Fine-tuning modes (`model.finetune`), chosen before the training loop (`build_finetuning`).
+
+- `lora`: LoRA on `model.lora.target_modules`, plus the new id-token rows of the (tied) embedding as
+  peft trainable tokens; the run keeps the adapter (`RUN_DIR/adapter`).
+- `full`: every weight trains, new id-token rows included; the run keeps a whole safetensors model
+  with its tokenizer (`RUN_DIR/model`), which transformers and vLLM load directly, with no merge step.
+
+Each mode says what the resumable checkpoint holds and how the best weights are saved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from llmrec.config import Config
+
+
+class LoraTuning:
+    folder = "adapter"
+    kind = "adapter"
+
+    def prepare(self, model: PreTrainedModel, cfg: Config, new_token_ids: list[int]):
+        lora = cfg.model.lora
+        peft_cfg = LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+            # Only the new id-token rows of the (tied) embedding train; the rest stays frozen.
+            trainable_token_indices={"embed_tokens": new_token_ids} if new_token_ids else None,
+        )
+        return get_peft_model(model, peft_cfg)
+
+    def state(self, model) -> dict:
+        return get_peft_model_state_dict(model, save_embedding_layers=False)
+
+    def load_state(self, model, state: dict) -> None:
+        set_peft_model_state_dict(model, state)
+
+    def save(self, model, folder: Path, tokenizer: PreTrainedTokenizerBase) -> None:
+        # The id-token rows live in the trainable-tokens adapter: skip the full embedding copy.
+        model.save_pretrained(folder, save_embedding_layers=False)
+
+
+class FullTuning:
+    folder = "model"
+    kind = "model"
+
+    def prepare(self, model: PreTrainedModel, cfg: Config, new_token_ids: list[int]):
+        model.requires_grad_(True)
+        return model
+
+    def state(self, model) -> dict:
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def load_state(self, model, state: dict) -> None:
+        model.load_state_dict(state)
+
+    def save(self, model, folder: Path, tokenizer: PreTrainedTokenizerBase) -> None:
+        model.save_pretrained(folder)  # safetensors; tied weights saved once
+        tokenizer.save_pretrained(folder)
+
+
+def build_finetuning(cfg: Config) -> LoraTuning | FullTuning:
+    return FullTuning() if cfg.model.finetune == "full" else LoraTuning()
+
+
+def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

@@ -1,0 +1,92 @@
+"""Training objectives: the loss of a batch, chosen before the loop (`build_objective`).
+
+Both compute the output head only where a label is (a next-item example has ~4 labelled tokens in a
+~128-token prompt; a full-vocabulary head over every position is most of the step's memory and a
+large share of its time on a small model):
+
+- `TokenLoss`: next-token cross-entropy over the vocabulary on the labelled tokens (the id tokens
+  and their end token), what `model(**batch).loss` computes.
+- `CatalogueLoss` (atomic ids): at every position whose next token is an item token, a softmax over
+  the catalogue's tokens only: SASRec's full cross-entropy objective, on a pretrained body.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from peft import PeftModel
+from transformers import PreTrainedModel
+
+from llmrec.config import Config
+from llmrec.ids import ItemIds
+
+
+def model_parts(model: PreTrainedModel | PeftModel) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(decoder body, output head) of a causal LM, through a peft wrapper (LoRA layers and trainable
+    token rows are injected in place, so calling the parts calls them too)."""
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def labelled_logits(
+    model, batch: dict[str, torch.Tensor], rows: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output logits at the positions where some row of the batch has a label (all vocabulary rows,
+    or only `rows`), and the labels there (-100 where that row has none), shifted by one.
+
+    In one process the decoder and head are called directly, and with `rows` only those rows of the
+    head are computed. Under DistributedDataParallel the call must go through the wrapper's forward
+    (it synchronises gradients), so the model's own `logits_to_keep` selects the positions."""
+    labels = batch["labels"][:, 1:]
+    keep = (labels != -100).any(0).nonzero().squeeze(-1)
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
+        logits = out.logits if rows is None else out.logits[..., rows]
+        return logits, labels[:, keep]
+    decoder, head = model_parts(model)
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    hidden = hidden[:, keep]
+    return (head(hidden) if rows is None else item_logits(head, hidden, rows)), labels[:, keep]
+
+
+class TokenLoss:
+    """Next-token cross-entropy on the labelled tokens."""
+
+    def __call__(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits, labels = labelled_logits(model, batch)
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+
+
+class CatalogueLoss:
+    """Softmax over the catalogue's item tokens at each position whose next token is an item."""
+
+    def __init__(self, item_token_ids: list[int], vocab_size: int) -> None:
+        self.item_token_ids = torch.tensor(item_token_ids)
+        self.index = torch.full((vocab_size,), -100, dtype=torch.long)  # token id -> catalogue index
+        self.index[self.item_token_ids] = torch.arange(len(item_token_ids))
+
+    def __call__(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        device = batch["labels"].device
+        # only item labels count: the line break (or EOS) after an item is certain, no loss there
+        only_items = dict(batch, labels=self.index.to(device)[batch["labels"].clamp(min=0)].where(
+            batch["labels"] >= 0, torch.tensor(-100, device=device)))  # fmt: skip
+        logits, targets = labelled_logits(model, only_items, self.item_token_ids.to(device))
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+
+
+def item_logits(head: torch.nn.Module, states: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Logits of the catalogue's tokens only: `states` times those rows of the output head (the rows
+    as trained: peft's trainable-token rows replace the frozen ones)."""
+    adapter = getattr(head, "token_adapter", None)  # peft's TrainableTokensWrapper
+    if adapter is not None and not adapter.disable_adapters and adapter.active_adapters:
+        weight = adapter.get_merged_weights(adapter.active_adapters)
+    else:
+        weight = head.weight
+    bias = head.bias[rows] if getattr(head, "bias", None) is not None else None
+    return F.linear(states, weight[rows], bias)
+
+
+def build_objective(cfg: Config, ids: ItemIds, tokenizer) -> TokenLoss | CatalogueLoss:
+    if ids.scheme == "atomic":
+        return CatalogueLoss(tokenizer.convert_tokens_to_ids(ids.ids), len(tokenizer))
+    return TokenLoss()
