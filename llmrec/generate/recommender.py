@@ -94,6 +94,12 @@ class Recommender:
         tokenizer = run.load_tokenizer()
         titles = run.load_split().titles()
         ids = ItemIds.load(run.path)
+        if backend == "vllm" and ids.scheme == "atomic":
+            raise InputError(
+                "atomic ids decode with one forward pass on the hf backend; the vllm backend's beam search "
+                "would score the end token too, which atomic training does not teach",
+                field="backend",
+            )
         if backend == "vllm":
             from llmrec.generate.vllm_backend import VllmDecoder, merged_model_dir
 
