@@ -89,26 +89,25 @@ def test_forced_bf16_without_native_support_is_kept_and_warned(monkeypatch):
         assert resolve_dtype("bf16") == "bf16"
 
 
-def test_token_loss_is_the_models_loss_computed_on_labelled_positions_only():
+def with_new_tokens(tokens: list[str]):
+    """A tiny tokenizer and model grown by `tokens`; returns (tokenizer, model, their token ids)."""
     tok = tiny_tokenizer()
     old = len(tok)
-    tok.add_tokens(["<a_0>", "<a_1>"], special_tokens=True)
+    tok.add_tokens(tokens, special_tokens=True)
     model = tiny_model(old)
     resize_for_tokenizer(model, tok, seed=0)
-    new_ids = tok.convert_tokens_to_ids(["<a_0>", "<a_1>"])
+    return tok, model, tok.convert_tokens_to_ids(tokens)
+
+
+def test_token_loss_is_the_models_loss_computed_on_labelled_positions_only():
+    tok, model, new_ids = with_new_tokens(["<a_0>", "<a_1>"])
     batch = collate(encode_examples(tok, ["Next item:\n", "x y z"], [[new_ids[0]], [new_ids[1]]]), 0)
     for m in (model, LoraTuning().prepare(model, Config(), new_ids)):
         torch.testing.assert_close(TokenLoss()(m, batch), m(**batch).loss)
 
 
 def test_catalogue_loss_is_a_softmax_over_the_item_tokens_only():
-    tok = tiny_tokenizer()
-    old = len(tok)
-    items = [f"<item_{n}>" for n in range(5)]
-    tok.add_tokens(items, special_tokens=True)
-    model = tiny_model(old)
-    resize_for_tokenizer(model, tok, seed=0)
-    rows = tok.convert_tokens_to_ids(items)
+    tok, model, rows = with_new_tokens([f"<item_{n}>" for n in range(5)])
     batch = collate(encode_examples(tok, ["a b", "c"], [[rows[3]], [rows[1]]]), 0)
     loss = CatalogueLoss(rows, len(tok))(model, batch)
     with torch.no_grad():
@@ -123,12 +122,7 @@ def test_catalogue_loss_is_a_softmax_over_the_item_tokens_only():
 def test_atomic_item_rows_start_from_their_titles():
     from llmrec.backbone import init_rows_from_text
 
-    tok = tiny_tokenizer()
-    old = len(tok)
-    tok.add_tokens(["<item_0>", "<item_1>"], special_tokens=True)
-    model = tiny_model(old)
-    resize_for_tokenizer(model, tok, seed=0)
-    rows = tok.convert_tokens_to_ids(["<item_0>", "<item_1>"])
+    tok, model, rows = with_new_tokens(["<item_0>", "<item_1>"])
     assert init_rows_from_text(model, tok, rows, ["Toy Story (1995)", ""]) == 1
     weight = model.get_input_embeddings().weight
     title = tok("Toy Story (1995)", add_special_tokens=False).input_ids
