@@ -153,14 +153,20 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", path=path) from exc
+    return decode_text(data, path, encoding)
+
+
+def decode_text(data: bytes, path: str | Path, encoding: str = "utf-8", of: str = "") -> str:
+    """A file's bytes as text (a UTF-8 byte-order mark dropped); an empty file or an undecodable byte
+    is an error naming the file and the line. `of`: what the bytes are, e.g. " (after decompression)"."""
     if not data.strip():
-        raise InputError("file is empty", path=path)
+        raise InputError(f"file is empty{of}", path=path)
     try:
         return data.decode("utf-8-sig" if encoding == "utf-8" else encoding)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise InputError(
-            f"cannot decode byte 0x{data[exc.start]:02x} as {encoding}", path=path, where=f"line {line}"
+            f"cannot decode byte 0x{data[exc.start]:02x} as {encoding}", path=path, where=f"line {line}{of}"
         ) from exc
 
 

@@ -320,7 +320,8 @@ def recommend(
         history = user_history(split, user)
     if not history:
         raise InputError("the history is empty: give at least one item id", field="history")
-    unknown = [i for i in history if i not in set(split.items["item"])]
+    catalogue = set(split.items["item"])
+    unknown = [i for i in history if i not in catalogue]
     if unknown:
         raise InputError(f"unknown item id(s) {unknown[:5]} (not in the run's catalogue)", field="history")
     rec = Recommender.from_run(run.path, backend=backend)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from llmrec.config import BUILTIN, PACKAGE_DIR, DataConfig
 from llmrec.errors import InputError
-from llmrec.io import read_text
+from llmrec.io import decode_text, read_text
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".jsonl", ".json"}
 
@@ -244,14 +244,7 @@ def _decompressed_text(path: Path, compression: str) -> str:
             data = COMPRESSIONS[compression](path.read_bytes())
     except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:
         raise InputError(f"cannot decompress ({compression[1:]}): {exc}", path=path) from exc
-    if not data.strip():
-        raise InputError("file is empty (after decompression)", path=path)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"cannot decode byte 0x{data[exc.start]:02x} as utf-8", path=path,
-                         where=f"line {line} (after decompression)") from exc  # fmt: skip
+    return decode_text(data, path, of=" (after decompression)")
 
 
 def read_table(path: Path) -> tuple[pd.DataFrame, str]:

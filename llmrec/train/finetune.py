@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -68,9 +67,3 @@ class FullTuning:
 
 def build_finetuning(cfg: Config) -> LoraTuning | FullTuning:
     return FullTuning() if cfg.model.finetune == "full" else LoraTuning()
-
-
-def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    params = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

@@ -1,8 +1,8 @@
 """Training objectives: the loss of a batch, chosen before the loop (`build_objective`).
 
-Both compute the output head only where a label is (a next-item example has ~4 labelled tokens in a
-~128-token prompt; a full-vocabulary head over every position is most of the step's memory and a
-large share of its time on a small model):
+Both compute the output head only at the positions where some example of the batch has a label (a
+next-item example has ~4 labelled tokens in a ~128-token prompt; a full-vocabulary head over every
+position is most of the step's memory and a large share of its time on a small model):
 
 - `TokenLoss`: next-token cross-entropy over the vocabulary on the labelled tokens (the id tokens
   and their end token), what `model(**batch).loss` computes.
