@@ -101,6 +101,13 @@ Explain = Annotated[
 Backend = Annotated[
     str | None, typer.Option(help="hf (transformers) or vllm; default: the run's generate.backend")
 ]
+Retriever = Annotated[
+    str | None,
+    typer.Option(
+        help="none (the LLM ranks the catalogue) or sasrec (SASRec-CE shortlists, the LLM scores; fitted "
+        "once per run); default: the run's generate.retriever"
+    ),
+]
 
 
 @app.command()
@@ -109,12 +116,13 @@ def evaluate(
     split: Annotated[str, typer.Option(help="valid or test")] = "test",
     limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N users")] = None,
     backend: Backend = None,
+    retriever: Retriever = None,
 ) -> None:
     """Full-ranking HR/NDCG/MRR of the run and of popularity; writes RUN_DIR/metrics-<split>.json."""
     from llmrec import recipes
 
     with reported():
-        recipes.evaluate(run_dir, split, limit, backend=backend)
+        recipes.evaluate(run_dir, split, limit, backend=backend, retriever=retriever)
 
 
 @app.command()
@@ -128,13 +136,15 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
     backend: Backend = None,
     explain: Explain = False,
+    retriever: Retriever = None,
 ) -> None:
     """Top-K items for a known user or an ad-hoc history (with --explain: a reason for each)."""
     from llmrec import recipes
 
     items = [h.strip() for h in history.split(",") if h.strip()] if history is not None else None
     with reported():
-        recs = recipes.recommend(run_dir, user=user, history=items, k=k, backend=backend, explain=explain)
+        recs = recipes.recommend(run_dir, user=user, history=items, k=k, backend=backend, explain=explain,
+                                 retriever=retriever)  # fmt: skip
     if as_json:
         for r in recs:
             row = {"rank": r.rank, "item": r.item, "title": r.title, "score": r.score}
@@ -170,13 +180,15 @@ def score(
     strict: Annotated[bool, typer.Option(help="stop at the first bad user instead of logging it")] = False,
     backend: Backend = None,
     explain: Explain = False,
+    retriever: Retriever = None,
 ) -> None:
     """Offline batch scoring: one row per (user, rank); resumable after a kill."""
     from llmrec import recipes
 
     with reported():
         recipes.score(run_dir, out, users_file=users, split_name=split, k=k, shard_size=shard_size,
-                      limit=limit, strict=strict, backend=backend, explain=explain)  # fmt: skip
+                      limit=limit, strict=strict, backend=backend, explain=explain,
+                      retriever=retriever)  # fmt: skip
 
 
 @app.command()

@@ -53,7 +53,7 @@ class DataConfig(_Section):
 
 class IdsConfig(_Section):
     scheme: Literal["semantic", "title", "numeric", "atomic"] = Field(
-        "semantic",
+        "atomic",
         description="atomic: one new token per item (its row starts from the item's title tokens); with "
         "any objective the loss is a softmax over the catalogue and decoding is one forward pass",
     )
@@ -78,30 +78,43 @@ class IdsConfig(_Section):
 
 class PromptConfig(_Section):
     objective: Literal["next_item", "every_item"] = Field(
-        "next_item",
+        "every_item",
         description="next_item: a training example is one history and its next item (the id, then EOS); "
         "every_item: a window of a user's sequence listed one id per line, every item after the first "
         "a target (as SASRec trains every position); needs a list template such as item_list.j2",
     )
-    template: str = "next_item.j2"
-    max_history: int = Field(20, ge=1, description="most recent items shown")
-    max_prompt_tokens: int = Field(256, ge=16)
+    template: str = Field("", description="default: item_list.j2 for every_item, next_item.j2 for next_item")
+    max_history: int = Field(50, ge=1, description="most recent items shown")
+    max_prompt_tokens: int = Field(128, ge=16)
     max_title_chars: int = Field(
         100,
         ge=1,
         description="longer titles are cut (with '...'): one long title cannot crowd out the history",
     )
-    include_titles: bool = True
-    max_examples_per_user: int = Field(10, ge=1, description="most recent training targets per user")
+    include_titles: bool = False
+    max_examples_per_user: Annotated[int, Field(ge=1)] | Literal["all"] = Field(
+        "all", description="most recent training targets per user (all: every one)"
+    )
     align_to: int = Field(
         32, ge=1, description="left-fill prompts with pad tokens to a multiple of N (vLLM KV blocks)"
     )
+
+    @model_validator(mode="after")
+    def _template_for_objective(self) -> PromptConfig:
+        if not self.template:
+            self.template = "item_list.j2" if self.objective == "every_item" else "next_item.j2"
+        return self
+
+    @property
+    def examples_per_user(self) -> int | None:
+        """max_examples_per_user as a number; None = all."""
+        return None if self.max_examples_per_user == "all" else self.max_examples_per_user
 
 
 class LoraSettings(_Section):
     r: int = Field(16, ge=1)
     alpha: float = Field(32, gt=0)
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1
     )
@@ -122,16 +135,28 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: float = Field(1.0, gt=0)
+    epochs: float = Field(2.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(16, ge=1)
     grad_accum: int = Field(1, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    warmup_steps: int = Field(10, ge=0)
+    lr: float = Field(2e-3, gt=0)
+    warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     eval_every: int = Field(100, ge=0, description="steps between validation runs; 0 = only at the end")
     eval_users: int = Field(64, ge=1)
+    patience: int | None = Field(
+        None,
+        ge=1,
+        description="stop after this many validations in a row without a better NDCG@10 (the best weights "
+        "are kept); none: train every step",
+    )
     save_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
+    tasks: dict[Literal["text_to_id", "id_to_text"], Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="alignment tasks mixed into the next-item batches, as examples per next-item example: "
+        "text_to_id (an item's text -> its id), id_to_text (id -> text); templates "
+        "prompts/align_text_to_id.j2 and align_id_to_text.j2; items without text are left out",
+    )
     log_every: int = Field(10, ge=1)
     seed: int = 0
 
@@ -155,6 +180,22 @@ class GenerateConfig(_Section):
     top_k: int = Field(10, ge=1)
     batch_size: int = Field(8, ge=1, description="users per batch on the hf backend")
     exclude_history: bool = True
+    retriever: Literal["none", "sasrec"] = Field(
+        "none",
+        description="sasrec: SASRec-CE (baselines.sasrec settings, trained on the run's split) shortlists "
+        "and the LLM scores the shortlist; the two mix (llmrec.hybrid)",
+    )
+    shortlist: int = Field(50, ge=1, description="retriever: items shortlisted per user for the LLM to score")
+    mix_weight: float | None = Field(
+        None,
+        ge=0,
+        description="retriever: score = log p(SASRec) + w * log p(LLM); none: picked on validation",
+    )
+    retriever_weights: str | None = Field(
+        None,
+        description="retriever: SASRec-CE weights `llmrec baseline` saved (BASELINES_DIR/sasrec/model.pt) "
+        "on the same split and baselines.sasrec settings; none: the run trains its own",
+    )
     vllm: VllmSettings = Field(default_factory=VllmSettings)
 
 
@@ -239,6 +280,8 @@ class Config(_Section):
                 setattr(cfg.data, key, anchor(value))
         if cfg.ids.embeddings_file is not None:
             cfg.ids.embeddings_file = anchor(cfg.ids.embeddings_file)
+        if cfg.generate.retriever_weights is not None:
+            cfg.generate.retriever_weights = anchor(cfg.generate.retriever_weights)
         if (base / cfg.prompts.template).exists():
             cfg.prompts.template = anchor(cfg.prompts.template)
         if (base / cfg.explain.template).exists():

@@ -36,11 +36,19 @@ from llmrec.errors import InputError
 from llmrec.evaluate import Popularity, ranking_metrics
 from llmrec.explain import Explainer
 from llmrec.generate import Recommendation, Recommender
+from llmrec.hybrid import HybridRecommender, fit_retriever, load_recommender
 from llmrec.ids import ItemIds, build_item_ids, id_token_ids
 from llmrec.ids.embeddings import text_embeddings
 from llmrec.ids.item_ids import choose_embeddings
 from llmrec.io import atomic_path, check_writable_dir, claim_dir, exclusive, read_json, read_text, write_json
-from llmrec.prompts import PromptBuilder, eval_examples, training_examples, window_examples
+from llmrec.prompts import (
+    PromptBuilder,
+    alignment_examples,
+    eval_examples,
+    item_texts,
+    training_examples,
+    window_examples,
+)
 from llmrec.train.finetune import build_finetuning
 from llmrec.train.loop import encode_examples, fit
 from llmrec.train.objectives import build_objective
@@ -70,7 +78,7 @@ def prepare(cfg: Config) -> Path:
     builder = PromptBuilder(cfg.prompts, tokenizer, ids.id_by_item, split.titles())
     make_training = window_examples if cfg.prompts.objective == "every_item" else training_examples
     frames = {
-        "train": make_training(split, builder, cfg.prompts.max_examples_per_user),
+        "train": make_training(split, builder, cfg.prompts.examples_per_user),
         "valid": eval_examples(split, builder, "valid"),
         "test": eval_examples(split, builder, "test"),
     }
@@ -166,8 +174,8 @@ def train(cfg: Config) -> RunDir:
     tuning = build_finetuning(cfg)
     model = tuning.prepare(model, cfg, tokenizer.convert_tokens_to_ids(ids.new_tokens))
     table = pd.read_parquet(prepared / "examples-train.parquet")
+    builder = PromptBuilder(cfg.prompts, tokenizer, ids.id_by_item)
     if cfg.prompts.objective == "every_item":
-        builder = PromptBuilder(cfg.prompts, tokenizer, ids.id_by_item)
         examples = [
             dict(zip(("input_ids", "labels"), builder.encode_window(list(w)), strict=True))
             for w in table["items"]
@@ -175,10 +183,18 @@ def train(cfg: Config) -> RunDir:
     else:
         targets = id_token_ids(tokenizer, [ids.id_of(t) for t in table["target"]])
         examples = encode_examples(tokenizer, table["prompt"].tolist(), targets, cfg.prompts.align_to)
+    examples += alignment_examples(
+        cfg.train.tasks, len(examples), item_texts(split.items, cfg.prompts.max_title_chars), ids.id_by_item,
+        tokenizer, builder.end_token_id, seed=cfg.train.seed, log=console.log,
+    )  # fmt: skip
     console.log(f"training on {len(examples)} examples; run directory {run.path}")
-    objective = build_objective(cfg, ids, tokenizer)
+    objective = build_objective(cfg, ids, tokenizer, builder.end_token_id)
     fit(cfg, model, tokenizer, examples, run, _validator(cfg, tokenizer, ids, split),
         tuning=tuning, objective=objective)  # fmt: skip
+    # a retriever's mixing weight was chosen for the weights it was fitted with: refit or drop it
+    shutil.rmtree(run.path / "retriever", ignore_errors=True)
+    if cfg.generate.retriever == "sasrec":
+        fit_retriever(run.path, log=console.log)
     return run
 
 
@@ -188,10 +204,13 @@ def evaluate(
     split_name: Literal["valid", "test"] = "test",
     limit: Count | None = None,
     seed: int = 0,
-    recommender: Recommender | None = None,
+    recommender: Recommender | HybridRecommender | None = None,
     backend: str | None = None,
+    retriever: Literal["none", "sasrec"] | None = None,
 ) -> dict:
-    """Evaluate the run and popularity on the same users; write `metrics-<split>.json`."""
+    """Evaluate the run and popularity on the same users; write `metrics-<split>.json` and each
+    user's list (`lists-<split>.parquet`: user, target, items), for paired comparisons.
+    `retriever`: none (the LLM alone) or sasrec (the hybrid); default: the run's generate.retriever."""
     run = RunDir(run_dir)
     cfg = run.load_config()
     split = run.load_split()
@@ -201,12 +220,12 @@ def evaluate(
     histories = split.histories(users, split_name)
     targets = users[split_name].tolist()
     k = max(10, cfg.generate.top_k)
-    rec = recommender or Recommender.from_run(run.path, backend=backend)
+    rec = recommender or load_recommender(run.path, backend, retriever, log=console.log)
     t0 = time.time()
-    lists = rec.recommend(histories, k=k, progress=True)
+    lists = [[r.item for r in row] for row in rec.recommend(histories, k=k, progress=True)]
     wall = time.time() - t0
     catalogue = set(rec.item_ids.items)
-    metrics = ranking_metrics(targets, [[r.item for r in row] for row in lists], catalogue)
+    metrics = ranking_metrics(targets, lists, catalogue)
     pop = Popularity(split)
     pop_lists = [pop.recommend(h, k, cfg.generate.exclude_history) for h in histories]
     metrics["baselines"] = {"popularity": ranking_metrics(targets, pop_lists, catalogue)}
@@ -218,8 +237,11 @@ def evaluate(
         "generate_wall_s": round(wall, 1),
         "users_per_s": round(len(histories) / max(wall, 1e-9), 2),
     }
+    if isinstance(rec, HybridRecommender):
+        metrics["retriever"] = {"model": "sasrec", "shortlist": rec.shortlist, "weight": str(rec.weight)}
     if run.summary.exists():
         metrics["train"] = read_json(run.summary)
+    write_lists(run.path / f"lists-{split_name}.parquet", users["user"].tolist(), targets, lists)
     write_json(run.metrics(split_name), metrics)
     print_metrics(metrics)
     return metrics
@@ -268,6 +290,7 @@ def baseline(
         histories = split.histories(users, name)
         t1 = time.time()
         lists = recommend(histories)
+        write_lists(out_dir / f"lists-{name}.parquet", users["user"].tolist(), users[name].tolist(), lists)
         metrics = ranking_metrics(users[name].tolist(), lists, set(split.items["item"]))
         metrics |= {"split": name, "model": model, "exclude_history": exclude,
                     "generate_wall_s": round(time.time() - t1, 1), "train": summary}  # fmt: skip
@@ -276,6 +299,12 @@ def baseline(
     print_metrics(results[split_names[-1]], label=model)
     console.log(f"wrote {out_dir}/metrics-{{{','.join(split_names)}}}.json")
     return results
+
+
+def write_lists(path: Path, users: list[str], targets: list[str], lists: list[list[str]]) -> None:
+    """Each evaluated user's ranked list beside the target: what paired tests compare."""
+    with atomic_path(path) as tmp:
+        pd.DataFrame({"user": users, "target": targets, "items": lists}).to_parquet(tmp, index=False)
 
 
 def print_metrics(metrics: dict, label: str = "llm") -> None:
@@ -310,6 +339,7 @@ def recommend(
     k: Count = 10,
     backend: Literal["hf", "vllm"] | None = None,
     explain: bool = False,
+    retriever: Literal["none", "sasrec"] | None = None,
 ) -> list[Recommendation]:
     run = RunDir(run_dir)
     run.load_config()
@@ -324,14 +354,14 @@ def recommend(
     unknown = [i for i in history if i not in catalogue]
     if unknown:
         raise InputError(f"unknown item id(s) {unknown[:5]} (not in the run's catalogue)", field="history")
-    rec = Recommender.from_run(run.path, backend=backend)
+    rec = load_recommender(run.path, backend, retriever, log=console.log)
     recs = rec.recommend([history], k=k)
     if explain:
         explainer(run, rec, split).attach([history], recs)
     return recs[0]
 
 
-def explainer(run: RunDir, rec: Recommender, split: SplitData | None = None) -> Explainer:
+def explainer(run: RunDir, rec: Recommender | HybridRecommender, split: SplitData | None = None) -> Explainer:
     """The run's explainer; with the vLLM backend the short reasons come from a transformers copy.
     `split`: the run's prepared data, when the caller has loaded it already."""
     cfg = run.load_config()
@@ -391,6 +421,7 @@ def score(
     strict: bool = False,
     backend: Literal["hf", "vllm"] | None = None,
     explain: bool = False,
+    retriever: Literal["none", "sasrec"] | None = None,
 ) -> dict:
     """Batch top-K for a users file (full known history) or an evaluation split (its history).
     Everything about the command line is checked before the model loads; a second `score` on the
@@ -419,8 +450,9 @@ def score(
     if strict and (bad := next((r for r in requests if r.error), None)):
         raise InputError(bad.error, path=users_file, where=f"user {bad.user}", field="user")
     with exclusive(out.with_name(out.name + ".parts") / "lock", f"scoring into {out}"):
-        rec = Recommender.from_run(run.path, backend=backend)
-        settings = {"run": str(run.path.resolve()), "k": k, "source": str(users_file or split_name)}
+        rec = load_recommender(run.path, backend, retriever, log=console.log)
+        settings = {"run": str(run.path.resolve()), "k": k, "source": str(users_file or split_name),
+                    "retriever": rec.backend}  # fmt: skip
         recommend = lambda histories: rec.recommend(histories, k=k)  # noqa: E731
         if explain:
             settings["explain"] = cfg.explain.model_dump()

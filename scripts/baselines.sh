@@ -38,11 +38,13 @@ esac
 llmrec baseline "$config" --model popularity "${overrides[@]}"
 llmrec baseline "$config" --model sasrec "${overrides[@]}"
 python - "$out" "$name" <<'PY'
-import json, sys
+import json, os, shutil, sys
 out, name = sys.argv[1], sys.argv[2]
 m = json.load(open(f"{out}/sasrec/metrics-test.json"))
 m["baselines"] = {"popularity": json.load(open(f"{out}/popularity/metrics-test.json"))}
 stem = name.replace("-seed", "-sasrec-seed") if "-seed" in name else f"{name}-sasrec"
 json.dump(m, open(f"docs/benchmarks/{stem}-metrics-test.json", "w"), indent=2)
+os.makedirs("docs/benchmarks/lists", exist_ok=True)  # each user's list, for paired comparisons
+shutil.copy(f"{out}/sasrec/lists-test.parquet", f"docs/benchmarks/lists/{stem}-lists-test.parquet")
 PY
 python scripts/quality_report.py

@@ -90,3 +90,5 @@ m["config"] = config.strip()
 m["total_wall_s"] = round(time.time() - int(start), 1)
 json.dump(m, open(f"docs/benchmarks/{out}", "w"), indent=2)
 PY
+# each user's list, for paired comparisons (scripts/seeds_report.py)
+mkdir -p docs/benchmarks/lists && cp "$runs/run/lists-test.parquet" "docs/benchmarks/lists/${out%-metrics-test.json}-lists-test.parquet"

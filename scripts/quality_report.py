@@ -23,6 +23,16 @@ def rerank(run: str) -> str:
     return f"python scripts/rerank.py scripts/ml100k_full.yaml --run runs/{run}/run --name {run}"
 
 
+def rerank_atomic(seed: int) -> str:
+    """The hybrid's row for the atomic-id LLM of training seed `seed`, with SASRec-CE of that seed."""
+    run = "ml100k-atomic-2epochs" + ("" if seed == 0 else f"-seed{seed}")
+    weights = "runs/ml100k/baselines" + ("" if seed == 0 else f"-seed{seed}") + "/sasrec/model.pt"
+    return (
+        f"python scripts/rerank.py scripts/ml100k_full.yaml --run runs/{run}/run --name {run} "
+        f"--candidates 50 --sasrec-weights {weights}"
+    )
+
+
 ROWS = [
     # dataset, model, metrics file, dotted key inside the file (None: top level), command that reproduces it
     ("ML-100K", "LLM, semantic ids", "ml100k-metrics-test.json", None, ML),
@@ -168,7 +178,32 @@ ROWS = [
         None,
         rerank("ml100k-sasrec-semantic-lora-all-linear"),
     ),
+    *(
+        (
+            "ML-100K",
+            f"SASRec-CE top-50 + atomic-id LLM score (retriever: sasrec, weight from valid), seed {seed}",
+            f"ml100k-atomic-2epochs{'' if seed == 0 else f'-seed{seed}'}-rerank-metrics-test.json",
+            None,
+            rerank_atomic(seed),
+        )
+        for seed in (0, 1, 2)
+    ),
     ("ML-100K", "popularity", "ml100k-sasrec-metrics-test.json", "baselines.popularity", f"{BASE} ml100k"),
+    (
+        "Industrial",
+        "LLM, the default recipe (atomic ids, every item a target, LoRA, 2 epochs)",
+        "industrial-metrics-test.json",
+        None,
+        "bash scripts/industrial.sh",
+    ),
+    ("Industrial", "SASRec-CE", "industrial-sasrec-metrics-test.json", None, "bash scripts/industrial.sh"),
+    (
+        "Industrial",
+        "popularity",
+        "industrial-sasrec-metrics-test.json",
+        "baselines.popularity",
+        "bash scripts/industrial.sh",
+    ),
     ("Beauty", "SASRec-CE", "beauty-sasrec-metrics-test.json", None, f"{BASE} beauty"),
     ("Beauty", "popularity", "beauty-sasrec-metrics-test.json", "baselines.popularity", f"{BASE} beauty"),
     (
@@ -202,8 +237,9 @@ def load(file: str, key: str | None) -> dict | None:
 
 def budget(metrics: dict) -> str:
     if "llm_scoring_wall_s" in metrics:
-        wall = metrics["llm_scoring_wall_s"]
-        return f"LLM scores 20 candidates: valid {wall['valid']} s, test {wall['test']} s"
+        wall, n = metrics["llm_scoring_wall_s"], metrics["model"].split("top-")[1].split()[0]
+        valid = wall.get("valid", wall.get("fit_and_valid"))
+        return f"LLM scores {n} candidates: valid {valid} s, test {wall['test']} s"
     train = metrics.get("train") or {}
     if "steps" in train:
         return f"{train['steps']} steps x {train['batch_size']}, train {train.get('train_wall_s', '?')} s"

@@ -28,7 +28,7 @@ def random_split(n_users=30, n_items=50, seed=0):
 def test_semantic_ids_are_a_bijection_even_with_identical_embeddings():
     emb = np.zeros((40, 4), dtype=np.float32)  # every item collides at every level
     emb[:10] = np.eye(4)[np.arange(10) % 4]
-    ids = semantic_ids(emb, IdsConfig(levels=2, codebook_size=8))
+    ids = semantic_ids(emb, IdsConfig(scheme="semantic", levels=2, codebook_size=8))
     assert len(set(ids)) == 40
     assert all(i.startswith("<a_") and "<b_" in i for i in ids)
 
@@ -44,7 +44,7 @@ def test_collisions_move_to_nearest_free_code():
 def test_semantic_ids_ignore_held_out_items():
     """Collaborative ids depend on training sequences only: changing valid/test targets changes nothing."""
     split = random_split()
-    cfg = IdsConfig(levels=2, codebook_size=8, embeddings="collaborative")
+    cfg = IdsConfig(scheme="semantic", levels=2, codebook_size=8, embeddings="collaborative")
     before = build_item_ids(cfg, split).ids
     split.users["test"] = split.users["test"].map(lambda _: "i0")
     split.users["valid"] = split.users["valid"].map(lambda _: "i1")
@@ -64,7 +64,9 @@ def test_title_and_numeric_ids_unique():
 
 def test_save_load_and_tokens(tmp_path):
     split = random_split()
-    ids = build_item_ids(IdsConfig(levels=2, codebook_size=8, embeddings="collaborative"), split)
+    ids = build_item_ids(
+        IdsConfig(scheme="semantic", levels=2, codebook_size=8, embeddings="collaborative"), split
+    )
     assert len(ids.new_tokens) == 16
     ids.save(tmp_path)
     again = ItemIds.load(tmp_path)
@@ -76,7 +78,9 @@ def test_semantic_ids_tokenize_to_one_token_per_level():
 
     tok = tiny_tokenizer()
     split = random_split()
-    ids = build_item_ids(IdsConfig(levels=3, codebook_size=4, embeddings="collaborative"), split)
+    ids = build_item_ids(
+        IdsConfig(scheme="semantic", levels=3, codebook_size=4, embeddings="collaborative"), split
+    )
     tok.add_tokens(ids.new_tokens, special_tokens=True)
     seqs = id_token_ids(tok, ids.ids)
     assert all(len(s) == 3 for s in seqs) and len({tuple(s) for s in seqs}) == len(seqs)
@@ -85,7 +89,9 @@ def test_semantic_ids_tokenize_to_one_token_per_level():
 def test_too_many_items_for_codebook():
     split = random_split(n_items=50)
     with pytest.raises(Exception, match="codebook_size"):
-        build_item_ids(IdsConfig(levels=1, codebook_size=4, embeddings="collaborative"), split)
+        build_item_ids(
+            IdsConfig(scheme="semantic", levels=1, codebook_size=4, embeddings="collaborative"), split
+        )
 
 
 def test_text_embeddings_used_when_asked():
@@ -96,7 +102,7 @@ def test_text_embeddings_used_when_asked():
         calls.append(texts)
         return np.random.default_rng(0).normal(size=(len(texts), 8)).astype(np.float32)
 
-    build_item_ids(IdsConfig(levels=2, codebook_size=8, embeddings="text"), split, embed)
+    build_item_ids(IdsConfig(scheme="semantic", levels=2, codebook_size=8, embeddings="text"), split, embed)
     assert calls and calls[0][0].startswith("Item 0")
     assert isinstance(split.items, pd.DataFrame)
 
@@ -110,7 +116,9 @@ def test_ids_from_an_embeddings_file(tmp_path):
     table = pd.DataFrame({"item": items, "embedding": [v.tolist() for v in vectors]})
     path = tmp_path / "emb.parquet"
     table.iloc[::-1].to_parquet(path)
-    cfg = IdsConfig(levels=3, codebook_size=4, embeddings="file", embeddings_file=str(path))
+    cfg = IdsConfig(
+        scheme="semantic", levels=3, codebook_size=4, embeddings="file", embeddings_file=str(path)
+    )
     ids = build_item_ids(cfg, split).ids
     assert len(set(ids)) == len(items)
     first_code = [i.split("><")[0] for i in ids]
@@ -143,7 +151,9 @@ def test_bad_embeddings_file_names_file_row_and_field(tmp_path, damage, message)
     table = pd.DataFrame({"item": items, "embedding": [[float(n), 1.0, 0.0] for n in range(len(items))]})
     path = tmp_path / "emb.parquet"
     damage(table).to_parquet(path, index=False)
-    cfg = IdsConfig(levels=2, codebook_size=8, embeddings="file", embeddings_file=str(path))
+    cfg = IdsConfig(
+        scheme="semantic", levels=2, codebook_size=8, embeddings="file", embeddings_file=str(path)
+    )
     with pytest.raises(InputError, match=message) as error:
         build_item_ids(cfg, split)
     assert str(path) in str(error.value)
@@ -162,6 +172,8 @@ def test_embeddings_jsonl_errors_name_the_file_line(tmp_path):
     lines[1] = json.dumps({"item": split.items["item"][1], "embedding": [1.0]})
     path = tmp_path / "emb.jsonl"
     path.write_text(lines[0] + "\n\n" + "\n".join(lines[1:]) + "\n")  # a blank line 2: the bad row is line 3
-    cfg = IdsConfig(levels=2, codebook_size=8, embeddings="file", embeddings_file=str(path))
+    cfg = IdsConfig(
+        scheme="semantic", levels=2, codebook_size=8, embeddings="file", embeddings_file=str(path)
+    )
     with pytest.raises(InputError, match="line 3: field 'embedding'"):
         build_item_ids(cfg, split)

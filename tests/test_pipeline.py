@@ -35,7 +35,12 @@ def write_config(tmp_path, backbone, scheme="semantic", overrides: dict | None =
             "columns": {"user": "uid", "item": "iid", "timestamp": "ts", "title": "name", "text": ["genre"]},
         },
         "ids": {"scheme": scheme, "levels": 2, "codebook_size": 8, "embeddings": "both"},
-        "prompts": {"max_history": 5, "max_prompt_tokens": 200},
+        "prompts": {
+            "objective": "next_item",
+            "include_titles": True,
+            "max_history": 5,
+            "max_prompt_tokens": 200,
+        },
         "model": {"name": str(backbone), "dtype": "fp32", "lora": {"r": 4, "alpha": 8}},
         "train": {
             "max_steps": 6,
@@ -48,7 +53,7 @@ def write_config(tmp_path, backbone, scheme="semantic", overrides: dict | None =
         "generate": {"num_beams": 10, "top_k": 10, "batch_size": 4},
     }
     for section, values in (overrides or {}).items():
-        cfg[section].update(values)
+        cfg.setdefault(section, {}).update(values)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
@@ -218,3 +223,19 @@ def test_full_finetuning_round_trips_and_atomic_ranks_in_one_pass(tmp_path, tiny
 
     with pytest.raises(InputError, match="atomic ids decode with one forward pass"):
         Recommender.from_run(run.path, backend="vllm")
+
+
+def test_alignment_tasks_mix_into_training(tmp_path, tiny_backbone):
+    """train.tasks adds text -> id and id -> text examples (items have titles) to the next-item ones."""
+    prompts = {"objective": "every_item", "template": "item_list.j2", "include_titles": False}
+    tasks = {"text_to_id": 0.5, "id_to_text": 0.25}
+    config = write_config(tmp_path, tiny_backbone, "atomic", {"prompts": prompts}, tasks=tasks, eval_every=0)
+    assert runner.invoke(app, ["prepare", config]).exit_code == 0
+    result = runner.invoke(app, ["train", config])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    import pandas as pd
+
+    windows = len(pd.read_parquet(tmp_path / "prepared" / "examples-train.parquet"))
+    summary = json.loads(RunDir(tmp_path / "run").summary.read_text())
+    assert summary["examples"] == windows + round(0.5 * windows) + round(0.25 * windows)
+    assert math.isfinite(json.loads(RunDir(tmp_path / "run").log.read_text().splitlines()[0])["loss"])

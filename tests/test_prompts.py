@@ -10,12 +10,18 @@ from llmrec.config import PromptConfig
 from llmrec.errors import InputError
 from llmrec.prompts import PromptBuilder, find_template
 
+
+def NextItem(**settings) -> PromptConfig:  # noqa: N802
+    """The next_item prompt with titles (the default recipe lists bare ids)."""
+    return PromptConfig(**({"objective": "next_item", "include_titles": True} | settings))
+
+
 IDS = {f"i{n}": f"{1000 + n}" for n in range(50)}
 TITLES = {f"i{n}": f"Film {n}" for n in range(50)}
 
 
 def test_shipped_template_renders_ids_and_titles():
-    builder = PromptBuilder(PromptConfig(), tiny_tokenizer(), IDS, TITLES)
+    builder = PromptBuilder(NextItem(), tiny_tokenizer(), IDS, TITLES)
     text = builder.render(["i1", "i2"])
     assert "1001 Film 1\n1002 Film 2\n" in text and text.endswith("Next item:\n")
     assert find_template("next_item.j2").parent.name in ("prompts", "_prompts")
@@ -24,37 +30,35 @@ def test_shipped_template_renders_ids_and_titles():
 def test_truncates_oldest_items_to_budget():
     tok = tiny_tokenizer()
     history = [f"i{n}" for n in range(40)]
-    builder = PromptBuilder(PromptConfig(max_history=40, max_prompt_tokens=80), tok, IDS, TITLES)
+    builder = PromptBuilder(NextItem(max_history=40, max_prompt_tokens=80), tok, IDS, TITLES)
     text = builder.render(history)
     assert len(tok(text, add_special_tokens=False).input_ids) <= 80
     assert "Film 39" in text and "Film 0\n" not in text
     # one more item would not fit: the cut is as late as possible
     shown = [line for line in text.splitlines() if line.startswith("10")]
     assert len(shown) >= 1
-    longer = PromptBuilder(PromptConfig(max_history=40, max_prompt_tokens=400), tok, IDS, TITLES).render(
-        history
-    )
+    longer = PromptBuilder(NextItem(max_history=40, max_prompt_tokens=400), tok, IDS, TITLES).render(history)
     assert len(tok(longer, add_special_tokens=False).input_ids) > 80
 
 
 def test_max_history_and_no_titles():
-    builder = PromptBuilder(PromptConfig(max_history=3, include_titles=False), tiny_tokenizer(), IDS, TITLES)
+    builder = PromptBuilder(NextItem(max_history=3, include_titles=False), tiny_tokenizer(), IDS, TITLES)
     text = builder.render([f"i{n}" for n in range(10)])
     assert "1007\n1008\n1009\n" in text and "1006" not in text and "Film" not in text
 
 
 def test_user_template_and_errors(tmp_path):
     (tmp_path / "mine.j2").write_text("Items: {% for i in history %}{{ i.id }} {% endfor %}\nNext:\n")
-    builder = PromptBuilder(PromptConfig(template=str(tmp_path / "mine.j2")), tiny_tokenizer(), IDS, TITLES)
+    builder = PromptBuilder(NextItem(template=str(tmp_path / "mine.j2")), tiny_tokenizer(), IDS, TITLES)
     assert builder.render(["i1", "i2"]) == "Items: 1001 1002 \nNext:\n"
     (tmp_path / "bad.j2").write_text("{% for i in history %}")
     with pytest.raises(InputError, match="template syntax error"):
-        PromptBuilder(PromptConfig(template=str(tmp_path / "bad.j2")), tiny_tokenizer(), IDS, TITLES)
+        PromptBuilder(NextItem(template=str(tmp_path / "bad.j2")), tiny_tokenizer(), IDS, TITLES)
     with pytest.raises(InputError, match="template not found"):
-        PromptBuilder(PromptConfig(template="nope.j2"), tiny_tokenizer(), IDS, TITLES)
+        PromptBuilder(NextItem(template="nope.j2"), tiny_tokenizer(), IDS, TITLES)
     (tmp_path / "long.j2").write_text("zq " * 40 + "{% for i in history %}{{ i.id }}{% endfor %}\n")
     with pytest.raises(InputError, match="longer than"):
-        cfg = PromptConfig(template=str(tmp_path / "long.j2"), max_prompt_tokens=16)
+        cfg = NextItem(template=str(tmp_path / "long.j2"), max_prompt_tokens=16)
         PromptBuilder(cfg, tiny_tokenizer(), IDS, TITLES).render(["i1"])
 
 
@@ -133,14 +137,14 @@ def test_every_item_windows_cover_each_target_once():
 def test_every_item_needs_a_list_template(tmp_path):
     with pytest.raises(InputError, match="one id per line") as err:
         PromptBuilder(
-            PromptConfig(objective="every_item", include_titles=False), tiny_tokenizer(), IDS, TITLES
+            PromptConfig(objective="every_item", template="next_item.j2"), tiny_tokenizer(), IDS, TITLES
         )
     assert "next_item.j2" in str(err.value)  # its "Next item:" line follows the list
     titled = tmp_path / "titled.j2"
     titled.write_text(
         "Items:\n{% for i in history %}{{ i.id }}{% if i.title %} {{ i.title }}{% endif %}\n{% endfor %}"
     )
-    cfg = PromptConfig(objective="every_item", template=str(titled))
+    cfg = PromptConfig(objective="every_item", template=str(titled), include_titles=True)
     with pytest.raises(InputError, match="include_titles") as err:
         PromptBuilder(cfg, tiny_tokenizer(), IDS, TITLES)
     assert "titled.j2" in str(err.value)
@@ -154,11 +158,46 @@ def test_one_long_title_is_cut_not_the_history():
     """A 10,000-character title used to push every history item out of the prompt, silently."""
     titles = {**TITLES, "i9": "Epic " * 2000}
     builder = PromptBuilder(
-        PromptConfig(max_prompt_tokens=200, max_title_chars=40), tiny_tokenizer(), IDS, titles
+        NextItem(max_prompt_tokens=200, max_title_chars=40), tiny_tokenizer(), IDS, titles
     )
     text = builder.render(["i7", "i8", "i9"])
     assert "1007 Film 7\n1008 Film 8\n" in text
     assert "1009 Epic Epic" in text and "..." in text and text.count("Epic") < 12
-    tiny = PromptBuilder(PromptConfig(max_prompt_tokens=16), tiny_tokenizer(), IDS, TITLES)
+    tiny = PromptBuilder(NextItem(max_prompt_tokens=16), tiny_tokenizer(), IDS, TITLES)
     with pytest.raises(InputError, match="not even the most recent history item fits"):
         tiny.render(["i1"])
+
+
+def test_alignment_examples_tie_ids_to_text():
+    from llmrec.prompts import alignment_examples, item_texts
+
+    tok = tiny_tokenizer()
+    items = pd.DataFrame(
+        {"item": ["i1", "i2", "i3"], "title": ["Film 1", "", ""], "text": ["drama", "comedy, 1990s", ""]}
+    )
+    texts = item_texts(items, max_chars=100)
+    assert texts == {"i1": "Film 1", "i2": "comedy, 1990s"}  # title first, else text; i3 has none
+    end = tok.eos_token_id
+    examples = alignment_examples({"text_to_id": 1.0, "id_to_text": 0.5}, 4, texts, IDS, tok, end, log=print)
+    assert len(examples) == 4 + 2
+    prompt_of = {}
+    for ex in examples:
+        answer = [t for t, label in zip(ex["input_ids"], ex["labels"], strict=True) if label != -100]
+        assert answer == [t for t in ex["labels"] if t != -100] and answer[-1] == end
+        prompt_of[tok.decode(ex["input_ids"][: len(ex["input_ids"]) - len(answer)])] = tok.decode(answer[:-1])
+    text_to_id = {p: a for p, a in prompt_of.items() if "Its id:" in p}
+    assert {a.strip() for a in text_to_id.values()} == {"1001", "1002"}  # every item with text, cycled
+    assert any("Film 1" in p and a.strip() == "1001" for p, a in text_to_id.items())
+    id_to_text = {p: a for p, a in prompt_of.items() if "is described as" in p}
+    assert all(
+        ("1001" in p and a == "Film 1") or ("1002" in p and a == "comedy, 1990s")
+        for p, a in id_to_text.items()
+    )
+
+    said = []
+    no_text = pd.DataFrame({"item": ["i1"], "title": [""], "text": [""]})
+    assert (
+        alignment_examples({"text_to_id": 1.0}, 4, item_texts(no_text, 100), IDS, tok, end, log=said.append)
+        == []
+    )
+    assert "skipped" in said[0] and "no item has a title or text" in said[0]

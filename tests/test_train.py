@@ -109,7 +109,7 @@ def test_token_loss_is_the_models_loss_computed_on_labelled_positions_only():
 def test_catalogue_loss_is_a_softmax_over_the_item_tokens_only():
     tok, model, rows = with_new_tokens([f"<item_{n}>" for n in range(5)])
     batch = collate(encode_examples(tok, ["a b", "c"], [[rows[3]], [rows[1]]]), 0)
-    loss = CatalogueLoss(rows, len(tok))(model, batch)
+    loss = CatalogueLoss(rows, len(tok), tok.eos_token_id)(model, batch)
     with torch.no_grad():
         logits = model(**batch).logits  # full vocabulary, every position
     at = [(batch["labels"][r] == t).nonzero()[0, 0] - 1 for r, t in ((0, rows[3]), (1, rows[1]))]
@@ -117,6 +117,33 @@ def test_catalogue_loss_is_a_softmax_over_the_item_tokens_only():
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(picked, torch.tensor([3, 1])))
     # the EOS label after each item carries no loss: a line break or end after an item is certain
     loss.backward()
+
+
+def test_catalogue_loss_scores_text_answers_over_the_vocabulary():
+    """An alignment batch: one row's answer is an item (catalogue softmax), the other's is text
+    (vocabulary softmax, as an id -> text task needs); the loss is the mean over both kinds."""
+    tok, model, rows = with_new_tokens([f"<item_{n}>" for n in range(5)])
+    text = tok("red shoes", add_special_tokens=False).input_ids
+    batch = collate(encode_examples(tok, ["a b", "c"], [[rows[2]], text]), 0)
+    loss = CatalogueLoss(rows, len(tok), tok.eos_token_id)(model, batch)
+    with torch.no_grad():
+        logits = model(**batch).logits.float()
+    first = (batch["labels"][0] == rows[2]).nonzero()[0, 0]
+    terms = [
+        torch.nn.functional.cross_entropy(
+            logits[0, first - 1, rows][None], torch.tensor([2]), reduction="sum"
+        )
+    ]
+    start = (batch["labels"][1] >= 0).nonzero()[0, 0]
+    for n, t in enumerate(text):  # each title token over the whole vocabulary; EOS carries no loss
+        terms.append(
+            torch.nn.functional.cross_entropy(
+                logits[1, start + n - 1][None], torch.tensor([t]), reduction="sum"
+            )
+        )
+    torch.testing.assert_close(loss, torch.stack(terms).sum() / len(terms))
+    loss.backward()
+    assert model.get_input_embeddings().weight.grad is not None
 
 
 def test_atomic_item_rows_start_from_their_titles():

@@ -11,6 +11,7 @@ layouts: pre-LN (ours) and RecBole's, so our evaluation can be checked against R
 from __future__ import annotations
 
 import copy
+import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 from llmrec.config import SasrecSettings
 from llmrec.data import SplitData
+from llmrec.errors import InputError
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.io import atomic_path
 
@@ -139,6 +141,20 @@ class SasrecRecommender:
 
     def load(self, path: Path) -> None:
         self.model.load_state_dict(torch.load(path, weights_only=True))
+
+    def load_checked(self, path: Path) -> None:
+        """`load` for weights a user names: a missing file, or one trained on another catalogue or
+        with other settings, is an input error, not a stack trace."""
+        if not path.is_file():
+            raise InputError("SASRec weights not found (`llmrec baseline CONFIG` writes them)", path=path)
+        try:
+            self.load(path)
+        except (RuntimeError, KeyError, pickle.UnpicklingError) as exc:
+            raise InputError(
+                f"not SASRec weights for this catalogue ({len(self.items)} items) and these baselines.sasrec "
+                f"settings: {str(exc).splitlines()[0]}",
+                path=path,
+            ) from exc
 
     def fit(
         self,

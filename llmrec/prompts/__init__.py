@@ -1,13 +1,16 @@
 """Stage 3: verbalise histories with editable templates (top-level prompts/) into prompt datasets."""
 
+from llmrec.prompts.alignment import alignment_examples, item_texts
 from llmrec.prompts.examples import eval_examples, training_examples, window_examples
 from llmrec.prompts.template import PromptBuilder, encode_prompts, find_template, load_template
 
 __all__ = [
     "PromptBuilder",
+    "alignment_examples",
     "encode_prompts",
     "eval_examples",
     "find_template",
+    "item_texts",
     "load_template",
     "training_examples",
     "window_examples",

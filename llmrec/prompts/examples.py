@@ -10,33 +10,35 @@ from llmrec.data import SplitData
 from llmrec.prompts.template import PromptBuilder
 
 
-def training_examples(split: SplitData, builder: PromptBuilder, max_per_user: int) -> pd.DataFrame:
+def training_examples(split: SplitData, builder: PromptBuilder, max_per_user: int | None) -> pd.DataFrame:
     """Every prefix of each training sequence predicts its next item; the `max_per_user` most recent
-    targets of each user are kept (recent behaviour matters most, and long users would dominate)."""
+    targets of each user are kept (recent behaviour matters most, and long users would dominate);
+    None keeps every one."""
     rows = []
     for user, seq in tqdm(
         zip(split.users["user"], split.users["train"], strict=True),
         total=len(split.users),
         desc="training prompts",
     ):
-        for t in range(max(1, len(seq) - max_per_user), len(seq)):
+        for t in range(max(1, len(seq) - (max_per_user or len(seq))), len(seq)):
             rows.append((user, builder.render(seq[:t]), seq[t]))
     return pd.DataFrame.from_records(rows, columns=["user", "prompt", "target"])
 
 
-def window_examples(split: SplitData, builder: PromptBuilder, max_per_user: int) -> pd.DataFrame:
+def window_examples(split: SplitData, builder: PromptBuilder, max_per_user: int | None) -> pd.DataFrame:
     """every_item objective: each training sequence cut into windows, from the most recent back, in
     which every item after the first is a target that sees the items before it in the window. A
     window's last target sees exactly the history a prompt would show (`builder.shown`), so training
     contexts are never longer than inference ones; consecutive windows share one item, so each item
-    but a user's first is a target once. The `max_per_user` most recent targets of a user are kept."""
+    but a user's first is a target once. The `max_per_user` most recent targets of a user are kept
+    (None: all)."""
     rows = []
     for user, seq in tqdm(
         zip(split.users["user"], split.users["train"], strict=True),
         total=len(split.users),
         desc="training windows",
     ):
-        first, end = max(1, len(seq) - max_per_user), len(seq)
+        first, end = max(1, len(seq) - (max_per_user or len(seq))), len(seq)
         while end > first:
             start = max(first, end - max(1, builder.shown(seq[: end - 1])))
             rows.append((user, list(seq[start - 1 : end])))

@@ -95,14 +95,16 @@ def fit(
     scheduler = get_cosine_schedule_with_warmup(optimizer, min(tc.warmup_steps, total // 10 + 1), total)
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    step, best, best_metrics, elapsed_before = 0, -1.0, {}, 0.0
+    step, best, best_metrics, elapsed_before, stale = 0, -1.0, {}, 0.0, 0
     if run.checkpoint.exists():
         state = torch.load(run.checkpoint, weights_only=False)
         tuning.load_state(accelerator.unwrap_model(model), state.get("weights", state.get("adapter")))
         optimizer.optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, best, best_metrics = state["step"], state["best"], state.get("best_metrics", {})
-        elapsed_before = state.get("elapsed", 0.0)
+        elapsed_before, stale = state.get("elapsed", 0.0), state.get("stale", 0)
+        if tc.patience and stale >= tc.patience:
+            total = step  # it had stopped early
         accelerator.print(f"resuming from step {step} of {total}")
     if accelerator.is_main_process:
         _truncate_log(run.log, step)
@@ -118,12 +120,13 @@ def fit(
             "best": best,
             "best_metrics": best_metrics,
             "elapsed": elapsed_before + time.time() - start,
+            "stale": stale,
         }
         with atomic_path(run.checkpoint) as tmp:
             torch.save(state, tmp)
 
     def run_validation() -> None:
-        nonlocal best, best_metrics
+        nonlocal best, best_metrics, stale
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(model)
             metrics = validate(unwrapped) if validate else {}
@@ -131,12 +134,15 @@ def fit(
             _log(run.log, {"step": step, **{f"valid_{k}": v for k, v in metrics.items()}})
             score = metrics.get("ndcg@10", 0.0)
             best_path = run.path / tuning.folder
-            if validate is None or score > best or not best_path.exists():
+            stale = 0 if validate is None or score > best else stale + 1
+            if stale == 0 or not best_path.exists():
                 best, best_metrics = score, metrics
                 with atomic_path(best_path, kind=tuning.kind) as tmp:
                     tuning.save(unwrapped, tmp, tokenizer)
             accelerator.print(f"step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
         accelerator.wait_for_everyone()
+        # every process must stop at the same step: the main one decides
+        stale = int(accelerator.gather(torch.tensor([stale], device=accelerator.device))[0])
 
     model.train()
     start = time.time()
@@ -187,6 +193,9 @@ def fit(
                 )
             if tc.eval_every and step % tc.eval_every == 0 and step < total:
                 run_validation()
+                if tc.patience and stale >= tc.patience:
+                    accelerator.print(f"stopping early: no better validation NDCG@10 in {stale} evaluations")
+                    total = step
             if step % tc.save_every == 0 or step == total:
                 save_state()
             if step >= total or step % steps_per_epoch == 0:
@@ -196,6 +205,7 @@ def fit(
     save_state()
     summary = {
         "steps": step,
+        "stopped_early": bool(tc.patience and stale >= tc.patience),
         "examples": len(examples),
         "batch_size": tc.batch_size,
         "grad_accum": tc.grad_accum,

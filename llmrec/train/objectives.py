@@ -7,7 +7,8 @@ position is most of the step's memory and a large share of its time on a small m
 - `TokenLoss`: next-token cross-entropy over the vocabulary on the labelled tokens (the id tokens
   and their end token), what `model(**batch).loss` computes.
 - `CatalogueLoss` (atomic ids): at every position whose next token is an item token, a softmax over
-  the catalogue's tokens only: SASRec's full cross-entropy objective, on a pretrained body.
+  the catalogue's tokens only: SASRec's full cross-entropy objective, on a pretrained body (and the
+  vocabulary softmax where an alignment task's answer is text).
 """
 
 from __future__ import annotations
@@ -58,20 +59,41 @@ class TokenLoss:
 
 
 class CatalogueLoss:
-    """Softmax over the catalogue's item tokens at each position whose next token is an item."""
+    """Softmax over the catalogue's item tokens at each position whose next token is an item; at
+    positions whose next token is text (an alignment task's id -> text answer), the vocabulary
+    softmax. The end token after an item is certain and carries no loss."""
 
-    def __init__(self, item_token_ids: list[int], vocab_size: int) -> None:
+    def __init__(self, item_token_ids: list[int], vocab_size: int, end_token_id: int | None = None) -> None:
         self.item_token_ids = torch.tensor(item_token_ids)
         self.index = torch.full((vocab_size,), -100, dtype=torch.long)  # token id -> catalogue index
         self.index[self.item_token_ids] = torch.arange(len(item_token_ids))
+        self.end_token_id = end_token_id
 
     def __call__(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         device = batch["labels"].device
-        # only item labels count: the line break (or EOS) after an item is certain, no loss there
-        only_items = dict(batch, labels=self.index.to(device)[batch["labels"].clamp(min=0)].where(
-            batch["labels"] >= 0, torch.tensor(-100, device=device)))  # fmt: skip
-        logits, targets = labelled_logits(model, only_items, self.item_token_ids.to(device))
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        labels = batch["labels"]
+        items = self.index.to(device)[labels.clamp(min=0)].where(
+            labels >= 0, torch.tensor(-100, device=device)
+        )
+        text = labels.where((labels >= 0) & (items < 0), torch.tensor(-100, device=device))
+        if self.end_token_id is not None:
+            text = text.masked_fill(text == self.end_token_id, -100)
+        if not (text >= 0).any():  # next-item batches: only the catalogue's rows of the head
+            logits, targets = labelled_logits(
+                model, dict(batch, labels=items), self.item_token_ids.to(device)
+            )
+            return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        # a batch with text answers: the whole head where some row has a label, each position scored
+        # by its kind (catalogue or vocabulary); the loss is the mean over all labelled positions
+        logits, _ = labelled_logits(model, dict(batch, labels=items.where(items >= 0, text)))
+        keep = ((items >= 0) | (text >= 0))[:, 1:].any(0)
+        item_targets, text_targets = items[:, 1:][:, keep], text[:, 1:][:, keep]
+        on_item, on_text = item_targets >= 0, text_targets >= 0
+        item_loss = F.cross_entropy(
+            logits[on_item][:, self.item_token_ids.to(device)].float(), item_targets[on_item], reduction="sum"
+        )
+        text_loss = F.cross_entropy(logits[on_text].float(), text_targets[on_text], reduction="sum")
+        return (item_loss + text_loss) / (on_item.sum() + on_text.sum())
 
 
 def item_logits(head: torch.nn.Module, states: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -86,7 +108,10 @@ def item_logits(head: torch.nn.Module, states: torch.Tensor, rows: torch.Tensor)
     return F.linear(states, weight[rows], bias)
 
 
-def build_objective(cfg: Config, ids: ItemIds, tokenizer) -> TokenLoss | CatalogueLoss:
+def build_objective(
+    cfg: Config, ids: ItemIds, tokenizer, end_token_id: int | None = None
+) -> TokenLoss | CatalogueLoss:
+    """`end_token_id`: the token that ends an id (line break or EOS), certain after an atomic id."""
     if ids.scheme == "atomic":
-        return CatalogueLoss(tokenizer.convert_tokens_to_ids(ids.ids), len(tokenizer))
+        return CatalogueLoss(tokenizer.convert_tokens_to_ids(ids.ids), len(tokenizer), end_token_id)
     return TokenLoss()

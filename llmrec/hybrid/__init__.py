@@ -1,0 +1,7 @@
+"""Stage 7, on top of generate and evaluate: the hybrid recommender (`generate.retriever: sasrec`).
+SASRec-CE shortlists, the LLM scores every shortlisted item exactly, and the two scores mix with a
+weight chosen on validation and stored in the run."""
+
+from llmrec.hybrid.shortlist import HybridRecommender, fit_retriever, load_recommender, mix
+
+__all__ = ["HybridRecommender", "fit_retriever", "load_recommender", "mix"]

@@ -1,0 +1,191 @@
+"""SASRec-CE shortlists, the LLM scores: the hybrid that LlamaRec-style rerankers ship, made a
+property of the run rather than a script.
+
+For each history SASRec-CE (trained on the run's own split, `baselines.sasrec` settings) proposes
+its `generate.shortlist` best items; the LLM scores every one of them exactly (a forward pass over
+the catalogue for atomic ids, a beam as wide as the shortlist otherwise); the final score is
+
+    log p_sasrec(item) + w * log p_llm(item)
+
+with w picked on the validation split from a fixed grid (w = 0 is SASRec alone, w = inf the LLM
+alone on the shortlist, so validation can only choose a mix that helped there), unless
+`generate.mix_weight` fixes it. Everything lives in RUN_DIR/retriever/: sasrec.pt (weights),
+hybrid.json (shortlist, weight, the validation sweep, SASRec's training summary).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from llmrec.evaluate import ranking_metrics
+from llmrec.evaluate.sasrec import SasrecRecommender
+from llmrec.generate import Recommendation, Recommender
+from llmrec.io import read_json, write_json
+from llmrec.train.run_dir import RunDir
+
+WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, math.inf)
+Scored = tuple[str, float, float]  # item, SASRec log-prob, LLM log-prob
+
+
+def mix(rows: list[list[Scored]], weight: float, k: int) -> list[list[tuple[str, float]]]:
+    """Each user's top-k (item, score) under sasrec + weight * llm; weight inf ranks by the LLM
+    (SASRec breaks ties), 0 by SASRec (the LLM breaks ties)."""
+
+    def key(row: Scored) -> tuple[float, float]:
+        _, sasrec, llm = row
+        return (llm, sasrec) if weight == math.inf else (sasrec + weight * llm, llm)
+
+    out = []
+    for shortlist in rows:
+        ranked = sorted(shortlist, key=key, reverse=True)[:k]
+        out.append(
+            [(item, llm if weight == math.inf else sasrec + weight * llm) for item, sasrec, llm in ranked]
+        )
+    return out
+
+
+class HybridRecommender:
+    """The `Recommender` surface (recommend, check_history, model, tokenizer, item_ids, backend)
+    over SASRec-CE's shortlist and the LLM's scores."""
+
+    def __init__(self, llm: Recommender, sasrec: SasrecRecommender, shortlist: int, weight: float) -> None:
+        self.llm, self.sasrec, self.shortlist, self.weight = llm, sasrec, shortlist, weight
+        self.model, self.tokenizer, self.item_ids = llm.model, llm.tokenizer, llm.item_ids
+        self.titles, self.cfg = llm.titles, llm.cfg
+        self.backend = f"{llm.backend}+sasrec"
+        self.check_history = llm.check_history
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, backend: str | None = None, llm: Recommender | None = None):
+        run = RunDir(run_dir)
+        settings = read_json(run.path / "retriever" / "hybrid.json")
+        cfg = run.load_config()
+        sasrec = SasrecRecommender(run.load_split(), cfg.baselines.sasrec)
+        sasrec.load(run.path / "retriever" / "sasrec.pt")
+        weight = cfg.generate.mix_weight if cfg.generate.mix_weight is not None else settings["weight"]
+        llm = llm or Recommender.from_run(run.path, backend=backend)
+        return cls(llm, sasrec, settings["shortlist"], float(weight))
+
+    def score_shortlists(
+        self, histories: list[list[str]], n: int, exclude_history: bool, progress: bool = False
+    ) -> list[list[Scored]]:
+        """SASRec's top-n per history, each with its SASRec and LLM log-probabilities."""
+        logp = torch.log_softmax(self.sasrec.logits(histories, exclude_history).float(), dim=-1)
+        top = torch.topk(logp, min(n, logp.shape[1]), dim=-1)
+        candidates, sasrec_scores = [], []
+        for row_i, row_s in zip(top.indices.tolist(), top.values.tolist(), strict=True):
+            kept = [(self.sasrec.items[i], s) for i, s in zip(row_i, row_s, strict=True) if s > -math.inf]
+            candidates.append([i for i, _ in kept])
+            sasrec_scores.append([s for _, s in kept])
+        scored = self.llm.recommend(
+            histories, k=n, exclude_history=exclude_history, candidates=candidates, progress=progress
+        )
+        rows = []
+        for cands, s_scores, recs in zip(candidates, sasrec_scores, scored, strict=True):
+            llm = {r.item: r.score for r in recs}
+            # every candidate is scored (the LLM ranks exactly its shortlist); guard anyway
+            floor = min(llm.values(), default=0.0) - 10.0
+            rows.append([(c, s, llm.get(c, floor)) for c, s in zip(cands, s_scores, strict=True)])
+        return rows
+
+    def recommend(
+        self,
+        histories: list[list[str]],
+        k: int | None = None,
+        exclude_history: bool | None = None,
+        progress: bool = False,
+    ) -> list[list[Recommendation]]:
+        k = self.cfg.top_k if k is None else k
+        exclude = self.cfg.exclude_history if exclude_history is None else exclude_history
+        for n, history in enumerate(histories):
+            self.check_history(history, where=f"history {n + 1}")
+        rows = self.score_shortlists(histories, max(self.shortlist, k), exclude, progress)
+        return [
+            [
+                Recommendation(item, self.titles.get(item, ""), score, r + 1)
+                for r, (item, score) in enumerate(top)
+            ]
+            for top in mix(rows, self.weight, k)
+        ]
+
+
+def fit_retriever(
+    run_dir: str | Path,
+    llm: Recommender | None = None,
+    log: Callable[[str], None] = print,
+    *,
+    shortlist: int | None = None,
+    sasrec_weights: str | Path | None = None,
+) -> dict:
+    """Train SASRec-CE on the run's split (or load `sasrec_weights`, default the run's
+    generate.retriever_weights), pick the mixing weight on validation (every validation user) for
+    `shortlist` (default generate.shortlist), and save both in RUN_DIR/retriever/. Returns hybrid.json."""
+    run = RunDir(run_dir)
+    cfg = run.load_config()
+    split = run.load_split()
+    shortlist = shortlist or cfg.generate.shortlist
+    sasrec_weights = sasrec_weights or cfg.generate.retriever_weights
+    t0 = time.time()
+    sasrec = SasrecRecommender(split, cfg.baselines.sasrec)
+    if sasrec_weights is not None:
+        log(f"retriever: SASRec-CE weights from {sasrec_weights}")
+        sasrec.load_checked(Path(sasrec_weights))
+        summary = {"weights": str(sasrec_weights)}
+    else:
+        log("retriever: training SASRec-CE on the run's split (baselines.sasrec settings)")
+        summary = sasrec.fit(split, cfg.generate.exclude_history, log=log)
+    folder = run.path / "retriever"
+    folder.mkdir(exist_ok=True)
+    sasrec.save(folder / "sasrec.pt")
+    hybrid = HybridRecommender(llm or Recommender.from_run(run.path), sasrec, cfg.generate.shortlist, 0.0)
+    users = split.eval_users("valid")
+    log(f"retriever: the LLM scores SASRec's top-{cfg.generate.shortlist} for {len(users)} validation users")
+    rows = hybrid.score_shortlists(split.histories(users, "valid"), cfg.generate.shortlist,
+                                   cfg.generate.exclude_history, progress=True)  # fmt: skip
+    targets, catalogue = users["valid"].tolist(), set(split.items["item"])
+    sweep = {
+        str(w): ranking_metrics(targets, [[i for i, _ in t] for t in mix(rows, w, 10)], catalogue)["ndcg@10"]
+        for w in WEIGHTS
+    }
+    weight = max(WEIGHTS, key=lambda w: (sweep[str(w)], -w))  # ties: the smaller weight
+    recall = sum(t in {c for c, _, _ in r} for t, r in zip(targets, rows, strict=True)) / max(len(targets), 1)
+    settings = {
+        "retriever": "sasrec",
+        "shortlist": shortlist,
+        "weight": weight,
+        "valid_ndcg@10_by_weight": sweep,
+        "valid_shortlist_recall": round(recall, 4),
+        "valid_users": len(targets),
+        "sasrec": {k: v for k, v in summary.items() if k != "log"},
+        "wall_s": round(time.time() - t0, 1),
+    }
+    write_json(folder / "hybrid.json", settings | {"weight": str(weight)})  # "inf": JSON has no infinity
+    log(
+        f"retriever: weight {weight} (valid NDCG@10 {sweep[str(weight)]:.4f}; SASRec alone "
+        f"{sweep['0.0']:.4f}, LLM alone on the shortlist {sweep['inf']:.4f})"
+    )
+    return settings
+
+
+def load_recommender(
+    run_dir: str | Path,
+    backend: str | None = None,
+    retriever: str | None = None,
+    log: Callable[[str], None] = print,
+) -> Recommender | HybridRecommender:
+    """The run's recommender: the LLM alone, or with `retriever` (default: the run's
+    `generate.retriever`) 'sasrec', the hybrid; a run without a fitted retriever gets one now (once)."""
+    run = RunDir(run_dir)
+    retriever = retriever or run.load_config().generate.retriever
+    llm = Recommender.from_run(run.path, backend=backend)
+    if retriever == "none":
+        return llm
+    if not (run.path / "retriever" / "hybrid.json").exists():
+        log(f"{run.path}: no retriever fitted yet; fitting it now (saved in {run.path / 'retriever'})")
+        fit_retriever(run.path, llm, log)
+    return HybridRecommender.from_run(run.path, llm=llm)

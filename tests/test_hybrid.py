@@ -1,0 +1,93 @@
+"""The hybrid (`generate.retriever: sasrec`): SASRec-CE shortlists, the LLM scores, a mix weight
+chosen on validation and stored in the run; honoured by train, evaluate, recommend and score."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+from test_pipeline import runner, write_config
+
+from llmrec.cli import app
+from llmrec.evaluate.sasrec import SasrecRecommender
+from llmrec.hybrid import HybridRecommender, mix
+from llmrec.hybrid.shortlist import WEIGHTS
+from llmrec.train.run_dir import RunDir
+
+SASREC = {"sasrec": {"hidden": 16, "layers": 1, "heads": 1, "max_len": 12, "max_epochs": 3, "patience": 2}}
+ATOMIC = {"prompts": {"objective": "every_item", "template": "item_list.j2", "include_titles": False}}
+
+
+def test_mix_orders_by_sasrec_llm_or_both():
+    rows = [[("a", -1.0, -3.0), ("b", -2.0, -1.0), ("c", -3.0, -2.0)]]
+    assert [i for i, _ in mix(rows, 0.0, 3)[0]] == ["a", "b", "c"]  # SASRec alone
+    assert [i for i, _ in mix(rows, math.inf, 3)[0]] == ["b", "c", "a"]  # the LLM alone
+    assert mix(rows, 1.0, 2)[0] == [("b", -3.0), ("a", -4.0)]  # a: -4, b: -3, c: -5; top 2
+
+
+def test_retriever_config_trains_and_serves_the_hybrid(tmp_path, tiny_backbone):
+    config = write_config(
+        tmp_path,
+        tiny_backbone,
+        "atomic",
+        ATOMIC | {"generate": {"retriever": "sasrec", "shortlist": 12}, "baselines": SASREC},
+        max_steps=4,
+        eval_every=0,
+    )
+    for args in (["prepare", config], ["train", config]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    run = RunDir(tmp_path / "run")
+    hybrid = json.loads((run.path / "retriever" / "hybrid.json").read_text())
+    assert hybrid["shortlist"] == 12 and float(hybrid["weight"]) in WEIGHTS
+    assert set(hybrid["valid_ndcg@10_by_weight"]) == {str(w) for w in WEIGHTS} and hybrid["valid_users"] == 40
+    assert (run.path / "retriever" / "sasrec.pt").exists()
+
+    result = runner.invoke(app, ["evaluate", str(run.path), "--split", "test"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    metrics = json.loads(run.metrics("test").read_text())
+    assert metrics["retriever"] == {"model": "sasrec", "shortlist": 12, "weight": hybrid["weight"]}
+    assert metrics["valid_rate"] == 1.0 and metrics["distinct_rate"] == 1.0
+    lists = pd.read_parquet(run.path / "lists-test.parquet")
+    assert len(lists) == metrics["users"] == 40 and all(len(items) == 10 for items in lists["items"])
+
+    # --retriever none on the same run: the LLM alone over the whole catalogue
+    result = runner.invoke(app, ["evaluate", str(run.path), "--split", "test", "--retriever", "none"])
+    assert result.exit_code == 0, result.output
+    assert "retriever" not in json.loads(run.metrics("test").read_text())
+
+    # every recommended item comes from SASRec's shortlist, and weight 0 is SASRec's own order
+    rec = HybridRecommender.from_run(run.path)
+    sasrec = SasrecRecommender(run.load_split(), run.load_config().baselines.sasrec)
+    sasrec.load(run.path / "retriever" / "sasrec.pt")
+    history = [["m1", "m2", "m3"]]
+    shortlist = set(sasrec.recommend(history, 12)[0])
+    assert {r.item for r in rec.recommend(history, k=5)[0]} <= shortlist
+    rec.weight = 0.0
+    assert [r.item for r in rec.recommend(history, k=5)[0]] == sasrec.recommend(history, 5)[0]
+
+    result = runner.invoke(app, ["recommend", str(run.path), "--history", "m1,m2,m3", "-k", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    items = [json.loads(line)["item"] for line in result.stdout.splitlines()]
+    assert len(set(items)) == 5 and set(items) <= shortlist
+
+    out = tmp_path / "recs.parquet"
+    result = runner.invoke(app, ["score", str(run.path), "--split", "test", "--out", str(out), "-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_parquet(out)) == 40 * 3
+
+
+def test_retriever_flag_fits_one_for_a_run_without(tmp_path, tiny_backbone):
+    config = write_config(tmp_path, tiny_backbone, "atomic", ATOMIC | {"baselines": SASREC},
+                          max_steps=2, eval_every=0)  # fmt: skip
+    for args in (["prepare", config], ["train", config]):
+        assert runner.invoke(app, args).exit_code == 0
+    run = RunDir(tmp_path / "run")
+    assert not (run.path / "retriever").exists()
+    result = runner.invoke(app, ["evaluate", str(run.path), "--split", "valid", "--retriever", "sasrec"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert (run.path / "retriever" / "hybrid.json").exists()
+    assert json.loads(run.metrics("valid").read_text())["retriever"]["model"] == "sasrec"
+    result = runner.invoke(app, ["evaluate", str(run.path), "--retriever", "bm25"])
+    assert result.exit_code == 2 and "retriever" in result.output
