@@ -205,6 +205,34 @@ def baseline(
         recipes.baseline(cfg, model)
 
 
+items_app = typer.Typer(help="Change a trained run's catalogue without retraining.", no_args_is_help=True)
+app.add_typer(items_app, name="items")
+
+
+@items_app.command("add")
+def items_add(
+    run_dir: Path,
+    items_file: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet/JSONL with the run's item columns")],
+) -> None:
+    """New items join the catalogue (atomic ids: each item's row is predicted from its text)."""
+    from llmrec.catalogue import add_items
+
+    with reported():
+        add_items(run_dir, items_file)
+
+
+@items_app.command("remove")
+def items_remove(
+    run_dir: Path,
+    ids_file: Annotated[Path, typer.Argument(help="item ids, one per line, or a table with 'item'")],
+) -> None:
+    """Items leave recommendations (out of stock); the model is untouched."""
+    from llmrec.catalogue import remove_items
+
+    with reported():
+        remove_items(run_dir, ids_file)
+
+
 @app.command()
 def quickstart(
     config: Annotated[Path | None, typer.Option(help="override the built-in quickstart config")] = None,

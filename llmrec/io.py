@@ -34,6 +34,7 @@ LEGACY = {
                                          "merged"}),
     "adapter": ({"adapter_config.json"}, {"adapter_config.json", "adapter_model.safetensors", "README.md"}),
     "merged-model": ({"llmrec_merged.json"}, None),
+    "tokenizer": ({"tokenizer_config.json", "tokenizer.json"}, None),
 }  # fmt: skip
 
 

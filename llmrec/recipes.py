@@ -34,6 +34,7 @@ from llmrec.config import Config, Count, checked, dump_config
 from llmrec.data import SplitData, leave_one_out, load_catalog
 from llmrec.errors import InputError
 from llmrec.evaluate import Popularity, ranking_metrics
+from llmrec.evaluate.metrics import by_history_length
 from llmrec.explain import Explainer
 from llmrec.generate import Recommendation, Recommender
 from llmrec.hybrid import HybridRecommender, fit_retriever, load_recommender
@@ -225,10 +226,15 @@ def evaluate(
     lists = [[r.item for r in row] for row in rec.recommend(histories, k=k, progress=True)]
     wall = time.time() - t0
     catalogue = set(rec.item_ids.items)
+    lengths = [len(h) for h in histories]
     metrics = ranking_metrics(targets, lists, catalogue)
+    metrics["by_history_length"] = by_history_length(targets, lists, catalogue, lengths)
     pop = Popularity(split)
     pop_lists = [pop.recommend(h, k, cfg.generate.exclude_history) for h in histories]
-    metrics["baselines"] = {"popularity": ranking_metrics(targets, pop_lists, catalogue)}
+    metrics["baselines"] = {
+        "popularity": ranking_metrics(targets, pop_lists, catalogue)
+        | {"by_history_length": by_history_length(targets, pop_lists, catalogue, lengths)}
+    }
     metrics |= {
         "split": split_name,
         "backend": rec.backend,
@@ -292,6 +298,9 @@ def baseline(
         lists = recommend(histories)
         write_lists(out_dir / f"lists-{name}.parquet", users["user"].tolist(), users[name].tolist(), lists)
         metrics = ranking_metrics(users[name].tolist(), lists, set(split.items["item"]))
+        metrics["by_history_length"] = by_history_length(
+            users[name].tolist(), lists, set(split.items["item"]), [len(h) for h in histories]
+        )
         metrics |= {"split": name, "model": model, "exclude_history": exclude,
                     "generate_wall_s": round(time.time() - t1, 1), "train": summary}  # fmt: skip
         write_json(out_dir / f"metrics-{name}.json", metrics)

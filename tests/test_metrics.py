@@ -9,7 +9,7 @@ from test_split import catalog
 
 from llmrec.data import leave_one_out
 from llmrec.evaluate import Popularity, ranking_metrics
-from llmrec.evaluate.metrics import user_ndcg
+from llmrec.evaluate.metrics import by_history_length, paired_bootstrap, user_ndcg
 
 
 def test_ranking_metrics_hand_computed():
@@ -28,6 +28,25 @@ def test_user_ndcg_is_one_users_share_of_the_mean():
     assert user_ndcg("f", lists[2]) == 0.0  # 11th place is outside the top 10
     mean = sum(user_ndcg(t, items) for t, items in zip(targets, lists, strict=True)) / 3
     assert ranking_metrics(targets, lists, set("abcdefx"))["ndcg@10"] == pytest.approx(mean)
+
+
+def test_metrics_by_history_length_split_users_into_buckets():
+    targets = ["a", "b", "c", "d"]
+    lists = [["a"], ["x"], ["c"], ["x", "d"]]
+    buckets = by_history_length(targets, lists, set("abcdx"), lengths=[1, 2, 4, 30])
+    assert list(buckets) == ["1-2", "3-5", "21+"]  # empty buckets are left out
+    assert buckets["1-2"]["users"] == 2 and buckets["1-2"]["hr@10"] == 0.5
+    assert buckets["3-5"]["ndcg@10"] == 1.0
+    assert buckets["21+"]["ndcg@10"] == pytest.approx(1 / math.log2(3))
+
+
+def test_paired_bootstrap_sees_a_real_gain_and_no_gain():
+    gain = paired_bootstrap([0.1] * 50 + [0.0] * 50)
+    assert gain["mean"] == 0.05 and gain["p"] < 0.01 and gain["bootstrap_95"][0] > 0
+    assert gain["users_better"] == 50 and gain["users_worse"] == 0 and gain["users"] == 100
+    noise = paired_bootstrap([0.1, -0.1] * 50)
+    assert noise["p"] > 0.5 and noise["bootstrap_95"][0] < 0 < noise["bootstrap_95"][1]
+    assert paired_bootstrap([0.0] * 10)["p"] == 1.0
 
 
 def test_valid_and_distinct_rates_detect_bad_lists():

@@ -155,3 +155,32 @@ def test_atomic_item_rows_start_from_their_titles():
     title = tok("Toy Story (1995)", add_special_tokens=False).input_ids
     torch.testing.assert_close(weight[rows[0]], weight[title].mean(0))
     assert not torch.equal(weight[rows[1]], weight[title].mean(0))  # no text: initialisation kept
+
+
+def test_patience_stops_training_and_a_resumed_run_stays_stopped(tmp_path):
+    from llmrec.train.loop import fit
+    from llmrec.train.run_dir import RunDir
+
+    tok, _, new_ids = with_new_tokens(["<a_0>", "<a_1>"])
+    cfg = Config.model_validate(
+        {"train": {"max_steps": 40, "batch_size": 2, "eval_every": 2, "patience": 2, "save_every": 1}}
+    )
+    examples = encode_examples(tok, ["Next item:\n"] * 8, [[new_ids[0]]] * 8)
+    (tmp_path / "run").mkdir()
+    run = RunDir(tmp_path / "run")
+    calls = []
+
+    def validate(_model) -> dict[str, float]:  # never better than the first validation
+        calls.append(1)
+        return {"ndcg@10": 0.1}
+
+    def train():
+        fresh = with_new_tokens(["<a_0>", "<a_1>"])[1]
+        return fit(cfg, LoraTuning().prepare(fresh, cfg, new_ids), tok, examples, run, validate,
+                   tuning=LoraTuning(), objective=TokenLoss())  # fmt: skip
+
+    summary = train()
+    # validations at steps 2 (best), 4 and 6 (no better: patience 2 reached), then the final one
+    assert summary["steps"] == 6 and summary["stopped_early"] and len(calls) == 4
+    assert (run.path / "adapter" / "adapter_config.json").exists()
+    assert train()["steps"] == 6  # resuming does not train on

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmrec.config import BUILTIN, PACKAGE_DIR, DataConfig
+from llmrec.config import BUILTIN, PACKAGE_DIR, Columns, DataConfig
 from llmrec.errors import InputError
 from llmrec.io import decode_text, read_text
 
@@ -470,7 +470,14 @@ def load_generic(interactions: str, items: str | None, cfg: DataConfig) -> Catal
         table = pd.DataFrame({"item": ids, "title": [""] * len(ids), "text": [""] * len(ids)})
         return Catalog(inter, table, source=str(inter_path))
 
-    item_path = Path(items)
+    table = read_items_table(Path(items), cols)
+    _check_known_items(inter, table.drop(columns="where"), inter_path, unit)
+    return Catalog(inter, table.drop(columns="where"), source=str(inter_path))
+
+
+def read_items_table(item_path: Path, cols: Columns) -> pd.DataFrame:
+    """An items table (the id, title and extra text columns named in `cols`) as `item`, `title`,
+    `text` and `where` (the line/record each row came from); a repeated id is an error."""
     iframe, iunit = read_table(item_path)
     # the default title column may be absent (a catalogue without titles); one the config names may not
     title_named = "title" in cols.model_fields_set
@@ -486,12 +493,7 @@ def load_generic(interactions: str, items: str | None, cfg: DataConfig) -> Catal
         return iframe[name].fillna("").astype(str).str.strip().tolist()
 
     texts = [" ".join(p for p in parts if p) for parts in zip(*(column(c) for c in cols.text), strict=True)]
-    table = _items_frame(
-        column(cols.item),
-        column(title_col),
-        texts if cols.text else [""] * len(iframe),
-        item_path,
-        [f"{iunit} {int(n)}" for n in iframe["__row__"]],
-    )
-    _check_known_items(inter, table, inter_path, unit)
-    return Catalog(inter, table, source=str(inter_path))
+    where = [f"{iunit} {int(n)}" for n in iframe["__row__"]]
+    table = _items_frame(column(cols.item), column(title_col), texts if cols.text else [""] * len(iframe),
+                         item_path, where)  # fmt: skip
+    return table.assign(where=where)

@@ -75,3 +75,21 @@ def paired_bootstrap(diff: Sequence[float], resamples: int = 10_000, seed: int =
         "users_worse": int((d < 0).sum()),
         "users": len(d),
     }
+
+
+HISTORY_BUCKETS = ((1, 2), (3, 5), (6, 10), (11, 20), (21, None))
+
+
+def by_history_length(
+    targets: Sequence[str], ranked: Sequence[Sequence[str]], catalogue: set[str], lengths: Sequence[int]
+) -> dict[str, dict[str, float]]:
+    """`ranking_metrics` for users grouped by how many items their history holds (1-2, 3-5, 6-10,
+    11-20, 21+; empty groups left out), so that cold users' numbers are not averaged away."""
+    out = {}
+    for low, high in HISTORY_BUCKETS:
+        picked = [n for n, length in enumerate(lengths) if length >= low and (high is None or length <= high)]
+        if picked:
+            name = f"{low}-{high}" if high is not None else f"{low}+"
+            m = ranking_metrics([targets[n] for n in picked], [ranked[n] for n in picked], catalogue)
+            out[name] = {k: m[k] for k in ("hr@10", "ndcg@10", "mrr", "users")}
+    return out

@@ -70,8 +70,11 @@ class Recommender:
         prompt_cfg: PromptConfig,
         gen_cfg: GenerateConfig,
         vllm_decoder: VllmDecoder | None = None,
+        unavailable: set[str] | frozenset[str] = frozenset(),
     ) -> None:
+        """`unavailable`: catalogue items never recommended (out of stock); histories may hold them."""
         self.model, self.tokenizer, self.item_ids, self.titles = model, tokenizer, item_ids, titles
+        self.unavailable = set(unavailable)
         self.cfg, self.vllm_decoder = gen_cfg, vllm_decoder
         self.backend = "vllm" if vllm_decoder is not None else "hf"
         self.builder = PromptBuilder(prompt_cfg, tokenizer, item_ids.id_by_item, titles)
@@ -104,8 +107,10 @@ class Recommender:
             from llmrec.generate.vllm_backend import VllmDecoder, merged_model_dir
 
             decoder = VllmDecoder(merged_model_dir(run), dtype or cfg.model.dtype, cfg.generate.vllm)
-            return cls(None, tokenizer, ids, titles, cfg.prompts, cfg.generate, vllm_decoder=decoder)
-        return cls(run.load_model(tokenizer, dtype), tokenizer, ids, titles, cfg.prompts, cfg.generate)
+            return cls(None, tokenizer, ids, titles, cfg.prompts, cfg.generate, vllm_decoder=decoder,
+                       unavailable=run.load_unavailable())  # fmt: skip
+        return cls(run.load_model(tokenizer, dtype), tokenizer, ids, titles, cfg.prompts, cfg.generate,
+                   unavailable=run.load_unavailable())  # fmt: skip
 
     def check_history(self, history: list[str], where: str = "history") -> None:
         unknown = [i for i in history if i not in self.item_ids.index]
@@ -167,7 +172,7 @@ class Recommender:
                                  field="candidates")  # fmt: skip
         for n, history in enumerate(histories):
             self.check_history(history, where=f"history {n + 1}")
-        excluded = [set(h) if exclude_history else set() for h in histories]
+        excluded = [(set(h) if exclude_history else set()) | self.unavailable for h in histories]
         if candidates is not None:
             for n, shortlist in enumerate(candidates):
                 self.check_history(shortlist, where=f"candidates {n + 1}")

@@ -65,7 +65,10 @@ class HybridRecommender:
         run = RunDir(run_dir)
         settings = read_json(run.path / "retriever" / "hybrid.json")
         cfg = run.load_config()
-        sasrec = SasrecRecommender(run.load_split(), cfg.baselines.sasrec)
+        split = run.load_split()
+        # SASRec knows the catalogue it was trained on: the first items (`llmrec items add` appends)
+        split.items = split.items.iloc[: settings.get("catalogue_items", len(split.items))]
+        sasrec = SasrecRecommender(split, cfg.baselines.sasrec)
         sasrec.load(run.path / "retriever" / "sasrec.pt")
         weight = cfg.generate.mix_weight if cfg.generate.mix_weight is not None else settings["weight"]
         llm = llm or Recommender.from_run(run.path, backend=backend)
@@ -75,7 +78,11 @@ class HybridRecommender:
         self, histories: list[list[str]], n: int, exclude_history: bool, progress: bool = False
     ) -> list[list[Scored]]:
         """SASRec's top-n per history, each with its SASRec and LLM log-probabilities."""
-        logp = torch.log_softmax(self.sasrec.logits(histories, exclude_history).float(), dim=-1)
+        known = [[i for i in h if i in self.sasrec.index] for h in histories]  # added items: unknown to it
+        logits = self.sasrec.logits(known, exclude_history).float()
+        gone = [self.sasrec.index[i] - 1 for i in self.llm.unavailable if i in self.sasrec.index]
+        logits[:, gone] = float("-inf")
+        logp = torch.log_softmax(logits, dim=-1)
         top = torch.topk(logp, min(n, logp.shape[1]), dim=-1)
         candidates, sasrec_scores = [], []
         for row_i, row_s in zip(top.indices.tolist(), top.values.tolist(), strict=True):
@@ -161,6 +168,7 @@ def fit_retriever(
         "valid_ndcg@10_by_weight": sweep,
         "valid_shortlist_recall": round(recall, 4),
         "valid_users": len(targets),
+        "catalogue_items": len(sasrec.items),
         "sasrec": {k: v for k, v in summary.items() if k != "log"},
         "wall_s": round(time.time() - t0, 1),
     }

@@ -10,14 +10,20 @@ users.parquet        the users' train/valid/test sequences (`--user`, evaluate, 
 prepared.json        which prepared folder, with a content hash, the run was trained from
 train_log.jsonl      one line per logged step / validation
 checkpoint/state.pt  last resumable state (adapter, optimizer, scheduler, step)
+added_rows.safetensors  embedding rows of items added after training (`llmrec items add`)
+unavailable.json     items taken out of recommendations (`llmrec items remove`)
+catalogue-versions/  the catalogue files as they were before each change
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import torch
 import yaml
 from peft import PeftModel
+from safetensors.torch import load_file
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.backbone import load_model, resize_for_tokenizer
@@ -40,6 +46,22 @@ class RunDir:
     checkpoint = property(lambda self: self.path / "checkpoint" / "state.pt")
     summary = property(lambda self: self.path / "train_summary.json")
     prepared = property(lambda self: self.path / "prepared.json")
+    added_rows = property(lambda self: self.path / "added_rows.safetensors")
+    unavailable = property(lambda self: self.path / "unavailable.json")
+
+    def load_unavailable(self) -> set[str]:
+        """Items `llmrec items remove` took out: never recommended, still readable in histories."""
+        return set(json.loads(self.unavailable.read_text())["items"]) if self.unavailable.exists() else set()
+
+    def apply_added_rows(self, model: PreTrainedModel) -> None:
+        """Write the rows of items added after training into the (resized) embedding matrix. Called
+        before an adapter loads: its trainable rows cover only the items it was trained with."""
+        if not self.added_rows.exists():
+            return
+        saved = load_file(self.added_rows)
+        weight = model.get_input_embeddings().weight
+        with torch.no_grad():
+            weight[saved["token_ids"]] = saved["rows"].to(weight.dtype)
 
     def metrics(self, split: str) -> Path:
         return self.path / f"metrics-{split}.json"
@@ -64,7 +86,10 @@ class RunDir:
     def load_model(self, tokenizer: PreTrainedTokenizerBase, dtype: str | None = None) -> PreTrainedModel:
         """The trained model in eval mode: the whole fine-tuned model, or base model + adapter."""
         if (self.full_model / "config.json").exists():
-            return load_model(str(self.full_model), dtype or self.load_config().model.dtype).eval()
+            model = load_model(str(self.full_model), dtype or self.load_config().model.dtype)
+            resize_for_tokenizer(model, tokenizer)
+            self.apply_added_rows(model)
+            return model.eval()
         if not (self.adapter / "adapter_config.json").exists():
             raise InputError(
                 "run has no trained adapter yet (training did not finish a checkpoint)", path=self.adapter
@@ -72,4 +97,5 @@ class RunDir:
         cfg = self.load_config()
         model = load_model(cfg.model.name, dtype or cfg.model.dtype)
         resize_for_tokenizer(model, tokenizer)
+        self.apply_added_rows(model)
         return PeftModel.from_pretrained(model, self.adapter).eval()

@@ -1,0 +1,5 @@
+"""Stage 5, after train: change a trained run's catalogue without retraining (`llmrec items`)."""
+
+from llmrec.catalogue.change import add_items, remove_items
+
+__all__ = ["add_items", "remove_items"]

@@ -1,0 +1,180 @@
+"""Items join or leave a trained run's catalogue, no retraining (`llmrec items add|remove`).
+
+add: the new items (a table with the run's item columns) join the catalogue. With atomic ids each
+gets a new token whose embedding row (also its output row: the head is tied) is predicted from its
+text: every item row started as the mean of its title's token rows, so a ridge map from those text
+rows to the trained rows, fitted on the items the run was trained with, places a new item where
+training would have moved an item with that text. The tokenizer, the rows, the id map and the
+items table change together under a lock, the previous catalogue is kept in
+catalogue-versions/N/, and the files are renamed into place in an order in which every
+intermediate state still loads (tokens and rows before the ids that use them).
+
+remove: items leave recommendations (`unavailable.json`); the model and the ids are untouched, so
+histories may still name them and `add` of the same id is refused (it is still in the catalogue).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from llmrec.data.importers import read_items_table
+from llmrec.errors import InputError
+from llmrec.ids import ItemIds
+from llmrec.io import atomic_path, exclusive, read_text, write_json
+from llmrec.train.run_dir import PREPARED_COPIES, RunDir
+
+RIDGE = 0.1  # times the mean diagonal of X'X: keeps the map stable when few items have text
+
+
+def text_rows(weight: torch.Tensor, tokenizer, texts: list[str], first_new_token: int) -> torch.Tensor:
+    """The mean of each text's ordinary token rows (how `init_rows_from_text` starts an item row)."""
+    encoded = tokenizer(texts, add_special_tokens=False).input_ids
+    rows = []
+    for ids in encoded:
+        ids = [i for i in ids if i < first_new_token]
+        rows.append(weight[ids].float().mean(0) if ids else torch.zeros(weight.shape[1]))
+    return torch.stack(rows)
+
+
+def fit_row_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Ridge regression with an intercept: returns W such that [x, 1] @ W approximates y."""
+    xa = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    gram = xa.T @ xa
+    penalty = RIDGE * gram.diagonal().mean() * torch.eye(len(gram), dtype=torch.float64)
+    return torch.linalg.solve(gram + penalty, xa.T @ y.double())
+
+
+def _versions(run: RunDir) -> Path:
+    folder = run.path / "catalogue-versions"
+    version = 1 + max((int(p.name) for p in folder.glob("[0-9]*") if p.name.isdigit()), default=0)
+    return folder / str(version)
+
+
+def _keep_catalogue(run: RunDir, change: dict) -> Path:
+    """Copy the catalogue files as they are now into catalogue-versions/N/ (with what changes)."""
+    target = _versions(run)
+    with atomic_path(target, kind="catalogue-version") as tmp:
+        tmp.mkdir()
+        for name in (*PREPARED_COPIES, "added_rows.safetensors", "unavailable.json"):
+            if (run.path / name).exists():
+                shutil.copy2(run.path / name, tmp / name)
+        shutil.copytree(run.tokenizer, tmp / "tokenizer")
+        write_json(tmp / "change.json", change | {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return target
+
+
+def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], None] = print) -> dict:
+    """Add the items of `items_file` to the run's catalogue; returns a summary."""
+    run = RunDir(run_dir)
+    cfg = run.load_config()
+    items_file = Path(items_file)
+    ids = ItemIds.load(run.path)
+    if ids.scheme != "atomic":
+        raise InputError(
+            f"this run has {ids.scheme} ids; `llmrec items add` places new items for atomic ids "
+            "(ids.scheme: atomic, the default recipe) only so far",
+            path=run.path,
+            field="ids.scheme",
+        )
+    table = read_items_table(items_file, cfg.data.columns)
+    if table.empty:
+        raise InputError("no items in the file", path=items_file)
+    known = set(ids.items)
+    for row in table.itertuples():
+        if row.item in known:
+            raise InputError(f"item '{row.item}' is already in the catalogue", path=items_file,
+                             where=row.where, field="item")  # fmt: skip
+        if not (row.title or row.text):
+            raise InputError(f"item '{row.item}' has no title or text: its row is made from its text",
+                             path=items_file, where=row.where, field="title")  # fmt: skip
+    with exclusive(run.path / "catalogue.lock", f"changing the catalogue of {run.path}"):
+        tokenizer = run.load_tokenizer()
+        model = run.load_model(tokenizer, dtype="fp32")
+        embed = model.get_input_embeddings()
+        token_ids = tokenizer.convert_tokens_to_ids(ids.ids)
+        added = load_file(run.added_rows) if run.added_rows.exists() else None
+        trained = [t for t in token_ids if added is None or t not in set(added["token_ids"].tolist())]
+        split = run.load_split()
+        text_of = {i: t or x for i, t, x in zip(split.items["item"], split.items["title"].fillna(""),
+                                                 split.items["text"].fillna(""), strict=True)}  # fmt: skip
+        trained_items = [i for i, t in zip(ids.items, token_ids, strict=True) if t in set(trained)]
+        with_text = [(i, t) for i, t in zip(trained_items, trained, strict=True) if text_of.get(i)]
+        if len(with_text) < 2:
+            raise InputError("fewer than 2 trained items have text: no map from text to rows can be fitted",
+                             path=run.path, field="items")  # fmt: skip
+        first_new = min(token_ids)
+        weight = embed.weight.detach()
+        with torch.no_grad():
+            x = text_rows(weight, tokenizer, [text_of[i] for i, _ in with_text], first_new)
+            y = embed(torch.tensor([t for _, t in with_text])).float()
+            row_map = fit_row_map(x, y)
+            new_x = text_rows(weight, tokenizer, [r.title or r.text for r in table.itertuples()], first_new)
+            new_rows = (
+                torch.cat([new_x.double(), torch.ones(len(new_x), 1, dtype=torch.float64)], 1) @ row_map
+            )
+        start = 1 + max(int(re.fullmatch(r"<item_(\d+)>", t).group(1)) for t in ids.ids)
+        new_tokens = [f"<item_{start + n}>" for n in range(len(table))]
+        tokenizer.add_tokens(new_tokens, special_tokens=True)
+        new_token_ids = tokenizer.convert_tokens_to_ids(new_tokens)
+        rows = {"token_ids": torch.tensor(new_token_ids), "rows": new_rows.float()}
+        if added is not None:
+            rows = {k: torch.cat([added[k], rows[k]]) for k in rows}
+        version = _keep_catalogue(
+            run, {"change": "add", "file": str(items_file), "items": table["item"].tolist()}
+        )
+        # tokens and rows first: every state between these renames still loads
+        with atomic_path(run.tokenizer, kind="tokenizer") as tmp:
+            tokenizer.save_pretrained(tmp)
+        with atomic_path(run.added_rows) as tmp:
+            save_file({k: v.contiguous() for k, v in rows.items()}, str(tmp))
+        ItemIds("atomic", [*ids.items, *table["item"]], [*ids.ids, *new_tokens],
+                [*ids.new_tokens, *new_tokens]).save(run.path)  # fmt: skip
+        items = pd.concat([split.items, table[["item", "title", "text"]]], ignore_index=True)
+        with atomic_path(run.path / "items.parquet") as tmp:
+            items.to_parquet(tmp, index=False)
+    log(f"added {len(table)} items to {run.path} (the catalogue before is in {version})")
+    return {"added": len(table), "catalogue": len(items), "previous": str(version)}
+
+
+def read_item_ids(path: Path) -> list[str]:
+    """Item ids from a text file (one per line) or a table with an `item` column."""
+    from llmrec.data.importers import read_table
+
+    if path.suffix.lower() in {".csv", ".tsv", ".parquet", ".jsonl", ".json"}:
+        frame, _ = read_table(path)
+        if "item" not in frame.columns:
+            raise InputError("needs an 'item' column", path=path, where="header", field="item")
+        return frame["item"].astype(str).str.strip().tolist()
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
+
+
+def remove_items(run_dir: str | Path, ids_file: str | Path, log: Callable[[str], None] = print) -> dict:
+    """Take the items of `ids_file` out of recommendations (they stay in the catalogue)."""
+    run = RunDir(run_dir)
+    run.load_config()
+    ids_file = Path(ids_file)
+    wanted = read_item_ids(ids_file)
+    if not wanted:
+        raise InputError("no item ids in the file", path=ids_file)
+    catalogue = set(ItemIds.load(run.path).items)
+    for n, item in enumerate(wanted, start=1):
+        if item not in catalogue:
+            raise InputError(f"item '{item}' is not in the catalogue", path=ids_file, where=f"entry {n}",
+                             field="item")  # fmt: skip
+    with exclusive(run.path / "catalogue.lock", f"changing the catalogue of {run.path}"):
+        before = run.load_unavailable()
+        now = sorted(before | set(wanted))
+        if len(now) >= len(catalogue):
+            raise InputError("this would leave no item to recommend", path=ids_file, field="item")
+        version = _keep_catalogue(run, {"change": "remove", "file": str(ids_file), "items": wanted})
+        write_json(run.unavailable, {"items": now})
+    log(f"{len(now) - len(before)} items taken out of recommendations ({len(now)} in all; before: {version})")
+    return {"removed": len(now) - len(before), "unavailable": len(now), "previous": str(version)}
