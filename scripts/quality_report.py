@@ -24,12 +24,10 @@ def rerank(run: str) -> str:
 
 
 def rerank_atomic(seed: int) -> str:
-    """The hybrid's row for the atomic-id LLM of training seed `seed`, with SASRec-CE of that seed."""
+    """The hybrid's row for the atomic-id LLM of training seed `seed`, with SASRec-CE's seed-0 weights."""
     run = "ml100k-atomic-2epochs" + ("" if seed == 0 else f"-seed{seed}")
-    weights = "runs/ml100k/baselines" + ("" if seed == 0 else f"-seed{seed}") + "/sasrec/model.pt"
     return (
-        f"python scripts/rerank.py scripts/ml100k_full.yaml --run runs/{run}/run --name {run} "
-        f"--candidates 50 --sasrec-weights {weights}"
+        f"python scripts/rerank.py scripts/ml100k_full.yaml --run runs/{run}/run --name {run} --candidates 50"
     )
 
 

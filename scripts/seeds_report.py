@@ -3,7 +3,7 @@ metrics files (one per seed, written by the command named for the recipe), into
 docs/benchmarks/ml100k-seeds.json. A seed whose file is missing is listed as missing, never filled in.
 The best recipe is also compared with SASRec-CE user by user (docs/benchmarks/lists/, each user's
 top-10): a paired bootstrap of the per-user NDCG@10 difference, each user's NDCG@10 averaged over
-the seeds on each side, and the same per seed pair.
+the seeds whose lists were kept on each side, and the same per seed pair.
 
     python scripts/seeds_report.py
 """
@@ -81,18 +81,21 @@ def user_ndcgs(stem: str, seed: int) -> pd.Series | None:
 
 
 def paired(stem: str, base_stem: str) -> dict | None:
-    ours = {seed: user_ndcgs(stem, seed) for seed in SEEDS}
-    theirs = {seed: user_ndcgs(base_stem, seed) for seed in SEEDS}
-    if any(v is None for v in (*ours.values(), *theirs.values())):
+    """Ours against SASRec-CE user by user, over the seeds whose lists were kept on each side."""
+    ours = {seed: v for seed in SEEDS if (v := user_ndcgs(stem, seed)) is not None}
+    theirs = {seed: v for seed in SEEDS if (v := user_ndcgs(base_stem, seed)) is not None}
+    if not ours or not theirs:
         return None
-    mean_ours = sum(ours.values()) / len(SEEDS)
-    mean_theirs = (sum(theirs.values()) / len(SEEDS)).loc[mean_ours.index]
+    mean_ours = sum(ours.values()) / len(ours)
+    mean_theirs = (sum(theirs.values()) / len(theirs)).loc[mean_ours.index]
     return {
         "metric": "per-user NDCG@10, ours minus SASRec-CE; bootstrap over users (10,000 resamples)",
+        "seeds": {"ours": sorted(ours), "sasrec": sorted(theirs)},
         "seed_means": paired_bootstrap((mean_ours - mean_theirs).to_numpy()),
         "per_seed": {
             str(seed): paired_bootstrap((ours[seed] - theirs[seed].loc[ours[seed].index]).to_numpy())
             for seed in SEEDS
+            if seed in ours and seed in theirs
         },
     }
 

@@ -1,0 +1,287 @@
+"""`llmrec serve RUN_DIR`: FastAPI over a trained run, uvicorn underneath.
+
+POST /recommend        {"user": U} or {"history": [...]}, k, exclude_history, explain, candidates
+POST /recommend/batch  {"requests": [...]}: many users in one call
+GET  /healthz          the process is up          GET /readyz   the model is loaded
+GET  /metrics          Prometheus: requests by endpoint and status, latency, batch sizes, queue depth
+
+Requests are checked before they queue (unknown user: 404; unknown items, a shortlist with the
+hybrid: 400; malformed JSON, k out of range, an empty history: 422; each message names the field),
+decoded in dynamic batches (`batcher.py`), and answered with what `llmrec recommend` gives for the
+same history. A full queue answers 503 with Retry-After. The run directory is read-only to the
+server, so replicas scale out behind any load balancer; items added or removed with `llmrec items`
+are picked up between batches (the recommender is rebuilt when the catalogue files change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from llmrec import recipes
+from llmrec.errors import InputError
+from llmrec.generate import Recommendation
+from llmrec.hybrid import HybridRecommender, load_recommender
+from llmrec.serve.batcher import Batcher, Job, QueueFull
+from llmrec.train.run_dir import RunDir
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(None, description="a user of the run's data (their whole known history)")
+    history: list[str] | None = Field(None, min_length=1, description="item ids, oldest first")
+    k: int = Field(10, ge=1, le=1000)
+    exclude_history: bool | None = Field(None, description="default: the run's generate.exclude_history")
+    explain: bool = Field(False, description="a reason grounded in the history for each item")
+    candidates: list[str] | None = Field(None, min_length=1, description="rank only these items")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RecommendRequest:
+        if (self.user is None) == (self.history is None):
+            raise ValueError("give exactly one of 'user' or 'history'")
+        return self
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    requests: list[RecommendRequest] = Field(min_length=1, max_length=1000)
+
+
+class Item(BaseModel):
+    item: str
+    title: str
+    score: float
+    rank: int
+    reason: str | None = None
+    evidence: list[dict] | None = None
+
+
+class RecommendResponse(BaseModel):
+    user: str | None
+    items: list[Item]
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str, field: str) -> None:
+        super().__init__(message)
+        self.status, self.field = status, field
+
+
+class Engine:
+    """The run's recommender (plain or hybrid), its explainer and users. A watcher thread rebuilds
+    them when `llmrec items` changes the catalogue files and swaps them in as a whole: a batch
+    decodes with the state it started with, and requests are checked against the newest."""
+
+    WATCHED = ("item_ids.parquet", "items.parquet", "unavailable.json", "added_rows.safetensors")
+
+    def __init__(
+        self, run_dir: Path, backend: str | None, retriever: str | None, watch_s: float = 2.0
+    ) -> None:
+        self.run, self.backend, self.retriever = RunDir(run_dir), backend, retriever
+        self.stamp = None
+        self.lock = threading.Lock()
+        self.reload()
+        threading.Thread(
+            target=self._watch, args=(watch_s,), name="llmrec-catalogue-watch", daemon=True
+        ).start()
+
+    def _watch(self, every_s: float) -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                self.maybe_reload()
+            except Exception as exc:  # noqa: BLE001 - a half-finished change: keep serving, try again
+                print(f"catalogue reload failed, serving the previous one: {exc}", flush=True)
+
+    def _stamp(self) -> tuple:
+        return tuple(
+            p.stat().st_mtime_ns if p.exists() else 0 for p in (self.run.path / n for n in self.WATCHED)
+        )
+
+    def reload(self) -> None:
+        stamp = self._stamp()
+        rec = load_recommender(self.run.path, self.backend, self.retriever, log=lambda _: None)
+        split = self.run.load_split()
+        users = {row["user"]: recipes.full_history(row) for _, row in split.users.iterrows()}
+        with self.lock:
+            self.rec, self.split, self.users, self.stamp = rec, split, users, stamp
+            self.explainer = None
+
+    def maybe_reload(self) -> None:
+        if self._stamp() != self.stamp:
+            self.reload()
+
+    def history_of(self, req: RecommendRequest) -> list[str]:
+        """The request's history, checked against the loaded catalogue (raises BadRequest)."""
+        with self.lock:
+            rec, users = self.rec, self.users
+        if req.user is not None:
+            if req.user not in users:
+                raise BadRequest(404, f"unknown user '{req.user}'", "user")
+            history = users[req.user]
+        else:
+            history = req.history
+        for name, items in (("history", history), ("candidates", req.candidates or [])):
+            unknown = [i for i in items if i not in rec.item_ids.index]
+            if unknown:
+                raise BadRequest(400, f"unknown item id(s) {unknown[:5]} (not in the catalogue)", name)
+        if req.candidates is not None and isinstance(rec, HybridRecommender):
+            raise BadRequest(400, "a shortlist cannot be reranked with the hybrid retriever", "candidates")
+        return history
+
+    def decode(self, jobs: list[Job]) -> list[list[Recommendation]]:
+        """One batch of jobs sharing k, exclusion, explanation and shortlist-or-not."""
+        with self.lock:
+            rec, explainer, split = self.rec, self.explainer, self.split
+        req: RecommendRequest = jobs[0].payload
+        histories = [job.history for job in jobs]
+        kwargs = {"k": req.k, "exclude_history": req.exclude_history}
+        if req.candidates is not None:
+            kwargs["candidates"] = [job.payload.candidates for job in jobs]
+        recs = rec.recommend(histories, **kwargs)
+        if req.explain:
+            if explainer is None:
+                explainer = recipes.explainer(self.run, rec, split)
+                with self.lock:
+                    if self.rec is rec:
+                        self.explainer = explainer
+            explainer.attach(histories, recs)
+        return recs
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "llmrec_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry
+        )
+        seconds = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+        self.latency = Histogram("llmrec_request_seconds", "request latency", ["endpoint"],
+                                 registry=self.registry, buckets=seconds)  # fmt: skip
+        self.batch = Histogram("llmrec_batch_users", "users decoded in one call", registry=self.registry,
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))  # fmt: skip
+        self.queue = Gauge("llmrec_queue_depth", "requests waiting for the decoder", registry=self.registry)
+
+
+def build_app(
+    run_dir: str | Path,
+    *,
+    backend: str | None = None,
+    retriever: str | None = None,
+    max_batch: int = 32,
+    max_wait_ms: float = 10.0,
+    max_queue: int = 1024,
+) -> FastAPI:
+    """The ASGI app; the model loads at startup (in a thread: /healthz answers meanwhile)."""
+    RunDir(run_dir).load_config()  # not a run: fail now, not after the server started
+    metrics = Metrics()
+    state: dict = {"engine": None, "batcher": None}
+
+    def load() -> None:
+        engine = Engine(Path(run_dir), backend, retriever)
+        batcher = Batcher(engine.decode, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                          on_batch=metrics.batch.observe)  # fmt: skip
+        batcher.start()
+        state["engine"], state["batcher"] = engine, batcher
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        loading = asyncio.get_running_loop().run_in_executor(None, load)
+        yield
+        await loading
+        if state["batcher"] is not None:
+            await asyncio.get_running_loop().run_in_executor(None, state["batcher"].stop)
+
+    app = FastAPI(title="llmrec", summary="Recommendations from a trained llmrec run", lifespan=lifespan)
+
+    def error(
+        status: int, message: str, field: str | None = None, retry_after: int | None = None
+    ) -> JSONResponse:
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return JSONResponse({"detail": message, "field": field}, status_code=status, headers=headers)
+
+    async def one(req: RecommendRequest) -> RecommendResponse:
+        engine, batcher = state["engine"], state["batcher"]
+        history = engine.history_of(req)
+        key = (req.k, req.exclude_history, req.explain, req.candidates is not None)
+        future = batcher.submit(Job(history, key, req))
+        metrics.queue.set(batcher.depth)
+        recs = await asyncio.wrap_future(future)
+        return RecommendResponse(user=req.user, items=[Item(**vars(r)) for r in recs])
+
+    async def answer(endpoint: str, work) -> Response:
+        t0 = time.perf_counter()
+        if state["batcher"] is None:
+            response = error(503, "the model is still loading; retry shortly", retry_after=2)
+        else:
+            try:
+                response = JSONResponse((await work()).model_dump())
+            except BadRequest as exc:
+                response = error(exc.status, str(exc), exc.field)
+            except QueueFull as exc:
+                response = error(503, f"overloaded: {exc}", retry_after=1)
+            except InputError as exc:
+                response = error(400, str(exc), exc.field)
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
+        return response
+
+    @app.post("/recommend", response_model=RecommendResponse)
+    async def recommend(req: RecommendRequest) -> Response:
+        return await answer("/recommend", lambda: one(req))
+
+    class BatchResponse(BaseModel):
+        results: list[RecommendResponse]
+
+    @app.post("/recommend/batch", response_model=BatchResponse)
+    async def recommend_batch(batch: BatchRequest) -> Response:
+        async def work() -> BatchResponse:
+            return BatchResponse(results=list(await asyncio.gather(*(one(r) for r in batch.requests))))
+
+        return await answer("/recommend/batch", work)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if state["batcher"] is None:
+            return error(503, "the model is still loading", retry_after=2)
+        return JSONResponse({"status": "ready", "run": str(Path(run_dir).resolve())})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        if state["batcher"] is not None:
+            metrics.queue.set(state["batcher"].depth)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        return error(500, f"{type(exc).__name__}: {exc}")
+
+    return app
+
+
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, **settings) -> None:
+    """Run the server until SIGINT/SIGTERM; in-flight requests are answered before it exits."""
+    import uvicorn
+
+    uvicorn.run(build_app(run_dir, **settings), host=host, port=port, timeout_graceful_shutdown=60,
+                log_level="info")  # fmt: skip
