@@ -25,6 +25,25 @@ def tiny_vllm_backbone(tmp_path_factory) -> Path:
     return save_tiny_backbone(tmp_path_factory.mktemp("tiny-llm-vllm"), head_dim=32)
 
 
+ATOMIC_PROMPTS = {"prompts": {"objective": "every_item", "template": "item_list.j2", "include_titles": False}}
+
+
+@pytest.fixture(scope="session")
+def atomic_run(tmp_path_factory, tiny_backbone) -> Path:
+    """A tiny trained run of the default recipe (atomic ids, item lists) on the synthetic CSVs; read
+    it, or copy it before changing it."""
+    from test_pipeline import runner, write_config
+
+    from llmrec.cli import app
+
+    root = tmp_path_factory.mktemp("atomic-run")
+    config = write_config(root, tiny_backbone, "atomic", ATOMIC_PROMPTS, max_steps=4, eval_every=0)
+    for args in (["prepare", config], ["train", config]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    return root / "run"
+
+
 def require_vllm():
     """vLLM tests run wherever vllm(-cpu) is installed; CI installs it, so there they never skip."""
     if os.environ.get("CI"):

@@ -15,18 +15,6 @@ from llmrec.generate import Recommender
 from llmrec.ids import ItemIds
 from llmrec.train.run_dir import RunDir
 
-ATOMIC = {"prompts": {"objective": "every_item", "template": "item_list.j2", "include_titles": False}}
-
-
-@pytest.fixture(scope="module")
-def atomic_run(tmp_path_factory, tiny_backbone):
-    root = tmp_path_factory.mktemp("catalogue")
-    config = write_config(root, tiny_backbone, "atomic", ATOMIC, max_steps=4, eval_every=0)
-    for args in (["prepare", config], ["train", config]):
-        result = runner.invoke(app, args)
-        assert result.exit_code == 0, result.output + repr(result.exception)
-    return root / "run"
-
 
 def copy_run(run, tmp_path):
     import shutil

@@ -7,6 +7,7 @@ import json
 import math
 
 import pandas as pd
+from conftest import ATOMIC_PROMPTS as ATOMIC
 from test_pipeline import runner, write_config
 
 from llmrec.cli import app
@@ -16,7 +17,6 @@ from llmrec.hybrid.shortlist import WEIGHTS
 from llmrec.train.run_dir import RunDir
 
 SASREC = {"sasrec": {"hidden": 16, "layers": 1, "heads": 1, "max_len": 12, "max_epochs": 3, "patience": 2}}
-ATOMIC = {"prompts": {"objective": "every_item", "template": "item_list.j2", "include_titles": False}}
 
 
 def test_mix_orders_by_sasrec_llm_or_both():

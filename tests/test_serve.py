@@ -12,22 +12,15 @@ import time
 
 import httpx
 import pytest
-from test_pipeline import runner, write_config
+from test_pipeline import runner
 
 from llmrec.cli import app
 from llmrec.generate import Recommender
 
-ATOMIC = {"prompts": {"objective": "every_item", "template": "item_list.j2", "include_titles": False}}
-
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_backbone):
-    root = tmp_path_factory.mktemp("serve")
-    config = write_config(root, tiny_backbone, "atomic", ATOMIC, max_steps=4, eval_every=0)
-    for args in (["prepare", config], ["train", config]):
-        result = runner.invoke(app, args)
-        assert result.exit_code == 0, result.output + repr(result.exception)
-    return root / "run"
+def run_dir(atomic_run):
+    return atomic_run
 
 
 def free_port() -> int:

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import torch
 
+from llmrec.errors import InputError
 from llmrec.evaluate import ranking_metrics
 from llmrec.evaluate.sasrec import SasrecRecommender
 from llmrec.generate import Recommendation, Recommender
+from llmrec.generate.recommender import check_shape
 from llmrec.io import read_json, write_json
 from llmrec.train.run_dir import RunDir
 
@@ -108,6 +110,9 @@ class HybridRecommender:
         progress: bool = False,
     ) -> list[list[Recommendation]]:
         k = self.cfg.top_k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a whole number >= 1 (got {k!r})", field="k")
+        check_shape(histories, "histories")
         exclude = self.cfg.exclude_history if exclude_history is None else exclude_history
         for n, history in enumerate(histories):
             self.check_history(history, where=f"history {n + 1}")
