@@ -4,6 +4,10 @@ Same trained run, same test users, same beams/top-K and dtype, both backends in 
 also the parity of their top-K lists. Writes docs/benchmarks/score.json (score-gpu.json on CUDA).
 
     python scripts/bench_score.py --run runs/quickstart/run --users 128
+
+The run needs multi-token ids (semantic, title): the vLLM backend beam-searches them, and atomic ids
+(the default recipe) decode with one forward pass on the transformers backend only. score.json was
+measured on the quickstart run of the semantic-id recipe, before atomic ids became the default.
 """
 
 from __future__ import annotations
