@@ -27,6 +27,36 @@ def vllm_run(request, tmp_path_factory, tiny_vllm_backbone):
     return tmp / "run"
 
 
+@pytest.fixture(scope="module")
+def atomic_vllm_run(tmp_path_factory, tiny_vllm_backbone):
+    """The default recipe (atomic ids, item lists) with LoRA: vLLM loads the merged model."""
+    require_vllm()
+    from conftest import ATOMIC_PROMPTS
+
+    tmp = tmp_path_factory.mktemp("vllm-atomic")
+    config = write_config(tmp, tiny_vllm_backbone, "atomic", ATOMIC_PROMPTS, max_steps=4, eval_every=0)
+    for args in (["prepare", config], ["train", config]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    return tmp / "run"
+
+
+def test_vllm_ranks_atomic_ids_as_transformers_does(atomic_vllm_run):
+    histories = parity_histories(atomic_vllm_run, n=40)
+    hf = Recommender.from_run(atomic_vllm_run, dtype="fp32", backend="hf").recommend(histories, k=10)
+    decoder = Recommender.from_run(atomic_vllm_run, dtype="fp32", backend="vllm")
+    vl = decoder.recommend(histories, k=10)
+    whole = decoder.recommend(histories[:1], k=40, exclude_history=False)[0]
+    del decoder
+    gc.collect()
+    for a, b in zip(hf, vl, strict=True):
+        assert [r.item for r in b] == [r.item for r in a]  # the catalogue softmax, exactly
+        assert [r.score for r in b] == pytest.approx([r.score for r in a], abs=1e-3)
+    import math
+
+    assert len(whole) == 30 and abs(sum(math.exp(r.score) for r in whole) - 1) < 1e-4
+
+
 def parity_histories(run_dir, n: int = 100) -> list[list[str]]:
     """n distinct histories from the prepared data: each user's test, valid and shorter prefixes."""
     split = SplitData.load(RunDir(run_dir).load_config().prepared_dir)

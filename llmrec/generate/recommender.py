@@ -97,12 +97,6 @@ class Recommender:
         tokenizer = run.load_tokenizer()
         titles = run.load_split().titles()
         ids = ItemIds.load(run.path)
-        if backend == "vllm" and ids.scheme == "atomic":
-            raise InputError(
-                "atomic ids decode with one forward pass on the hf backend; the vllm backend's beam search "
-                "would score the end token too, which atomic training does not teach",
-                field="backend",
-            )
         if backend == "vllm":
             from llmrec.generate.vllm_backend import VllmDecoder, merged_model_dir
 
@@ -123,6 +117,8 @@ class Recommender:
         self, prompts: list[list[int]], k: int, exclude: list[list[int]] | None, reference: bool
     ) -> list[list[Scored]]:
         num_beams = max(self.cfg.num_beams, k)  # k = a shortlist's length when reranking
+        if self.vllm_decoder is not None and self.item_tokens is not None:
+            return self.vllm_decoder.rank_catalogue(prompts, self.item_tokens, top_k=k, exclude=exclude)
         if self.vllm_decoder is not None:
             return self.vllm_decoder.decode(prompts, self.trie, num_beams=num_beams, top_k=k, exclude=exclude)
         was_training = self.model.training
