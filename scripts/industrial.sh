@@ -34,5 +34,8 @@ json.dump(m, open(f"docs/benchmarks/{name}-metrics-test.json", "w"), indent=2)
 s = json.load(open("runs/industrial/baselines/sasrec/metrics-test.json"))
 s["baselines"] = {"popularity": json.load(open("runs/industrial/baselines/popularity/metrics-test.json"))}
 json.dump(s, open("docs/benchmarks/industrial-sasrec-metrics-test.json", "w"), indent=2)
+# each user's list, for paired comparisons
+shutil.copy(f"{runs}/run/lists-test.parquet", f"docs/benchmarks/lists/{name}-lists-test.parquet")
+shutil.copy("runs/industrial/baselines/sasrec/lists-test.parquet", "docs/benchmarks/lists/industrial-sasrec-lists-test.parquet")
 PY
 python scripts/quality_report.py

@@ -194,7 +194,28 @@ ROWS = [
         None,
         "bash scripts/industrial.sh",
     ),
-    ("Industrial", "SASRec-CE", "industrial-sasrec-metrics-test.json", None, "bash scripts/industrial.sh"),
+    (
+        "Industrial",
+        "LLM, the default recipe + alignment tasks (text -> id 0.5, id -> text 0.25 per next-item example)",
+        "industrial-align-metrics-test.json",
+        None,
+        "NAME=industrial-align bash scripts/industrial.sh "
+        "--set 'train.tasks={text_to_id: 0.5, id_to_text: 0.25}'",
+    ),
+    (
+        "Industrial",
+        "LLM, the default recipe with 4 epochs instead of 2",
+        "industrial-4epochs-metrics-test.json",
+        None,
+        "NAME=industrial-4epochs bash scripts/industrial.sh --set train.epochs=4",
+    ),
+    (
+        "Industrial",
+        "SASRec-CE (dropout 0.5, chosen on validation)",
+        "industrial-sasrec-metrics-test.json",
+        None,
+        "bash scripts/industrial.sh",
+    ),
     (
         "Industrial",
         "popularity",
