@@ -91,3 +91,24 @@ def test_retriever_flag_fits_one_for_a_run_without(tmp_path, tiny_backbone):
     assert json.loads(run.metrics("valid").read_text())["retriever"]["model"] == "sasrec"
     result = runner.invoke(app, ["evaluate", str(run.path), "--retriever", "bm25"])
     assert result.exit_code == 2 and "retriever" in result.output
+
+
+def test_fit_retriever_scores_the_shortlist_it_is_asked_for(tmp_path, tiny_backbone, monkeypatch):
+    from llmrec.hybrid import fit_retriever
+
+    config = write_config(tmp_path, tiny_backbone, "atomic", ATOMIC | {"baselines": SASREC},
+                          max_steps=2, eval_every=0)  # fmt: skip
+    for args in (["prepare", config], ["train", config]):
+        assert runner.invoke(app, args).exit_code == 0
+    asked, score = [], HybridRecommender.score_shortlists
+
+    def recording(self, histories, n, *args, **kwargs):
+        asked.append(n)
+        return score(self, histories, n, *args, **kwargs)
+
+    monkeypatch.setattr(HybridRecommender, "score_shortlists", recording)
+    fitted = fit_retriever(tmp_path / "run", shortlist=7, log=lambda _: None)
+    assert asked == [7]  # the validation sweep ranks the shortlist it was asked for
+    assert fitted["shortlist"] == 7  # the config's generate.shortlist is 50
+    rec = HybridRecommender.from_run(tmp_path / "run")
+    assert rec.shortlist == 7 and len(rec.score_shortlists([["m1", "m2"]], 7, True)[0]) == 7

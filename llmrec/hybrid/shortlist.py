@@ -154,11 +154,11 @@ def fit_retriever(
     folder = run.path / "retriever"
     folder.mkdir(exist_ok=True)
     sasrec.save(folder / "sasrec.pt")
-    hybrid = HybridRecommender(llm or Recommender.from_run(run.path), sasrec, cfg.generate.shortlist, 0.0)
+    hybrid = HybridRecommender(llm or Recommender.from_run(run.path), sasrec, shortlist, 0.0)
     users = split.eval_users("valid")
-    log(f"retriever: the LLM scores SASRec's top-{cfg.generate.shortlist} for {len(users)} validation users")
-    rows = hybrid.score_shortlists(split.histories(users, "valid"), cfg.generate.shortlist,
-                                   cfg.generate.exclude_history, progress=True)  # fmt: skip
+    log(f"retriever: the LLM scores SASRec's top-{shortlist} for {len(users)} validation users")
+    rows = hybrid.score_shortlists(split.histories(users, "valid"), shortlist, cfg.generate.exclude_history,
+                                   progress=True)  # fmt: skip
     targets, catalogue = users["valid"].tolist(), set(split.items["item"])
     sweep = {
         str(w): ranking_metrics(targets, [[i for i, _ in t] for t in mix(rows, w, 10)], catalogue)["ndcg@10"]
