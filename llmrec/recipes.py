@@ -163,8 +163,7 @@ def train(cfg: Config) -> RunDir:
     model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.load_in_4bit)
     resize_for_tokenizer(model, tokenizer, seed=cfg.train.seed)
     if ids.scheme == "atomic":
-        titles = split.titles()
-        text = {i: titles.get(i) or t for i, t in zip(split.items["item"], split.items["text"], strict=True)}
+        text = split.title_or_text()
         rows = init_rows_from_text(
             model, tokenizer, tokenizer.convert_tokens_to_ids(ids.ids), [text.get(i, "") for i in ids.items]
         )

@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_pipeline import runner, write_config
 
-from llmrec.catalogue.change import fit_row_map
+from llmrec.catalogue.change import fit_row_map, with_intercept
 from llmrec.cli import app
 from llmrec.generate import Recommender
 from llmrec.ids import ItemIds
@@ -28,7 +28,7 @@ def test_row_map_recovers_a_linear_map():
     x = torch.randn(400, 8, generator=gen)
     a, b = torch.randn(8, 5, generator=gen), torch.randn(5, generator=gen)
     w = fit_row_map(x, x @ a + b)
-    pred = torch.cat([x.double(), torch.ones(400, 1, dtype=torch.float64)], 1) @ w
+    pred = with_intercept(x) @ w
     assert torch.corrcoef(torch.stack([pred.flatten(), (x @ a + b).double().flatten()]))[0, 1] > 0.99
 
 

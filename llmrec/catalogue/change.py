@@ -44,9 +44,14 @@ def text_rows(weight: torch.Tensor, tokenizer, texts: list[str], first_new_token
     return torch.stack(rows)
 
 
+def with_intercept(x: torch.Tensor) -> torch.Tensor:
+    """[x, 1] in float64: the design matrix of the row map."""
+    return torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+
+
 def fit_row_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Ridge regression with an intercept: returns W such that [x, 1] @ W approximates y."""
-    xa = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    """Ridge regression with an intercept: returns W such that with_intercept(x) @ W approximates y."""
+    xa = with_intercept(x)
     gram = xa.T @ xa
     penalty = RIDGE * gram.diagonal().mean() * torch.eye(len(gram), dtype=torch.float64)
     return torch.linalg.solve(gram + penalty, xa.T @ y.double())
@@ -101,12 +106,12 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
         embed = model.get_input_embeddings()
         token_ids = tokenizer.convert_tokens_to_ids(ids.ids)
         added = load_file(run.added_rows) if run.added_rows.exists() else None
-        trained = [t for t in token_ids if added is None or t not in set(added["token_ids"].tolist())]
+        earlier_adds = set(added["token_ids"].tolist()) if added is not None else set()
         split = run.load_split()
-        text_of = {i: t or x for i, t, x in zip(split.items["item"], split.items["title"].fillna(""),
-                                                 split.items["text"].fillna(""), strict=True)}  # fmt: skip
-        trained_items = [i for i, t in zip(ids.items, token_ids, strict=True) if t in set(trained)]
-        with_text = [(i, t) for i, t in zip(trained_items, trained, strict=True) if text_of.get(i)]
+        text_of = split.title_or_text()
+        # the map is fitted on the rows training made, not on rows an earlier `add` predicted
+        with_text = [(i, t) for i, t in zip(ids.items, token_ids, strict=True)
+                     if t not in earlier_adds and text_of.get(i)]  # fmt: skip
         if len(with_text) < 2:
             raise InputError("fewer than 2 trained items have text: no map from text to rows can be fitted",
                              path=run.path, field="items")  # fmt: skip
@@ -117,9 +122,7 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
             y = embed(torch.tensor([t for _, t in with_text])).float()
             row_map = fit_row_map(x, y)
             new_x = text_rows(weight, tokenizer, [r.title or r.text for r in table.itertuples()], first_new)
-            new_rows = (
-                torch.cat([new_x.double(), torch.ones(len(new_x), 1, dtype=torch.float64)], 1) @ row_map
-            )
+            new_rows = with_intercept(new_x) @ row_map
         start = 1 + max(int(re.fullmatch(r"<item_(\d+)>", t).group(1)) for t in ids.ids)
         new_tokens = [f"<item_{start + n}>" for n in range(len(table))]
         tokenizer.add_tokens(new_tokens, special_tokens=True)

@@ -49,6 +49,12 @@ class SplitData:
     def titles(self) -> dict[str, str]:
         return dict(zip(self.items["item"], self.items["title"].fillna(""), strict=True))
 
+    def title_or_text(self) -> dict[str, str]:
+        """Each item's title, or its extra text when it has none ("" when it has neither): what an
+        atomic item's embedding row starts from."""
+        titles, texts = self.items["title"].fillna(""), self.items["text"].fillna("")
+        return {i: t or x for i, t, x in zip(self.items["item"], titles, texts, strict=True)}
+
     def save(self, folder: Path) -> None:
         for name, frame in (("items", self.items), ("users", self.users)):
             with atomic_path(folder / f"{name}.parquet") as tmp:

@@ -37,17 +37,15 @@ Scored = tuple[str, float, float]  # item, SASRec log-prob, LLM log-prob
 def mix(rows: list[list[Scored]], weight: float, k: int) -> list[list[tuple[str, float]]]:
     """Each user's top-k (item, score) under sasrec + weight * llm; weight inf ranks by the LLM
     (SASRec breaks ties), 0 by SASRec (the LLM breaks ties)."""
-
-    def key(row: Scored) -> tuple[float, float]:
-        _, sasrec, llm = row
-        return (llm, sasrec) if weight == math.inf else (sasrec + weight * llm, llm)
-
     out = []
     for shortlist in rows:
-        ranked = sorted(shortlist, key=key, reverse=True)[:k]
-        out.append(
-            [(item, llm if weight == math.inf else sasrec + weight * llm) for item, sasrec, llm in ranked]
-        )
+        # (item, score, tie-break): the score is computed once and is what the caller gets
+        scored = [
+            (item, llm, sasrec) if weight == math.inf else (item, sasrec + weight * llm, llm)
+            for item, sasrec, llm in shortlist
+        ]
+        scored.sort(key=lambda row: (row[1], row[2]), reverse=True)
+        out.append([(item, score) for item, score, _ in scored[:k]])
     return out
 
 
