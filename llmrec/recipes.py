@@ -41,7 +41,7 @@ from llmrec.hybrid import HybridRecommender, fit_retriever, load_recommender
 from llmrec.ids import ItemIds, build_item_ids, id_token_ids
 from llmrec.ids.embeddings import text_embeddings
 from llmrec.ids.item_ids import choose_embeddings
-from llmrec.io import atomic_path, check_writable_dir, claim_dir, exclusive, read_json, read_text, write_json
+from llmrec.io import atomic_path, check_writable_dir, claim_dir, exclusive, read_json, write_json
 from llmrec.prompts import (
     PromptBuilder,
     alignment_examples,
@@ -386,16 +386,10 @@ def sample_users(split: SplitData, n: int, seed: int = 0) -> list[str]:
 def read_user_ids(path: str | Path) -> list[str]:
     """User ids from a text file (one per line) or a CSV/TSV/Parquet/JSONL table with a `user` column;
     a repeated user is kept once (first place), so the output has one top-K per user."""
-    from llmrec.data.importers import read_table
+    from llmrec.data.importers import read_id_list
 
     path = Path(path)
-    if path.suffix.lower() in {".csv", ".tsv", ".parquet", ".jsonl", ".json"}:
-        frame, _ = read_table(path)
-        if "user" not in frame.columns:
-            raise InputError("needs a 'user' column", path=path, where="header", field="user")
-        users = frame["user"].astype(str).str.strip().tolist()
-    else:
-        users = [line.strip() for line in read_text(path).splitlines() if line.strip()]
+    users = read_id_list(path, "user")
     unique = list(dict.fromkeys(users))
     if len(unique) < len(users):
         console.log(f"{path}: {len(users) - len(unique)} repeated user id(s) scored once")

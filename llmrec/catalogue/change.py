@@ -25,10 +25,10 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from llmrec.data.importers import read_items_table
+from llmrec.data.importers import read_id_list, read_items_table
 from llmrec.errors import InputError
 from llmrec.ids import ItemIds
-from llmrec.io import atomic_path, exclusive, read_text, write_json
+from llmrec.io import atomic_path, exclusive, write_json
 from llmrec.train.run_dir import PREPARED_COPIES, RunDir
 
 RIDGE = 0.1  # times the mean diagonal of X'X: keeps the map stable when few items have text
@@ -147,24 +147,12 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
     return {"added": len(table), "catalogue": len(items), "previous": str(version)}
 
 
-def read_item_ids(path: Path) -> list[str]:
-    """Item ids from a text file (one per line) or a table with an `item` column."""
-    from llmrec.data.importers import read_table
-
-    if path.suffix.lower() in {".csv", ".tsv", ".parquet", ".jsonl", ".json"}:
-        frame, _ = read_table(path)
-        if "item" not in frame.columns:
-            raise InputError("needs an 'item' column", path=path, where="header", field="item")
-        return frame["item"].astype(str).str.strip().tolist()
-    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
-
-
 def remove_items(run_dir: str | Path, ids_file: str | Path, log: Callable[[str], None] = print) -> dict:
     """Take the items of `ids_file` out of recommendations (they stay in the catalogue)."""
     run = RunDir(run_dir)
     run.load_config()
     ids_file = Path(ids_file)
-    wanted = read_item_ids(ids_file)
+    wanted = read_id_list(ids_file, "item")
     if not wanted:
         raise InputError("no item ids in the file", path=ids_file)
     catalogue = set(ItemIds.load(run.path).items)

@@ -475,6 +475,17 @@ def load_generic(interactions: str, items: str | None, cfg: DataConfig) -> Catal
     return Catalog(inter, table.drop(columns="where"), source=str(inter_path))
 
 
+def read_id_list(path: Path, column: str) -> list[str]:
+    """Ids, in file order: a CSV/TSV/Parquet/JSONL table's `column`, or a text file of one id a line
+    (blank lines skipped)."""
+    if path.suffix.lower() in {".csv", ".tsv", ".parquet", ".jsonl", ".json"}:
+        frame, _ = read_table(path)
+        if column not in frame.columns:
+            raise InputError(f"needs a '{column}' column", path=path, where="header", field=column)
+        return frame[column].astype(str).str.strip().tolist()
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
+
+
 def read_items_table(item_path: Path, cols: Columns) -> pd.DataFrame:
     """An items table (the id, title and extra text columns named in `cols`) as `item`, `title`,
     `text` and `where` (the line/record each row came from); a repeated id is an error."""
