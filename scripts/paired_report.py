@@ -19,8 +19,9 @@ from llmrec.io import write_json
 LISTS = Path("docs/benchmarks/lists")
 
 
-def user_ndcgs(name: str) -> pd.Series:
-    lists = pd.read_parquet(LISTS / f"{name}-lists-test.parquet")
+def user_ndcgs(path: Path) -> pd.Series:
+    """Per-user NDCG@10 of a kept lists file (user, target, items), indexed by user."""
+    lists = pd.read_parquet(path)
     values = [user_ndcg(t, list(items)) for t, items in zip(lists["target"], lists["items"], strict=True)]
     return pd.Series(values, index=lists["user"])
 
@@ -33,7 +34,7 @@ def main() -> None:
     out = {"what": "test, per-user NDCG@10 of FIRST minus SECOND, bootstrap over users (10,000 resamples)"}
     for pair in args.pairs:
         first, second = pair.split(":")
-        a, b = user_ndcgs(first), user_ndcgs(second)
+        a, b = (user_ndcgs(LISTS / f"{name}-lists-test.parquet") for name in (first, second))
         out[f"{first} vs {second}"] = paired_bootstrap((a - b.loc[a.index]).to_numpy())
         print(pair, out[f"{first} vs {second}"], flush=True)
     write_json(args.out, out)

@@ -16,8 +16,9 @@ import statistics
 from pathlib import Path
 
 import pandas as pd
+from paired_report import user_ndcgs as user_ndcgs_of
 
-from llmrec.evaluate.metrics import paired_bootstrap, user_ndcg
+from llmrec.evaluate.metrics import paired_bootstrap
 
 DOCS = Path("docs/benchmarks")
 
@@ -85,11 +86,7 @@ def summarise(command: str, stem: str, lists_stem: str) -> dict:
 def user_ndcgs(stem: str, seed: int) -> pd.Series | None:
     """Per-user NDCG@10 of one seed's run, indexed by user; None if its lists were not kept."""
     path = DOCS / "lists" / seed_file(stem, seed, "lists")
-    if not path.exists():
-        return None
-    lists = pd.read_parquet(path)
-    values = [user_ndcg(t, list(items)) for t, items in zip(lists["target"], lists["items"], strict=True)]
-    return pd.Series(values, index=lists["user"])
+    return user_ndcgs_of(path) if path.exists() else None
 
 
 def paired(stem: str, base_stem: str) -> dict | None:
