@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import resource
 import subprocess
 import sys
@@ -79,11 +80,13 @@ def main() -> None:
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
     ratio = rows[1]["peak_rss_training_mib"] / rows[0]["peak_rss_training_mib"]
+    machine = {"processor": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     write_json(args.out, {
         "what": "peak resident memory of one training process: 3 AdamW steps on an atomic-id window batch "
                 "(CatalogueLoss), LoRA vs every weight; each mode in a fresh process",
         "model": args.model, "dtype": resolve_dtype(args.dtype), "batch": args.batch, "width": args.width,
         "catalogue_tokens": CATALOGUE, "results": rows,
+        "machine": machine,
         "full_over_lora_training_peak": round(ratio, 2),
     })  # fmt: skip
 
