@@ -196,6 +196,19 @@ class GenerateConfig(_Section):
         description="retriever: SASRec-CE weights `llmrec baseline` saved (BASELINES_DIR/sasrec/model.pt) "
         "on the same split and baselines.sasrec settings; none: the run trains its own",
     )
+    new_item_slots: int = Field(
+        2,
+        ge=0,
+        description="places of each top-K kept for items added after training (`llmrec items add`) "
+        "when fewer make the list on their own: the added items most similar by text to the user's "
+        "latest item (those the LLM scores best if the run has no text vectors)",
+    )
+    new_item_neighbours: int | None = Field(
+        10,
+        ge=1,
+        description="an added item takes a slot only if it is among this many items (of the whole "
+        "catalogue) most similar by text to the user's latest item; none: no such floor",
+    )
     vllm: VllmSettings = Field(default_factory=VllmSettings)
 
 

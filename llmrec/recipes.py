@@ -24,6 +24,7 @@ from rich.table import Table
 
 from llmrec.backbone import (
     add_tokens,
+    cache_dir,
     init_rows_from_text,
     load_model,
     load_tokenizer,
@@ -53,7 +54,7 @@ from llmrec.prompts import (
 from llmrec.train.finetune import build_finetuning
 from llmrec.train.loop import encode_examples, fit
 from llmrec.train.objectives import build_objective
-from llmrec.train.run_dir import PREPARED_COPIES, RunDir
+from llmrec.train.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
 
 console = Console(stderr=True)
 
@@ -72,7 +73,7 @@ def prepare(cfg: Config) -> Path:
     embedder = None
     if cfg.ids.scheme == "semantic" and choose_embeddings(cfg.ids, split) in ("text", "both"):
         model = load_model(cfg.model.name, cfg.model.dtype)
-        embedder = lambda texts: text_embeddings(texts, model, tokenizer)  # noqa: E731
+        embedder = lambda texts: text_embeddings(texts, model, tokenizer, cache_folder=cache_dir())  # noqa: E731
     console.log(f"building {cfg.ids.scheme} item ids for {len(split.items)} items")
     ids = build_item_ids(cfg.ids, split, embedder)
     add_tokens(tokenizer, ids.new_tokens)
@@ -155,6 +156,9 @@ def train(cfg: Config) -> RunDir:
     (run.path / "config.yaml").write_text(dump_config(cfg))
     for name in PREPARED_COPIES:
         shutil.copy2(prepared / name, run.path / name)
+    for name in OPTIONAL_COPIES:
+        if (prepared / name).exists():
+            shutil.copy2(prepared / name, run.path / name)
     if not run.tokenizer.exists():
         shutil.copytree(prepared / "tokenizer", run.tokenizer)
     tokenizer = run.load_tokenizer()

@@ -32,7 +32,8 @@ CATALOGUE = 1682  # ML-100K's items, as new tokens
 
 def batch(kind: str, size: int, width: int, vocab: int, items: list[int], seed: int) -> dict:
     gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, vocab - CATALOGUE, (size, width), generator=gen)
+    # text tokens: those below the first item token
+    ids = torch.randint(0, min(items, default=vocab), (size, width), generator=gen)
     labels = torch.full_like(ids, -100)
     if kind == "next_item":
         labels[:, -4:] = ids[:, -4:]
@@ -41,6 +42,15 @@ def batch(kind: str, size: int, width: int, vocab: int, items: list[int], seed: 
         ids[:, 0::2] = picks
         labels[:, 2::2] = ids[:, 2::2]
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
+def machine() -> dict:
+    """What a timing was measured on (benchmarks compare only figures from one machine)."""
+    return {
+        "processor": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def step_seconds(model, data: dict, loss_fn) -> float:
@@ -110,11 +120,7 @@ def main() -> None:
             "for atomic ids); random token values, real weights",
             "model": args.model,
             "dtype": resolve_dtype(args.dtype),
-            "machine": {
-                "processor": platform.processor() or platform.machine(),
-                "threads": torch.get_num_threads(),
-                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            },  # fmt: skip
+            "machine": machine(),
             "batch": args.batch,
             "width": args.width,
             "results": results,

@@ -64,6 +64,44 @@ def test_added_items_join_the_catalogue_and_can_be_recommended(atomic_run, tmp_p
     assert json.loads(run.metrics("valid").read_text())["valid_rate"] == 1.0
 
 
+def test_new_item_slots_take_the_last_places():
+    from llmrec.generate.new_items import top_with_new_items
+
+    scores = torch.tensor([[0.0, -1, -2, -3, -4, -9, -8, float("-inf")], [0.0, -5, -6, -7, -8, -1, -2, -3]])
+    new = torch.tensor([False] * 5 + [True] * 3)
+    first, second = top_with_new_items(scores, new, top_k=4, slots=2)
+    # the best added items (by score, excluded ones never) replace the last warm ones, order by score
+    assert [s.item for s in first] == [0, 1, 6, 5]
+    # added items already in the list on their own count towards the slots
+    assert [s.item for s in second] == [0, 5, 6, 7]
+    assert [s.item for s in top_with_new_items(scores, new, top_k=4, slots=0)[0]] == [0, 1, 2, 3]
+    # a per-user mask limits each user's candidates
+    mask = torch.tensor([[False] * 5 + [True, False, False]] * 2)
+    assert [s.item for s in top_with_new_items(scores, mask, top_k=4, slots=2)[0]] == [0, 1, 2, 5]
+
+
+def test_added_items_get_their_slots(atomic_run, tmp_path):
+    run = RunDir(copy_run(atomic_run, tmp_path))
+    new = tmp_path / "new.csv"
+    # n1 has m3's text exactly (title and genre), n2 a text of its own
+    new.write_text("iid,name,genre\nn1,Film 3,comedy\nn2,Something else anew,drama\n")
+    assert runner.invoke(app, ["items", "add", str(run.path), str(new)]).exit_code == 0
+    rec = Recommender.from_run(run.path)
+    assert rec.new_items.sum() == 2 and rec.text_vectors.shape[0] == 32  # every item's text vector
+    history = [["m1", "m2", "m3"]]
+    plain = [r.item for r in rec.recommend(history, k=5)[0]]
+    rec.cfg.new_item_slots = 2
+    slotted = rec.recommend(history, k=5)[0]
+    assert {"n1", "n2"} <= {r.item for r in slotted}
+    kept = [r.item for r in slotted if r.item not in ("n1", "n2")]
+    assert kept == [i for i in plain if i not in ("n1", "n2")][: len(kept)]  # the best warm ones stay
+    assert [r.score for r in slotted] == sorted((r.score for r in slotted), reverse=True)
+    # a neighbour floor: only the added item whose text matches the latest history item's qualifies
+    rec.cfg.new_item_neighbours = 1
+    assert {r.item for r in rec.recommend(history, k=5)[0]} & {"n1", "n2"} == {"n1"}
+    assert not {r.item for r in rec.recommend([["m1", "m2"]], k=5)[0]} & {"n2"}
+
+
 def test_removed_items_are_never_recommended(atomic_run, tmp_path):
     run = RunDir(copy_run(atomic_run, tmp_path))
     gone = tmp_path / "gone.txt"
@@ -104,11 +142,46 @@ def test_remove_refuses_unknown_items(atomic_run, tmp_path):
     assert "entry 2" in result.output and not run.unavailable.exists()
 
 
-def test_add_needs_atomic_ids(tmp_path, tiny_backbone):
+def test_add_needs_atomic_or_semantic_ids(tmp_path, tiny_backbone):
     config = write_config(tmp_path, tiny_backbone, "title", max_steps=1, eval_every=0)
     for args in (["prepare", config], ["train", config]):
         assert runner.invoke(app, args).exit_code == 0
     new = tmp_path / "new.csv"
     new.write_text("iid,name,genre\nn1,A,comedy\n")
     result = runner.invoke(app, ["items", "add", str(tmp_path / "run"), str(new)])
-    assert result.exit_code == 2 and "title ids" in result.output and "atomic" in result.output
+    assert result.exit_code == 2 and "title ids" in result.output and "semantic" in result.output
+
+
+def test_semantic_ids_place_new_items_with_the_frozen_codebooks(tmp_path, tiny_backbone):
+    from llmrec.ids.item_ids import code_tuple
+
+    config = write_config(tmp_path, tiny_backbone, "semantic", max_steps=1, eval_every=0)
+    for args in (["prepare", config], ["train", config]):
+        assert runner.invoke(app, args).exit_code == 0
+    run = RunDir(tmp_path / "run")
+    before = ItemIds.load(run.path)
+    assert before.codebooks is not None and before.codebooks.kind == "both"
+    assert len(before.codebooks.vectors) == len(before.items) and len(before.codebooks.centroids) == 2
+    tokens_before = len(run.load_tokenizer())
+    new = tmp_path / "new.csv"
+    # n1 has m4's text exactly: the same text embedding and neighbours, so the same first code
+    new.write_text("iid,name,genre\nn1,Film 4,comedy\nn2,Another film entirely,drama\n")
+    result = runner.invoke(app, ["items", "add", str(run.path), str(new)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    ids = ItemIds.load(run.path)
+    assert ids.items == [*before.items, "n1", "n2"] and ids.ids[: len(before.ids)] == before.ids
+    assert len(set(ids.ids)) == len(ids.ids)  # still a bijection
+    assert code_tuple(ids.id_of("n1"))[0] == code_tuple(before.id_of("m4"))[0]
+    assert all(len(code_tuple(i)) == 2 and max(code_tuple(i)) < 8 for i in ids.ids[-2:])  # existing tokens
+    assert len(run.load_tokenizer()) == tokens_before and len(ids.codebooks.vectors) == len(ids.items)
+    assert ItemIds.load(run.path / "catalogue-versions" / "1").items == before.items
+    rec = Recommender.from_run(run.path)
+    assert len(rec.trie.leaf_of) == len(before.items) + 2  # the trie grew
+    every = rec.recommend([["m1", "m2"]], k=32, exclude_history=False)[0]
+    assert {"n1", "n2"} <= {r.item for r in every}  # a new item can be recommended
+    # a second add places against the grown map: no code is handed out twice
+    newer = tmp_path / "newer.csv"
+    newer.write_text("iid,name,genre\nn3,Film 4,comedy\n")
+    assert runner.invoke(app, ["items", "add", str(run.path), str(newer)]).exit_code == 0
+    again = ItemIds.load(run.path)
+    assert len(set(again.ids)) == len(again.ids) == len(before.ids) + 3

@@ -28,7 +28,7 @@ def random_split(n_users=30, n_items=50, seed=0):
 def test_semantic_ids_are_a_bijection_even_with_identical_embeddings():
     emb = np.zeros((40, 4), dtype=np.float32)  # every item collides at every level
     emb[:10] = np.eye(4)[np.arange(10) % 4]
-    ids = semantic_ids(emb, IdsConfig(scheme="semantic", levels=2, codebook_size=8))
+    ids, _ = semantic_ids(emb, IdsConfig(scheme="semantic", levels=2, codebook_size=8))
     assert len(set(ids)) == 40
     assert all(i.startswith("<a_") and "<b_" in i for i in ids)
 
@@ -177,3 +177,36 @@ def test_embeddings_jsonl_errors_name_the_file_line(tmp_path):
     )
     with pytest.raises(InputError, match="line 3: field 'embedding'"):
         build_item_ids(cfg, split)
+
+
+def test_text_embeddings_skip_the_head_and_are_cached(tiny_backbone, tmp_path, monkeypatch):
+    """The decoder's mean-pooled last hidden state, as the whole model's; a second pass over the same
+    texts reads the cache (the model never runs), a new text is the only one computed, another model
+    gets its own cache."""
+    import torch
+
+    from llmrec.backbone import load_model, load_tokenizer
+    from llmrec.ids.embeddings import text_embeddings
+
+    model, tok = load_model(str(tiny_backbone), "fp32"), load_tokenizer(str(tiny_backbone))
+    texts = ["Film one (1995)", "A longer film title, with words", ""]
+    fresh = text_embeddings(texts, model, tok, batch_size=2)
+    with torch.no_grad():
+        batch = tok(texts[:1], return_tensors="pt")
+        whole = model(**batch, output_hidden_states=True).hidden_states[-1].mean(1).numpy()
+    np.testing.assert_allclose(fresh[:1], whole, atol=1e-5)
+
+    cached = text_embeddings(texts, model, tok, batch_size=2, cache_folder=tmp_path)
+    np.testing.assert_allclose(cached, fresh, atol=1e-6)
+    runs = []
+    monkeypatch.setattr(model.get_decoder(), "forward", lambda **kw: runs.append(kw) or None)
+    again = text_embeddings(list(reversed(texts)), model, tok, cache_folder=tmp_path)
+    np.testing.assert_allclose(again, fresh[::-1], atol=1e-6)
+    assert runs == []  # nothing recomputed
+    monkeypatch.undo()
+    more = text_embeddings([*texts, "A new film"], model, tok, cache_folder=tmp_path)
+    np.testing.assert_allclose(more[:3], fresh, atol=1e-6)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[:8] += 1.0  # other weights: another fingerprint, another file
+    text_embeddings(texts[:1], model, tok, cache_folder=tmp_path)
+    assert len(list((tmp_path / "text-embeddings").glob("*.parquet"))) == 2

@@ -1,6 +1,8 @@
 """Items join or leave a trained run's catalogue, no retraining (`llmrec items add|remove`).
 
-add: the new items (a table with the run's item columns) join the catalogue. With atomic ids each
+add: the new items (a table with the run's item columns) join the catalogue. With semantic ids each
+new item's text embedding goes through the run's frozen codebooks (`ids.item_ids.place_new_items`):
+no token or weight changes, the trie simply holds one more path. With atomic ids each
 gets a new token whose embedding row (also its output row: the head is tied) is predicted from its
 text: every item row started as the mean of its title's token rows, so a ridge map from those text
 rows to the trained rows, fitted on the items the run was trained with, places a new item where
@@ -21,15 +23,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from llmrec.backbone import cache_dir, load_model, load_tokenizer
+from llmrec.data import SplitData
 from llmrec.data.importers import read_id_list, read_items_table
 from llmrec.errors import InputError
 from llmrec.ids import ItemIds
+from llmrec.ids.embeddings import item_texts, text_embeddings
+from llmrec.ids.item_ids import place_new_items
 from llmrec.io import atomic_path, exclusive, write_json
-from llmrec.train.run_dir import PREPARED_COPIES, RunDir
+from llmrec.train.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
 
 RIDGE = 0.1  # times the mean diagonal of X'X: keeps the map stable when few items have text
 
@@ -68,7 +75,9 @@ def _keep_catalogue(run: RunDir, change: dict) -> Path:
     target = _versions(run)
     with atomic_path(target, kind="catalogue-version") as tmp:
         tmp.mkdir()
-        for name in (*PREPARED_COPIES, "added_rows.safetensors", "unavailable.json"):
+        names = (*PREPARED_COPIES, *OPTIONAL_COPIES, "added_rows.safetensors", "item_text_vectors.npy",
+                 "unavailable.json")  # fmt: skip
+        for name in names:
             if (run.path / name).exists():
                 shutil.copy2(run.path / name, tmp / name)
         shutil.copytree(run.tokenizer, tmp / "tokenizer")
@@ -82,10 +91,10 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
     cfg = run.load_config()
     items_file = Path(items_file)
     ids = ItemIds.load(run.path)
-    if ids.scheme != "atomic":
+    if ids.scheme not in ("atomic", "semantic"):
         raise InputError(
-            f"this run has {ids.scheme} ids; `llmrec items add` places new items for atomic ids "
-            "(ids.scheme: atomic, the default recipe) only so far",
+            f"this run has {ids.scheme} ids; `llmrec items add` places new items for atomic ids (the "
+            "default recipe) and semantic ids",
             path=run.path,
             field="ids.scheme",
         )
@@ -100,6 +109,8 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
         if not (row.title or row.text):
             raise InputError(f"item '{row.item}' has no title or text: its row is made from its text",
                              path=items_file, where=row.where, field="title")  # fmt: skip
+    if ids.scheme == "semantic":
+        return _add_semantic(run, cfg, ids, table, items_file, log)
     with exclusive(run.path / "catalogue.lock", f"changing the catalogue of {run.path}"):
         tokenizer = run.load_tokenizer()
         model = run.load_model(tokenizer, dtype="fp32")
@@ -128,6 +139,8 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
         tokenizer.add_tokens(new_tokens, special_tokens=True)
         new_token_ids = tokenizer.convert_tokens_to_ids(new_tokens)
         rows = {"token_ids": torch.tensor(new_token_ids), "rows": new_rows.float()}
+        items = pd.concat([split.items, table[["item", "title", "text"]]], ignore_index=True)
+        vectors = catalogue_text_vectors(cfg, items)
         if added is not None:
             rows = {k: torch.cat([added[k], rows[k]]) for k in rows}
         version = _keep_catalogue(
@@ -140,6 +153,38 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
             save_file({k: v.contiguous() for k, v in rows.items()}, str(tmp))
         ItemIds("atomic", [*ids.items, *table["item"]], [*ids.ids, *new_tokens],
                 [*ids.new_tokens, *new_tokens]).save(run.path)  # fmt: skip
+        with atomic_path(run.path / "items.parquet") as tmp:
+            items.to_parquet(tmp, index=False)
+        with atomic_path(run.text_vectors) as tmp, open(tmp, "wb") as f:
+            np.save(f, vectors)
+    log(f"added {len(table)} items to {run.path} (the catalogue before is in {version})")
+    return {"added": len(table), "catalogue": len(items), "previous": str(version)}
+
+
+def catalogue_text_vectors(cfg, items: pd.DataFrame) -> np.ndarray:
+    """Every item's text embedding by the base model ("title. text", as `prepare` embeds items for
+    semantic ids; cached by text, so a later add embeds only its own items): what
+    `generate.new_item_slots` compares a user's latest item with the added ones by."""
+    model, tokenizer = load_model(cfg.model.name, cfg.model.dtype), load_tokenizer(cfg.model.name)
+    texts = item_texts(SplitData(items=items, users=pd.DataFrame()))
+    return text_embeddings(texts, model, tokenizer, cache_folder=cache_dir()).astype(np.float16)
+
+
+def _add_semantic(run: RunDir, cfg, ids: ItemIds, table: pd.DataFrame, items_file: Path, log) -> dict:
+    """Semantic ids: the new items' text embeddings (the base model, as `prepare` made them) go
+    through the frozen codebooks; tokens, rows and model stay as they are, the trie grows."""
+    if ids.codebooks is not None and ids.codebooks.kind in ("text", "both"):
+        text = catalogue_text_vectors(cfg, table).astype(np.float32)
+    else:
+        text = np.zeros((len(table), 1), dtype=np.float32)  # place_new_items says why it cannot place
+    with exclusive(run.path / "catalogue.lock", f"changing the catalogue of {run.path}"):
+        new_ids = place_new_items(ids, text, cfg.ids)
+        split = run.load_split()
+        version = _keep_catalogue(
+            run, {"change": "add", "file": str(items_file), "items": table["item"].tolist()}
+        )
+        ItemIds("semantic", [*ids.items, *table["item"]], [*ids.ids, *new_ids], ids.new_tokens,
+                ids.codebooks).save(run.path)  # fmt: skip
         items = pd.concat([split.items, table[["item", "title", "text"]]], ignore_index=True)
         with atomic_path(run.path / "items.parquet") as tmp:
             items.to_parquet(tmp, index=False)

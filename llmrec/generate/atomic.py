@@ -10,17 +10,17 @@ from llmrec.generate.beam import Scored, left_pad
 from llmrec.train.objectives import item_logits, model_parts
 
 
-def rank_catalogue(
+def catalogue_scores(
     model,
     prompts: list[list[int]],
     item_token_ids: list[int],
     *,
-    top_k: int,
     pad_id: int,
     exclude: list[list[int]] | None = None,
-) -> list[list[Scored]]:
-    """`prompts` end where an item id would start; returns each prompt's top-K catalogue items with
-    their log-probabilities under the catalogue softmax (what training optimised)."""
+) -> torch.Tensor:
+    """(prompts, items) log-probabilities under the catalogue softmax (what training optimised) of
+    every item as the next id; `exclude[r]`'s items (catalogue indices) are -inf in row r.
+    `prompts` end where an item id would start."""
     ids, mask = left_pad(prompts, pad_id)
     ids, mask = ids.to(model.device), mask.to(model.device)
     decoder, head = model_parts(model)
@@ -32,8 +32,12 @@ def rank_catalogue(
     for r, items in enumerate(exclude or []):
         if items:
             scores[r, torch.tensor(items, device=scores.device)] = float("-inf")
-    k = min(top_k, scores.shape[1])
-    best = scores.topk(k, dim=-1)
+    return scores
+
+
+def top_scored(scores: torch.Tensor, top_k: int) -> list[list[Scored]]:
+    """Each row's `top_k` best columns as `Scored`, -inf (excluded) ones left out."""
+    best = scores.topk(min(top_k, scores.shape[1]), dim=-1)
     return [
         [
             Scored(int(i), float(s))

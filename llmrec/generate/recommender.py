@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.config import GenerateConfig, PromptConfig
 from llmrec.errors import InputError
-from llmrec.generate.atomic import rank_catalogue
+from llmrec.generate.atomic import catalogue_scores, top_scored
 from llmrec.generate.beam import Scored, beam_search
+from llmrec.generate.new_items import NEW_ITEMS_FIRST, PROFILE_ITEMS, top_with_new_items
 from llmrec.generate.reference import generate_reference
 from llmrec.generate.trie import ItemTrie
 from llmrec.ids import ItemIds, id_token_ids
@@ -71,10 +73,21 @@ class Recommender:
         gen_cfg: GenerateConfig,
         vllm_decoder: VllmDecoder | None = None,
         unavailable: set[str] | frozenset[str] = frozenset(),
+        new_items: set[str] | frozenset[str] = frozenset(),
+        text_vectors: np.ndarray | None = None,
     ) -> None:
-        """`unavailable`: catalogue items never recommended (out of stock); histories may hold them."""
+        """`unavailable`: catalogue items never recommended (out of stock); histories may hold them.
+        `new_items`: items added after training, given up to `gen_cfg.new_item_slots` places, filled
+        by text similarity to the user's latest items when `text_vectors` (one row per catalogue
+        item, `llmrec items add` writes them) are given."""
         self.model, self.tokenizer, self.item_ids, self.titles = model, tokenizer, item_ids, titles
         self.unavailable = set(unavailable)
+        self.new_items = torch.tensor([item in new_items for item in item_ids.items])
+        self.text_vectors = None
+        if text_vectors is not None:
+            centred = torch.from_numpy(text_vectors).float()
+            centred = centred - centred.mean(0)  # the mean direction every pooled embedding shares
+            self.text_vectors = torch.nn.functional.normalize(centred, dim=-1)
         self.cfg, self.vllm_decoder = gen_cfg, vllm_decoder
         self.backend = "vllm" if vllm_decoder is not None else "hf"
         self.builder = PromptBuilder(prompt_cfg, tokenizer, item_ids.id_by_item, titles)
@@ -97,14 +110,16 @@ class Recommender:
         tokenizer = run.load_tokenizer()
         titles = run.load_split().titles()
         ids = ItemIds.load(run.path)
+        catalogue = {"unavailable": run.load_unavailable(), "new_items": run.load_added_items(tokenizer, ids),
+                     "text_vectors": run.load_text_vectors(len(ids.items))}  # fmt: skip
         if backend == "vllm":
             from llmrec.generate.vllm_backend import VllmDecoder, merged_model_dir
 
             decoder = VllmDecoder(merged_model_dir(run), dtype or cfg.model.dtype, cfg.generate.vllm)
             return cls(None, tokenizer, ids, titles, cfg.prompts, cfg.generate, vllm_decoder=decoder,
-                       unavailable=run.load_unavailable())  # fmt: skip
+                       **catalogue)  # fmt: skip
         return cls(run.load_model(tokenizer, dtype), tokenizer, ids, titles, cfg.prompts, cfg.generate,
-                   unavailable=run.load_unavailable())  # fmt: skip
+                   **catalogue)  # fmt: skip
 
     def check_history(self, history: list[str], where: str = "history") -> None:
         unknown = [i for i in history if i not in self.item_ids.index]
@@ -114,21 +129,21 @@ class Recommender:
             )
 
     def _decode(
-        self, prompts: list[list[int]], k: int, exclude: list[list[int]] | None, reference: bool
+        self,
+        prompts: list[list[int]],
+        k: int,
+        exclude: list[list[int]] | None,
+        reference: bool,
+        latest: list[list[int]] | None = None,
     ) -> list[list[Scored]]:
+        """`latest[b]`: catalogue indices of prompt b's latest history items (new items' slots)."""
         num_beams = max(self.cfg.num_beams, k)  # k = a shortlist's length when reranking
-        if self.vllm_decoder is not None and self.item_tokens is not None:
-            return self.vllm_decoder.rank_catalogue(prompts, self.item_tokens, top_k=k, exclude=exclude)
+        if self.item_tokens is not None and not (reference and self.vllm_decoder is None):
+            return self._rank_catalogue(prompts, k, exclude, latest)
         if self.vllm_decoder is not None:
             return self.vllm_decoder.decode(prompts, self.trie, num_beams=num_beams, top_k=k, exclude=exclude)
         was_training = self.model.training
         self.model.eval()
-        if self.item_tokens is not None and not reference:
-            with torch.inference_mode():
-                out = rank_catalogue(self.model, prompts, self.item_tokens, top_k=k,
-                                     pad_id=self.tokenizer.pad_token_id, exclude=exclude)  # fmt: skip
-            self.model.train(was_training)
-            return out
         decode = generate_reference if reference else beam_search
         with torch.inference_mode():
             out = decode(
@@ -142,6 +157,35 @@ class Recommender:
             )
         self.model.train(was_training)
         return out
+
+    def _rank_catalogue(
+        self,
+        prompts: list[list[int]],
+        k: int,
+        exclude: list[list[int]] | None,
+        latest: list[list[int]] | None,
+    ) -> list[list[Scored]]:
+        """Atomic ids: the catalogue softmax of every item, top-`k`, with added items' slots."""
+        if self.vllm_decoder is not None:
+            scores = self.vllm_decoder.catalogue_scores(prompts, self.item_tokens, exclude=exclude)
+        else:
+            was_training = self.model.training
+            self.model.eval()
+            with torch.inference_mode():
+                scores = catalogue_scores(self.model, prompts, self.item_tokens,
+                                          pad_id=self.tokenizer.pad_token_id, exclude=exclude)  # fmt: skip
+            self.model.train(was_training)
+        if not (self.cfg.new_item_slots and self.new_items.any()):
+            return top_scored(scores, k)
+        affinity = None
+        if self.text_vectors is not None and latest:
+            width = self.text_vectors.shape[1]
+            profiles = torch.stack(
+                [self.text_vectors[rows].mean(0) if rows else torch.zeros(width) for rows in latest]
+            )
+            affinity = torch.nn.functional.normalize(profiles, dim=-1) @ self.text_vectors.T
+        return top_with_new_items(scores, self.new_items, k, self.cfg.new_item_slots, affinity,
+                                  self.cfg.new_item_neighbours, first=NEW_ITEMS_FIRST)  # fmt: skip
 
     def recommend(
         self,
@@ -181,7 +225,10 @@ class Recommender:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             exclude = [[self.item_ids.index[i] for i in excluded[j]] for j in idx]
-            out = self._decode([prompts[j] for j in idx], k, exclude if any(exclude) else None, reference)
+            latest = [[self.item_ids.index[i] for i in histories[j][-PROFILE_ITEMS:]] or [0] for j in idx]
+            out = self._decode(
+                [prompts[j] for j in idx], k, exclude if any(exclude) else None, reference, latest
+            )
             for j, scored in zip(idx, out, strict=True):
                 results[j] = scored
             bar.update(len(idx))

@@ -15,6 +15,7 @@ class ItemTrie:
     def __init__(self, sequences: list[list[int]], end_token_id: int) -> None:
         self.end = end_token_id
         self.children: list[dict[int, int]] = [{}]
+        self.parent: list[tuple[int, int]] = [(-1, -1)]  # node -> (parent node, token into it)
         self.count: list[int] = [0]  # items below each node
         self.item_at: dict[int, int] = {}  # leaf node -> item index
         self.leaf_of: list[int] = []  # item index -> leaf node
@@ -29,6 +30,7 @@ class ItemTrie:
                     nxt = len(self.children)
                     self.children[node][tok] = nxt
                     self.children.append({})
+                    self.parent.append((node, tok))
                     self.count.append(0)
                 node = nxt
                 self.count[node] += 1
@@ -37,7 +39,10 @@ class ItemTrie:
             self.item_at[node] = item
             self.leaf_of.append(node)
             self.max_depth = max(self.max_depth, len(path))
-        self._allowed = [torch.tensor(sorted(c), dtype=torch.long) for c in self.children]
+        # each node's allowed tokens as a tensor, made when a search first reaches it: making them all
+        # up front cost most of the build time and memory on large catalogues (catalogue-scaling.json)
+        self._allowed: dict[int, torch.Tensor] = {}
+        self._none = torch.zeros(0, dtype=torch.long)
 
     def step(self, node: int, token: int) -> int:
         """The child reached by `token`, or -1 when it leaves the trie."""
@@ -73,8 +78,10 @@ class ItemTrie:
     def allowed(self, node: int, blocked: dict[int, set[int]] | None = None) -> torch.Tensor:
         """Token ids that may follow `node` (none for -1 or a leaf)."""
         if node < 0:
-            return self._allowed[0][:0]
-        toks = self._allowed[node]
+            return self._none
+        toks = self._allowed.get(node)
+        if toks is None:
+            toks = self._allowed[node] = torch.tensor(sorted(self.children[node]), dtype=torch.long)
         if blocked and node in blocked:
             keep = torch.tensor([int(t) not in blocked[node] for t in toks], dtype=torch.bool)
             toks = toks[keep]
@@ -82,16 +89,10 @@ class ItemTrie:
 
     def _path(self, item: int) -> list[int]:
         path, node = [], self.leaf_of[item]
-        parent = self._parents()
         while node != 0:
-            node, tok = parent[node]
+            node, tok = self.parent[node]
             path.append(tok)
         return path[::-1]
-
-    def _parents(self) -> dict[int, tuple[int, int]]:
-        if not hasattr(self, "_parent"):
-            self._parent = {c: (n, t) for n, ch in enumerate(self.children) for t, c in ch.items()}
-        return self._parent
 
     def mask(
         self, nodes: list[int], vocab_size: int, blocked: list[dict[int, set[int]] | None]

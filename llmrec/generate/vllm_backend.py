@@ -12,7 +12,7 @@ How (chosen by measurement, see docs/benchmarks/score.json):
   "uni" executor): measured faster on CPU than the multi-process engine, and a `kill -9` of the
   scorer then leaves no orphaned engine processes holding the model and KV cache.
 - Prompts are block-aligned (`prompts.align_to`, see `llmrec.prompts.encode_prompts`).
-- Atomic ids (one token per item) need no search: `rank_catalogue` asks for every catalogue
+- Atomic ids (one token per item) need no search: `catalogue_scores` asks for every catalogue
   token's log-prob after the prompt and ranks the catalogue softmax, exactly as the transformers
   backend does. At `MAX_SCORED_TOKENS` tokens a request, that is catalogue/128 requests per user
   sharing one cached prompt: fine for catalogues of thousands, not for millions of items.
@@ -131,32 +131,23 @@ class VllmDecoder:
                 out[r, tok] = lp.logprob
         return out
 
-    def rank_catalogue(
+    def catalogue_scores(
         self,
         prompts: list[list[int]],
         item_token_ids: list[int],
         *,
-        top_k: int,
         exclude: list[list[int]] | None = None,
-    ) -> list[list[Scored]]:
+    ) -> torch.Tensor:
         """Atomic ids: every catalogue token's raw log-prob after each prompt (in requests of
         `MAX_SCORED_TOKENS` tokens; prefix caching computes the prompt once), renormalised over the
         catalogue (log-softmax of log-probs = the catalogue softmax training optimised), excluded
-        items masked, top-K: the transformers backend's `rank_catalogue`, with vLLM's kernels."""
+        items -inf: the transformers backend's `catalogue_scores`, with vLLM's kernels."""
         logprobs = self._next_logprobs([list(p) for p in prompts], [item_token_ids] * len(prompts))
         scores = torch.log_softmax(logprobs[:, item_token_ids].double(), dim=-1)
         for r, items in enumerate(exclude or []):
             if items:
                 scores[r, items] = float("-inf")
-        best = scores.topk(min(top_k, scores.shape[1]), dim=-1)
-        return [
-            [
-                Scored(int(i), float(v))
-                for i, v in zip(row_i.tolist(), row_v.tolist(), strict=True)
-                if v > float("-inf")
-            ]
-            for row_i, row_v in zip(best.indices, best.values, strict=True)
-        ]
+        return scores
 
     def decode(
         self,

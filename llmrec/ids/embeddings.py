@@ -7,6 +7,7 @@ id cannot encode where it sits in a held-out sequence; vectors from a file must 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,50 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from llmrec.data import SplitData
 from llmrec.data.importers import read_table, require_columns
 from llmrec.errors import InputError
+from llmrec.io import atomic_path
 
 
 def item_texts(split: SplitData) -> list[str]:
     titles = split.items["title"].fillna("").astype(str)
     texts = split.items["text"].fillna("").astype(str)
     return [". ".join(p for p in (t, x) if p) for t, x in zip(titles, texts, strict=True)]
+
+
+def model_fingerprint(model: PreTrainedModel, max_tokens: int) -> str:
+    """Names one embedding function: the model's name, dtype and a sample of its weights (a local folder
+    whose weights change gets a new fingerprint), and the truncation length."""
+    digest = hashlib.sha1(f"{model.config._name_or_path}|{model.dtype}|{max_tokens}".encode())
+    for weight in (
+        model.get_input_embeddings().weight[:8],
+        next(model.get_decoder().layers[-1].parameters()),
+    ):
+        digest.update(weight.detach().float().cpu().numpy().tobytes()[:65536])
+    return digest.hexdigest()[:16]
+
+
+class EmbeddingCache:
+    """Text embeddings kept between `prepare` runs: one Parquet table per model fingerprint
+    (`key`: sha1 of the text, `embedding`), under `cache_dir()/text-embeddings/`."""
+
+    def __init__(self, folder: Path, fingerprint: str) -> None:
+        self.path = folder / "text-embeddings" / f"{fingerprint}.parquet"
+        self.rows: dict[str, np.ndarray] = {}
+        if self.path.exists():
+            table = pd.read_parquet(self.path)
+            self.rows = {
+                k: np.asarray(v, dtype=np.float32)
+                for k, v in zip(table["key"], table["embedding"], strict=True)
+            }
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        table = pd.DataFrame({"key": list(self.rows), "embedding": [v.tolist() for v in self.rows.values()]})
+        with atomic_path(self.path) as tmp:
+            table.to_parquet(tmp, index=False)
 
 
 @torch.no_grad()
@@ -35,25 +74,37 @@ def text_embeddings(
     tokenizer: PreTrainedTokenizerBase,
     batch_size: int = 32,
     max_tokens: int = 64,
+    cache_folder: Path | None = None,
 ) -> np.ndarray:
-    """Mean-pooled last hidden states of the backbone, one row per text."""
+    """Mean-pooled last hidden states of the backbone, one row per text. Only the decoder runs (the
+    output head over the vocabulary would be wasted work); with `cache_folder`, texts this model
+    embedded before are read back instead of recomputed."""
     model.eval()
-    rows = []
-    order = np.argsort([len(t) for t in texts])  # similar lengths per batch: less padding
-    for start in tqdm(range(0, len(texts), batch_size), desc="item text embeddings", unit="batch"):
+    texts = [t or "unknown item" for t in texts]
+    cache = EmbeddingCache(cache_folder, model_fingerprint(model, max_tokens)) if cache_folder else None
+    keys = [EmbeddingCache.key(t) for t in texts] if cache else []
+    todo = [i for i in range(len(texts)) if not cache or keys[i] not in cache.rows]
+    width = model.config.hidden_size
+    out = np.zeros((len(texts), width), dtype=np.float32)
+    order = sorted(todo, key=lambda i: len(texts[i]))  # similar lengths per batch: less padding
+    decoder = model.get_decoder()
+    for start in tqdm(range(0, len(order), batch_size), desc="item text embeddings", unit="batch"):
         idx = order[start : start + batch_size]
         batch = tokenizer(
-            [texts[i] or "unknown item" for i in idx],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=max_tokens,
+            [texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True, max_length=max_tokens
         ).to(model.device)
-        hidden = model(**batch, output_hidden_states=True).hidden_states[-1].float()
+        hidden = decoder(**batch).last_hidden_state.float()
         mask = batch["attention_mask"].unsqueeze(-1).float()
-        rows.append(((hidden * mask).sum(1) / mask.sum(1)).cpu().numpy())
-    out = np.zeros((len(texts), rows[0].shape[1]), dtype=np.float32)
-    out[order] = np.concatenate(rows)
+        out[idx] = ((hidden * mask).sum(1) / mask.sum(1)).cpu().numpy()
+    if cache:
+        computed = set(todo)
+        for i in range(len(texts)):
+            if i in computed:
+                cache.rows[keys[i]] = out[i]
+            else:
+                out[i] = cache.rows[keys[i]]
+        if todo:
+            cache.save()
     return out
 
 

@@ -25,12 +25,15 @@ def residual_kmeans(
     return codes, stages
 
 
-def resolve_collisions(codes: np.ndarray, stages: list, codebook_size: int) -> np.ndarray:
-    """Make every code tuple unique: a colliding item moves to the nearest free code of the last
-    level under the same prefix; if that prefix is full, it also moves at the level above."""
+def resolve_collisions(
+    codes: np.ndarray, stages: list, codebook_size: int, taken: set[tuple[int, ...]] | None = None
+) -> np.ndarray:
+    """Make every code tuple unique (and unlike the `taken` ones: items already placed): a colliding
+    item moves to the nearest free code of the last level under the same prefix; if that prefix is
+    full, it also moves at the level above."""
     codes = codes.copy()
     levels = codes.shape[1]
-    used: set[tuple[int, ...]] = set()
+    used: set[tuple[int, ...]] = set(taken or ())
     order = np.lexsort(codes.T[::-1])
     for i in order:
         key = tuple(int(c) for c in codes[i])

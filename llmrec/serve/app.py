@@ -88,7 +88,8 @@ class Engine:
     them when `llmrec items` changes the catalogue files and swaps them in as a whole: a batch
     decodes with the state it started with, and requests are checked against the newest."""
 
-    WATCHED = ("item_ids.parquet", "items.parquet", "unavailable.json", "added_rows.safetensors")
+    WATCHED = ("item_ids.parquet", "items.parquet", "unavailable.json", "added_rows.safetensors",
+               "item_text_vectors.npy")  # fmt: skip
 
     def __init__(
         self, run_dir: Path, backend: str | None, retriever: str | None, watch_s: float = 2.0

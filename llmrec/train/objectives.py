@@ -105,6 +105,8 @@ def item_logits(head: torch.nn.Module, states: torch.Tensor, rows: torch.Tensor)
     else:
         weight = head.weight
     bias = head.bias[rows] if getattr(head, "bias", None) is not None else None
+    if len(rows) > 1 and bool((rows.diff() == 1).all()):  # the usual case: ids added in one run of tokens
+        return F.linear(states, weight[int(rows[0]) : int(rows[-1]) + 1], bias)  # a view, no copy
     return F.linear(states, weight[rows], bias)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from peft import PeftModel
@@ -30,9 +31,11 @@ from llmrec.backbone import load_model, resize_for_tokenizer
 from llmrec.config import Config
 from llmrec.data import SplitData
 from llmrec.errors import InputError
+from llmrec.ids import ItemIds
 
 # What a run copies from its prepared folder, so that it needs nothing outside itself to recommend.
 PREPARED_COPIES = ("item_ids.parquet", "item_ids.json", "items.parquet", "users.parquet")
+OPTIONAL_COPIES = ("codebooks.npz",)  # semantic ids only: what places a new item (`llmrec items add`)
 
 
 class RunDir:
@@ -52,6 +55,23 @@ class RunDir:
     def load_unavailable(self) -> set[str]:
         """Items `llmrec items remove` took out: never recommended, still readable in histories."""
         return set(json.loads(self.unavailable.read_text())["items"]) if self.unavailable.exists() else set()
+
+    def load_added_items(self, tokenizer: PreTrainedTokenizerBase, ids: ItemIds) -> set[str]:
+        """Items `llmrec items add` put in the catalogue after training (their rows are predicted)."""
+        if not self.added_rows.exists():
+            return set()
+        tokens = set(tokenizer.convert_ids_to_tokens(load_file(self.added_rows)["token_ids"].tolist()))
+        return {item for item, token in zip(ids.items, ids.ids, strict=True) if token in tokens}
+
+    text_vectors = property(lambda self: self.path / "item_text_vectors.npy")
+
+    def load_text_vectors(self, items: int) -> np.ndarray | None:
+        """Each catalogue item's text embedding (`llmrec items add` writes them); None if absent or
+        stale (written for another catalogue size)."""
+        if not self.text_vectors.exists():
+            return None
+        vectors = np.load(self.text_vectors)
+        return vectors if len(vectors) == items else None
 
     def apply_added_rows(self, model: PreTrainedModel) -> None:
         """Write the rows of items added after training into the (resized) embedding matrix. Called
