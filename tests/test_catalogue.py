@@ -88,9 +88,11 @@ def test_added_items_get_their_slots(atomic_run, tmp_path):
     assert runner.invoke(app, ["items", "add", str(run.path), str(new)]).exit_code == 0
     rec = Recommender.from_run(run.path)
     assert rec.new_items.sum() == 2 and rec.text_vectors.shape[0] == 32  # every item's text vector
+    assert (rec.cfg.new_item_slots, rec.cfg.new_item_neighbours) == (2, 10)  # the defaults
     history = [["m1", "m2", "m3"]]
+    rec.cfg.new_item_slots = 0
     plain = [r.item for r in rec.recommend(history, k=5)[0]]
-    rec.cfg.new_item_slots = 2
+    rec.cfg.new_item_slots, rec.cfg.new_item_neighbours = 2, None  # no neighbour floor
     slotted = rec.recommend(history, k=5)[0]
     assert {"n1", "n2"} <= {r.item for r in slotted}
     kept = [r.item for r in slotted if r.item not in ("n1", "n2")]
