@@ -84,7 +84,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def environment(args, device: str) -> dict:
+def environment(device: str) -> dict:
     found = {}
     for name in OPTIONAL:
         try:
@@ -196,7 +196,7 @@ def decode_speed(args, device: str, archs: dict) -> list[dict]:
     return rows
 
 
-def ml100k(args, device: str, budget: Budget, work: Path) -> dict:
+def ml100k(args, budget: Budget, work: Path) -> dict:
     """The default recipe on ML-100K with the real weights, through the CLI as a user runs it."""
     if args.dry_run:
         sys.path.insert(0, str(ROOT / "tests"))
@@ -293,10 +293,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gpu-suite-"))
     sections: list[tuple[str, float, Callable[[], object]]] = [
         # (name, seconds it needs at least, what it runs): the estimates are from the budget's point of view
-        ("environment", 1, lambda: environment(args, device)),
+        ("environment", 1, lambda: environment(device)),
         ("train", 30, lambda: train_throughput(args, device, archs)),
         ("decode", 30, lambda: decode_speed(args, device, archs)),
-        ("ml100k", 120, lambda: ml100k(args, device, budget, work)),
+        ("ml100k", 120, lambda: ml100k(args, budget, work)),
         ("qlora", 20, lambda: qlora(args, device, work)),
     ]
     started = time.time()

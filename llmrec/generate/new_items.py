@@ -18,7 +18,6 @@ from llmrec.generate.beam import Scored
 
 NEG = float("-inf")
 PROFILE_ITEMS = 1  # the user's latest items whose mean text vector the new items are compared with
-NEW_ITEMS_FIRST = False  # slot items placed by the LLM's score (False) or at the head of the list
 
 
 def top_with_new_items(
@@ -53,9 +52,8 @@ def top_with_new_items(
                  if s > NEG and i not in present][: reserved - len(present)]  # fmt: skip
         if extra:
             warm = [i for i in taken if i not in present]
-            keep = len(taken) + len(extra) - k  # warm items to drop: the lowest-scored
-            warm = warm[: len(warm) - keep] if keep > 0 else warm
-            taken = sorted([*warm, *present], key=lambda i: -float(row[i]))
+            dropped = set(warm[len(warm) - max(0, len(taken) + len(extra) - k) :])  # the lowest-scored
+            taken = [i for i in taken if i not in dropped]  # still best first
             taken = [*extra, *taken] if first else sorted([*taken, *extra], key=lambda i: -float(row[i]))
         out.append([Scored(i, float(row[i])) for i in taken])
     return out

@@ -20,7 +20,7 @@ from llmrec.config import GenerateConfig, PromptConfig
 from llmrec.errors import InputError
 from llmrec.generate.atomic import catalogue_scores, top_scored
 from llmrec.generate.beam import Scored, beam_search
-from llmrec.generate.new_items import NEW_ITEMS_FIRST, PROFILE_ITEMS, top_with_new_items
+from llmrec.generate.new_items import PROFILE_ITEMS, top_with_new_items
 from llmrec.generate.reference import generate_reference
 from llmrec.generate.trie import ItemTrie
 from llmrec.ids import ItemIds, id_token_ids
@@ -179,13 +179,11 @@ class Recommender:
             return top_scored(scores, k)
         affinity = None
         if self.text_vectors is not None and latest:
-            width = self.text_vectors.shape[1]
-            profiles = torch.stack(
-                [self.text_vectors[rows].mean(0) if rows else torch.zeros(width) for rows in latest]
-            )
+            none = torch.zeros(self.text_vectors.shape[1])  # an empty history: no similarity to anything
+            profiles = torch.stack([self.text_vectors[rows].mean(0) if rows else none for rows in latest])
             affinity = torch.nn.functional.normalize(profiles, dim=-1) @ self.text_vectors.T
         return top_with_new_items(scores, self.new_items, k, self.cfg.new_item_slots, affinity,
-                                  self.cfg.new_item_neighbours, first=NEW_ITEMS_FIRST)  # fmt: skip
+                                  self.cfg.new_item_neighbours)  # fmt: skip
 
     def recommend(
         self,
@@ -225,7 +223,7 @@ class Recommender:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             exclude = [[self.item_ids.index[i] for i in excluded[j]] for j in idx]
-            latest = [[self.item_ids.index[i] for i in histories[j][-PROFILE_ITEMS:]] or [0] for j in idx]
+            latest = [[self.item_ids.index[i] for i in histories[j][-PROFILE_ITEMS:]] for j in idx]
             out = self._decode(
                 [prompts[j] for j in idx], k, exclude if any(exclude) else None, reference, latest
             )
