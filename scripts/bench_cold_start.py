@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 import yaml
 
-from llmrec.backbone import load_model, load_tokenizer, resolve_model
+from llmrec.backbone import load_model, load_tokenizer, resolve_dtype, resolve_model
 from llmrec.config import DataConfig, GenerateConfig, load_config
 from llmrec.data import SplitData
 from llmrec.data.importers import load_catalog
@@ -53,6 +53,9 @@ from llmrec.generate.new_items import top_with_new_items
 from llmrec.ids.embeddings import item_texts, normalise, text_embeddings
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_train import machine  # noqa: E402
+
 WORK = Path(os.environ.get("COLD_START_WORK", ROOT / "runs" / "cold-start"))  # a smoke run elsewhere
 OUT = ROOT / "docs" / "benchmarks" / "cold-start.json"
 COLD_SHARE = 0.10
@@ -323,6 +326,8 @@ def report(names: list[str]) -> None:
         "what": __doc__.split("\n\n")[1].replace("\n", " "),
         "new_item_slots": defaults.new_item_slots,
         "new_item_neighbours": defaults.new_item_neighbours,
+        # training, scoring and report run on one machine (the scores are bf16 where `auto` picks it)
+        "machine": machine() | {"dtype": resolve_dtype("auto")},
         "datasets": {},
     }
     for name in names:
