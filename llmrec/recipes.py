@@ -38,7 +38,7 @@ from llmrec.evaluate import Popularity, ranking_metrics
 from llmrec.evaluate.metrics import by_history_length
 from llmrec.explain import Explainer
 from llmrec.generate import Recommendation, Recommender
-from llmrec.hybrid import HybridRecommender, fit_retriever, load_recommender
+from llmrec.hybrid import HybridRecommender, choose_retriever, fit_retriever, load_recommender
 from llmrec.ids import ItemIds, build_item_ids, id_token_ids
 from llmrec.ids.embeddings import text_embeddings
 from llmrec.ids.item_ids import choose_embeddings
@@ -54,6 +54,7 @@ from llmrec.prompts import (
 from llmrec.train.finetune import build_finetuning
 from llmrec.train.loop import encode_examples, fit
 from llmrec.train.objectives import build_objective
+from llmrec.train.packing import pack_examples
 from llmrec.train.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
 
 console = Console(stderr=True)
@@ -191,14 +192,29 @@ def train(cfg: Config) -> RunDir:
         cfg.train.tasks, len(examples), item_texts(split.items, cfg.prompts.max_title_chars), ids.id_by_item,
         tokenizer, builder.end_token_id, seed=cfg.train.seed, log=console.log,
     )  # fmt: skip
-    console.log(f"training on {len(examples)} examples; run directory {run.path}")
+    interactions = int(split.users["train"].map(len).sum())
+    tokens = sum(len(x["input_ids"]) for x in examples)
+    info = {"examples": len(examples), "train_interactions": interactions, "train_tokens": tokens,
+            "tokens_per_interaction": round(tokens / max(interactions, 1), 3)}  # fmt: skip
+    if cfg.train.pack:
+        width = max(cfg.prompts.max_prompt_tokens, max(len(x["input_ids"]) for x in examples))
+        packed = pack_examples(examples, width)
+        info |= {"packed_rows": len(packed), "pack_width": width,
+                 "pack_fill": round(tokens / (len(packed) * width), 3)}  # fmt: skip
+        console.log(f"{len(examples)} examples packed into {len(packed)} rows of {width} tokens "
+                    f"({info['pack_fill']:.0%} full)")  # fmt: skip
+        examples = packed
+    console.log(f"training on {len(examples)} rows, {info['tokens_per_interaction']} tokens per interaction; "
+                f"run directory {run.path}")  # fmt: skip
     objective = build_objective(cfg, ids, tokenizer, builder.end_token_id)
     fit(cfg, model, tokenizer, examples, run, _validator(cfg, tokenizer, ids, split),
-        tuning=tuning, objective=objective)  # fmt: skip
+        tuning=tuning, objective=objective, info=info)  # fmt: skip
     # a retriever's mixing weight was chosen for the weights it was fitted with: refit or drop it
     shutil.rmtree(run.path / "retriever", ignore_errors=True)
     if cfg.generate.retriever == "sasrec":
         fit_retriever(run.path, log=console.log)
+    elif cfg.generate.retriever == "auto":
+        choose_retriever(run.path, log=console.log)
     return run
 
 
@@ -248,6 +264,12 @@ def evaluate(
     }
     if isinstance(rec, HybridRecommender):
         metrics["retriever"] = {"model": "sasrec", "shortlist": rec.shortlist, "weight": str(rec.weight)}
+    else:
+        metrics["retriever"] = {"model": "none"}
+    if (choice := run.path / "retriever" / "choice.json").exists():
+        metrics["retriever"]["chosen_on_validation"] = read_json(choice)
+        console.log(f"retriever: {metrics['retriever']['model']} (validation chose "
+                    f"{read_json(choice)['chosen']}; --retriever overrides)")  # fmt: skip
     if run.summary.exists():
         metrics["train"] = read_json(run.summary)
     write_lists(run.path / f"lists-{split_name}.parquet", users["user"].tolist(), targets, lists)

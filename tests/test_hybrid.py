@@ -55,7 +55,7 @@ def test_retriever_config_trains_and_serves_the_hybrid(tmp_path, tiny_backbone):
     # --retriever none on the same run: the LLM alone over the whole catalogue
     result = runner.invoke(app, ["evaluate", str(run.path), "--split", "test", "--retriever", "none"])
     assert result.exit_code == 0, result.output
-    assert "retriever" not in json.loads(run.metrics("test").read_text())
+    assert json.loads(run.metrics("test").read_text())["retriever"] == {"model": "none"}
 
     # every recommended item comes from SASRec's shortlist, and weight 0 is SASRec's own order
     rec = HybridRecommender.from_run(run.path)
@@ -84,7 +84,10 @@ def test_retriever_flag_fits_one_for_a_run_without(tmp_path, tiny_backbone):
     for args in (["prepare", config], ["train", config]):
         assert runner.invoke(app, args).exit_code == 0
     run = RunDir(tmp_path / "run")
-    assert not (run.path / "retriever").exists()
+    # retriever auto with no SASRec-CE available: the LLM alone, said so; nothing fitted
+    choice = json.loads((run.path / "retriever" / "choice.json").read_text())
+    assert choice == {"chosen": "llm", "reason": "no SASRec-CE retriever available"}
+    assert not (run.path / "retriever" / "hybrid.json").exists()
     result = runner.invoke(app, ["evaluate", str(run.path), "--split", "valid", "--retriever", "sasrec"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert (run.path / "retriever" / "hybrid.json").exists()
@@ -112,3 +115,53 @@ def test_fit_retriever_scores_the_shortlist_it_is_asked_for(tmp_path, tiny_backb
     assert fitted["shortlist"] == 7  # the config's generate.shortlist is 50
     rec = HybridRecommender.from_run(tmp_path / "run")
     assert rec.shortlist == 7 and len(rec.score_shortlists([["m1", "m2"]], 7, True)[0]) == 7
+
+
+def test_auto_retriever_is_chosen_on_validation_and_honoured_everywhere(tmp_path, tiny_backbone):
+    """With a SASRec-CE from `llmrec baseline`, `train` ranks the LLM alone and the hybrid on the same
+    validation users and stores the better; evaluate, recommend, score and serve then use it unless
+    --retriever says otherwise."""
+    from llmrec.generate import Recommender
+    from llmrec.serve.app import Engine
+
+    config = write_config(tmp_path, tiny_backbone, "atomic", ATOMIC | {"baselines": SASREC},
+                          max_steps=2, eval_every=0)  # fmt: skip
+    for args in (["prepare", config], ["baseline", config, "--model", "sasrec"], ["train", config]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    run = RunDir(tmp_path / "run")
+    choice_file = run.path / "retriever" / "choice.json"
+    choice = json.loads(choice_file.read_text())
+    assert choice["chosen"] in ("llm", "hybrid") and choice["valid_users"] == 8  # train.eval_users
+    best = max(choice["valid_ndcg@10"], key=lambda k: (choice["valid_ndcg@10"][k], k == "llm"))
+    assert choice["chosen"] == best and choice["retriever_weights"].endswith("baselines/sasrec/model.pt")
+    assert json.loads((run.path / "retriever" / "hybrid.json").read_text())["valid_users"] == 8
+
+    history = ["m1", "m2", "m3", "m4"]
+    expected = {
+        "llm": [r.item for r in Recommender.from_run(run.path).recommend([history], k=5)[0]],
+        "hybrid": [r.item for r in HybridRecommender.from_run(run.path).recommend([history], k=5)[0]],
+    }
+    assert expected["llm"] != expected["hybrid"]  # else this test could not tell them apart
+    for chosen, model in (("hybrid", "sasrec"), ("llm", "none")):
+        choice_file.write_text(json.dumps(choice | {"chosen": chosen}))
+        result = runner.invoke(app, ["evaluate", str(run.path), "--split", "test"])
+        assert result.exit_code == 0, result.output
+        metrics = json.loads(run.metrics("test").read_text())
+        assert metrics["retriever"]["model"] == model
+        assert metrics["retriever"]["chosen_on_validation"]["chosen"] == chosen
+        lists = pd.read_parquet(run.path / "lists-test.parquet")
+        result = runner.invoke(app, ["recommend", str(run.path), "--history", ",".join(history), "-k", "5",
+                                     "--json"])  # fmt: skip
+        assert [json.loads(line)["item"] for line in result.stdout.splitlines()] == expected[chosen]
+        out = tmp_path / f"recs-{chosen}.parquet"
+        result = runner.invoke(app, ["score", str(run.path), "--split", "test", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        scored = pd.read_parquet(out).sort_values(["user", "rank"]).groupby("user")["item"].apply(list)
+        assert all(scored[u] == list(items) for u, items in zip(lists["user"], lists["items"], strict=True))
+        engine = Engine(run.path, None, None)
+        assert isinstance(engine.rec, HybridRecommender) == (chosen == "hybrid")
+    # the run chose the LLM alone: --retriever sasrec still gives the hybrid
+    result = runner.invoke(app, ["evaluate", str(run.path), "--split", "test", "--retriever", "sasrec"])
+    assert result.exit_code == 0
+    assert json.loads(run.metrics("test").read_text())["retriever"]["model"] == "sasrec"

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from tiny import tiny_tokenizer
 
-from llmrec.config import PromptConfig
+from llmrec.config import Config, PromptConfig
 from llmrec.errors import InputError
 from llmrec.prompts import PromptBuilder, find_template
 
@@ -135,7 +135,7 @@ def test_every_item_windows_cover_each_target_once():
 
 
 def test_every_item_needs_a_list_template(tmp_path):
-    with pytest.raises(InputError, match="one id per line") as err:
+    with pytest.raises(InputError, match="each id followed by") as err:
         PromptBuilder(
             PromptConfig(objective="every_item", template="next_item.j2"), tiny_tokenizer(), IDS, TITLES
         )
@@ -152,6 +152,42 @@ def test_every_item_needs_a_list_template(tmp_path):
         cfg.model_copy(update={"include_titles": False}), tiny_tokenizer(), IDS, TITLES
     )
     assert without_titles.render(["i1"]) == "Items:\n1001\n"
+
+
+def one_token_builder(**settings) -> PromptBuilder:
+    """Atomic ids as the default recipe has them: one added token an item, no separator."""
+    tok = tiny_tokenizer()
+    ids = {f"i{n}": f"<item_{n}>" for n in range(12)}
+    tok.add_tokens(list(ids.values()), special_tokens=True)
+    cfg = Config.model_validate({"prompts": {"align_to": 1, **settings}}).prompts
+    return PromptBuilder(cfg, tok, ids)
+
+
+def test_atomic_ids_are_listed_one_token_an_item_with_no_separator():
+    assert Config().prompts.item_separator == "none"  # the default recipe: atomic ids, every_item
+    assert Config.model_validate({"ids": {"scheme": "semantic"}}).prompts.item_separator == "line_break"
+    with pytest.raises(ValueError, match="needs atomic ids"):
+        Config.model_validate({"ids": {"scheme": "title"}, "prompts": {"item_separator": "none"}})
+    builder = one_token_builder()
+    tok = builder.tokenizer
+    history = [f"i{n}" for n in range(6)]
+    (ids,) = builder.encode([history])
+    assert ids == builder.header_ids + tok.convert_tokens_to_ids([f"<item_{n}>" for n in range(6)])
+    assert builder.render(history) == "Items:\n" + "".join(f"<item_{n}>" for n in range(6))
+    assert all(len(builder.line_ids(i)) == 1 for i in history)
+
+
+def test_one_token_windows_give_each_target_the_prompt_of_its_prefix():
+    builder = one_token_builder(max_history=8)
+    window = [f"i{n}" for n in (3, 1, 4, 1, 5, 9)]
+    ids, labels = builder.encode_window(window)
+    header = len(builder.header_ids)
+    assert len(ids) == header + len(window)  # one token an item, nothing for pad or separators
+    for t in range(1, len(window)):
+        (prompt,) = builder.encode([window[:t]])  # what a request with this history is sent
+        assert ids[: header + t] == prompt
+        assert labels[header + t] == builder.line_ids(window[t])[0] == ids[header + t]
+    assert labels[: header + 1] == [-100] * (header + 1)  # the header and the first item: context only
 
 
 def test_one_long_title_is_cut_not_the_history():

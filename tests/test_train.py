@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -180,7 +181,109 @@ def test_patience_stops_training_and_a_resumed_run_stays_stopped(tmp_path):
                    tuning=LoraTuning(), objective=TokenLoss())  # fmt: skip
 
     summary = train()
-    # validations at steps 2 (best), 4 and 6 (no better: patience 2 reached), then the final one
-    assert summary["steps"] == 6 and summary["stopped_early"] and len(calls) == 4
+    # validations at steps 2 (best), 4 and 6 (no better: patience 2 reached); step 6 is not redone
+    assert summary["steps"] == 6 and summary["stopped_early"] and len(calls) == 3
     assert (run.path / "adapter" / "adapter_config.json").exists()
     assert train()["steps"] == 6  # resuming does not train on
+
+
+def test_packed_rows_give_the_loss_of_the_unpacked_examples():
+    """Windows packed into shared rows see only themselves: the same loss (TokenLoss and the
+    catalogue softmax) as each window in a row of its own, on a tiny model, in float32."""
+    from llmrec.train.packing import pack_examples
+
+    tok, model, rows = with_new_tokens([f"<item_{n}>" for n in range(6)])
+    gen = torch.Generator().manual_seed(0)
+    examples = []
+    for n in (5, 9, 3, 12, 7, 4, 6, 2):
+        items = [rows[int(i)] for i in torch.randint(0, 6, (n,), generator=gen)]
+        ids = tok("Items:\n", add_special_tokens=False).input_ids + items
+        examples.append({"input_ids": ids, "labels": [-100] * (len(ids) - n + 1) + items[1:]})
+    packed = pack_examples(examples, width=24)
+    assert len(packed) < len(examples) and all(len(r["input_ids"]) <= 24 for r in packed)
+    assert sorted(t for r in packed for t in r["labels"] if t != -100) == sorted(
+        t for x in examples for t in x["labels"] if t != -100
+    )  # every target kept, once
+    for objective in (TokenLoss(), CatalogueLoss(rows, len(tok))):
+        plain = objective(model, collate(examples, tok.pad_token_id))
+        torch.testing.assert_close(objective(model, collate(packed, tok.pad_token_id)), plain)
+    # the mask is what makes it so: the same rows with one causal mask across examples differ
+    leaky = collate(packed, tok.pad_token_id)
+    del leaky["position_ids"]
+    assert not torch.allclose(TokenLoss()(model, leaky), TokenLoss()(model, collate(examples, 0)))
+
+
+def _fit(tmp_path, name: str, scores: list[float], kill_at: int | None = None, **train):
+    """A tiny LoRA fit whose n-th validation returns scores[n], killed in step `kill_at`'s forward
+    pass if given; returns (summary, model, run, log)."""
+    from llmrec.train.loop import fit
+    from llmrec.train.run_dir import RunDir
+
+    tok, model, new_ids = with_new_tokens(["<a_0>", "<a_1>"])
+    cfg = Config.model_validate({"train": {"batch_size": 2, "warmup_steps": 2, "save_every": 1, **train}})
+    examples = encode_examples(tok, ["Next item:\n", "a b\n"] * 4, [[new_ids[0]], [new_ids[1]]] * 4)
+    (tmp_path / name).mkdir(exist_ok=True)
+    run = RunDir(tmp_path / name)
+    calls = []
+
+    def validate(_model) -> dict[str, float]:
+        calls.append(1)
+        return {"ndcg@10": scores[min(len(calls), len(scores)) - 1]}
+
+    steps = []
+
+    def objective(m, batch):
+        steps.append(1)
+        if len(steps) == kill_at:
+            raise KeyboardInterrupt  # a kill between two checkpoints
+        return TokenLoss()(m, batch)
+
+    peft_model = LoraTuning().prepare(model, cfg, new_ids)
+    try:
+        summary = fit(cfg, peft_model, tok, examples, run, validate, tuning=LoraTuning(), objective=objective)
+    except KeyboardInterrupt:
+        summary = None
+    return summary, peft_model, run, [json.loads(line) for line in run.log.read_text().splitlines()]
+
+
+def test_early_stopping_keeps_and_restores_the_best_weights(tmp_path):
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    # one validation an epoch (4 steps); the 2nd is best, the 3rd and 4th are not: patience 2 stops
+    summary, model, run, log = _fit(tmp_path, "run", [0.1, 0.3, 0.2, 0.25, 0.9], epochs=30, patience=2)
+    assert summary["stop_reason"] == "patience" and summary["steps"] == 16 and summary["best_step"] == 8
+    assert summary["epochs_run"] == 4 and summary["best_epoch"] == 2
+    assert log[-1] == {"step": 16, "stop_reason": "patience", "best_step": 8}
+    saved = load_file(run.path / "adapter" / "adapter_model.safetensors")
+    state = get_peft_model_state_dict(model, save_embedding_layers=False)
+    assert saved.keys() <= state.keys()
+    for key, value in saved.items():  # the model left in memory holds the best weights, not the last
+        torch.testing.assert_close(state[key], value)
+    checkpoint = torch.load(run.checkpoint, weights_only=False)["weights"]
+    assert any(not torch.equal(checkpoint[k], saved[k]) for k in saved)  # the last ones differed
+
+
+def test_a_resumed_run_continues_the_same_schedule(tmp_path):
+    """Killed after 5 of 12 steps and resumed: the same learning rates, losses and final weights
+    as one run straight through (constant schedule after warmup; cosine with a fixed budget)."""
+    for schedule in ("constant", "cosine"):
+        settings = {"max_steps": 12, "patience": None, "eval_every": 4, "schedule": schedule, "lr": 1e-2}
+        straight, model, _, log = _fit(tmp_path, f"straight-{schedule}", [0.1], **settings)
+        assert _fit(tmp_path, f"resumed-{schedule}", [0.1], kill_at=6, **settings)[0] is None
+        # the same run folder continues from its checkpoint of step 5 (one is saved every step)
+        again, model2, _, log2 = _fit(tmp_path, f"resumed-{schedule}", [0.1], **settings)
+        assert again["steps"] == straight["steps"] == 12 and again["stop_reason"] == "max_steps"
+        lrs = [(r["step"], r["lr"]) for r in log if "lr" in r]
+        assert lrs == [(r["step"], r["lr"]) for r in log2 if "lr" in r]
+        assert [r["loss"] for r in log if "loss" in r] == [r["loss"] for r in log2 if "loss" in r]
+        a = {k: v for k, v in model.named_parameters() if v.requires_grad}
+        b = {k: v for k, v in model2.named_parameters() if v.requires_grad}
+        for key in a:
+            torch.testing.assert_close(a[key], b[key])
+    assert lrs[-1][1] < settings["lr"] / 10  # cosine decays over the budget
+
+
+def test_the_wall_time_cap_stops_training_and_says_so(tmp_path):
+    summary, *_ = _fit(tmp_path, "run", [0.1], epochs=30, max_minutes=1e-9)
+    assert summary["stop_reason"] == "max_minutes" and summary["steps"] == 1

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from llmrec.errors import InputError
@@ -131,10 +132,12 @@ def fit_retriever(
     *,
     shortlist: int | None = None,
     sasrec_weights: str | Path | None = None,
+    users: pd.DataFrame | None = None,
 ) -> dict:
     """Train SASRec-CE on the run's split (or load `sasrec_weights`, default the run's
-    generate.retriever_weights), pick the mixing weight on validation (every validation user) for
-    `shortlist` (default generate.shortlist), and save both in RUN_DIR/retriever/. Returns hybrid.json."""
+    generate.retriever_weights), pick the mixing weight on validation (every validation user, or
+    `users`) for `shortlist` (default generate.shortlist), and save both in RUN_DIR/retriever/.
+    Returns hybrid.json."""
     run = RunDir(run_dir)
     cfg = run.load_config()
     split = run.load_split()
@@ -153,7 +156,7 @@ def fit_retriever(
     folder.mkdir(exist_ok=True)
     sasrec.save(folder / "sasrec.pt")
     hybrid = HybridRecommender(llm or Recommender.from_run(run.path), sasrec, shortlist, 0.0)
-    users = split.eval_users("valid")
+    users = split.eval_users("valid") if users is None else users
     log(f"retriever: the LLM scores SASRec's top-{shortlist} for {len(users)} validation users")
     rows = hybrid.score_shortlists(split.histories(users, "valid"), shortlist, cfg.generate.exclude_history,
                                    progress=True)  # fmt: skip
@@ -183,6 +186,61 @@ def fit_retriever(
     return settings
 
 
+def available_retriever(run_dir: str | Path) -> Path | None:
+    """SASRec-CE weights the run can use without training one: generate.retriever_weights, or those
+    `llmrec baseline CONFIG --model sasrec` left in baselines_dir."""
+    cfg = RunDir(run_dir).load_config()
+    if cfg.generate.retriever_weights is not None:
+        return Path(cfg.generate.retriever_weights)
+    saved = Path(cfg.baselines_dir) / "sasrec" / "model.pt"
+    return saved if saved.is_file() else None
+
+
+def choose_retriever(run_dir: str | Path, log: Callable[[str], None] = print) -> dict:
+    """`generate.retriever: auto` after training: with a SASRec-CE available, the LLM alone and the
+    hybrid are both ranked on the same validation users (train.eval_users of them) and the better
+    becomes the run's default (RUN_DIR/retriever/choice.json, read by `load_recommender`); without
+    one, the LLM alone, said so. The hybrid's weight is picked on those users too, so its number is
+    the better of a dozen mixes: a slight edge the choice gives it."""
+    run = RunDir(run_dir)
+    cfg = run.load_config()
+    folder = run.path / "retriever"
+    weights = available_retriever(run.path)
+    if weights is None:
+        log("retriever: none available (set generate.retriever_weights, or run `llmrec baseline CONFIG "
+            "--model sasrec` before training): the LLM alone ranks the catalogue")  # fmt: skip
+        choice = {"chosen": "llm", "reason": "no SASRec-CE retriever available"}
+    else:
+        split = run.load_split()
+        users = split.eval_users("valid")
+        users = users.sample(n=min(cfg.train.eval_users, len(users)), random_state=cfg.train.seed)
+        llm = Recommender.from_run(run.path)
+        lists = llm.recommend(split.histories(users, "valid"), k=10, progress=True)
+        targets, catalogue = users["valid"].tolist(), set(split.items["item"])
+        alone = ranking_metrics(targets, [[r.item for r in row] for row in lists], catalogue)["ndcg@10"]
+        hybrid = fit_retriever(run.path, llm, log, sasrec_weights=weights, users=users)
+        mixed = hybrid["valid_ndcg@10_by_weight"][str(hybrid["weight"])]
+        chosen = "hybrid" if mixed > alone else "llm"
+        choice = {"chosen": chosen, "valid_users": len(users), "retriever_weights": str(weights),
+                  "valid_ndcg@10": {"llm": alone, "hybrid": mixed}}  # fmt: skip
+        log(f"retriever: validation NDCG@10 LLM alone {alone:.4f}, SASRec-CE shortlist + LLM {mixed:.4f}: "
+            f"the run's default is {'the hybrid' if chosen == 'hybrid' else 'the LLM alone'}")  # fmt: skip
+    folder.mkdir(exist_ok=True)
+    write_json(folder / "choice.json", choice)
+    return choice
+
+
+def run_retriever(run_dir: str | Path) -> str:
+    """The retriever a run uses when none is asked for: its generate.retriever, with auto resolved
+    by what `choose_retriever` stored (none before it ran)."""
+    run = RunDir(run_dir)
+    configured = run.load_config().generate.retriever
+    if configured != "auto":
+        return configured
+    choice = run.path / "retriever" / "choice.json"
+    return "sasrec" if choice.exists() and read_json(choice)["chosen"] == "hybrid" else "none"
+
+
 def load_recommender(
     run_dir: str | Path,
     backend: str | None = None,
@@ -190,9 +248,10 @@ def load_recommender(
     log: Callable[[str], None] = print,
 ) -> Recommender | HybridRecommender:
     """The run's recommender: the LLM alone, or with `retriever` (default: the run's
-    `generate.retriever`) 'sasrec', the hybrid; a run without a fitted retriever gets one now (once)."""
+    `generate.retriever`, auto as chosen on validation) 'sasrec', the hybrid; a run without a fitted
+    retriever gets one now (once)."""
     run = RunDir(run_dir)
-    retriever = retriever or run.load_config().generate.retriever
+    retriever = retriever or run_retriever(run.path)
     llm = Recommender.from_run(run.path, backend=backend)
     if retriever == "none":
         return llm

@@ -47,11 +47,12 @@ class PromptBuilder:
     and encodes them as the token ids the model sees, in training and on both backends.
 
     `objective: next_item`: the prompt is the rendered template, tokenized as a whole; the answer is
-    the next item's id and EOS. `objective: every_item`: the template lists the history one id per
-    line and nothing follows the list; the prompt is the template's header followed by each item's
-    id tokens and a line break, and the answer is the next line. A training window is then a prompt
-    whose every line after the first is a target (`encode_window`), with the same ids a prompt of
-    that prefix would get.
+    the next item's id and EOS. `objective: every_item`: the template lists the history, each id
+    followed by `prompts.separator` (nothing for atomic ids, a line break otherwise), and nothing
+    follows the list; the prompt is the template's header followed by each item's id tokens and
+    separator, and the answer is the next id. A training window is then a prompt whose every item
+    after the first is a target (`encode_window`), with the same ids a prompt of that prefix would
+    get. Atomic ids with no separator cost one token an item.
     """
 
     def __init__(
@@ -95,16 +96,20 @@ class PromptBuilder:
 
     def _text(self, items: list[str]) -> str:
         shown = [{"id": self.id_of[i], "title": self._title(i)} for i in items]
-        out = self.template.render(history=shown)
+        out = self.template.render(history=shown, separator=self.cfg.separator)
+        if self.cfg.objective == "every_item" and items:
+            return out  # ends with the last id and its separator (none for atomic ids)
         return out if out.endswith("\n") else out + "\n"
 
     def _check_list_template(self) -> None:
         probe = list(self.id_of)[:2]
-        expected = self._text([]) + "".join(self.id_of[i] + "\n" for i in probe)
+        expected = self._text([]) + "".join(self.id_of[i] + self.cfg.separator for i in probe)
         if self._text(probe) != expected:
             raise InputError(
-                "prompts.objective every_item needs a template that lists the history one id per line "
-                "with nothing after the list (e.g. item_list.j2) and prompts.include_titles: false",
+                "prompts.objective every_item needs a template that lists the history, each id followed "
+                f"by {{{{ separator }}}} (here {self.cfg.separator!r}: prompts.item_separator "
+                f"{self.cfg.item_separator}), with nothing after the list (e.g. item_list.j2), and "
+                "prompts.include_titles: false",
                 path=self.source,
                 field="objective",
             )
@@ -119,9 +124,11 @@ class PromptBuilder:
         return ids[0]
 
     def line_ids(self, item: str) -> list[int]:
-        """every_item: the tokens of one listed item, its id and the line break (also the answer)."""
+        """every_item: the tokens of one listed item: its id, then the line break unless the ids are
+        atomic and listed with no separator (also the answer)."""
         if item not in self._lines:
-            self._lines[item] = [*self._tokens(self.id_of[item]), self.end_token_id]
+            end = [self.end_token_id] if self.cfg.separator else []
+            self._lines[item] = [*self._tokens(self.id_of[item]), *end]
         return self._lines[item]
 
     def shown(self, history: list[str]) -> int:
@@ -181,7 +188,7 @@ class PromptBuilder:
 
     def encode_window(self, items: list[str]) -> tuple[list[int], list[int]]:
         """every_item training example: (input_ids, labels) of the window listed as a prompt, with
-        labels on every line after the first (-100 elsewhere). The context of each target is token
+        labels on every item after the first (-100 elsewhere). The context of each target is token
         for token what `encode` gives that prefix as a prompt, but for the left fill."""
         ids, labels = list(self.header_ids), [-100] * len(self.header_ids)
         for n, item in enumerate(items):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.config import Config
@@ -45,6 +46,10 @@ class LoraTuning:
         # The id-token rows live in the trainable-tokens adapter: skip the full embedding copy.
         model.save_pretrained(folder, save_embedding_layers=False)
 
+    def load_saved(self, model, folder: Path) -> None:
+        """Put the weights `save` wrote back into the training model (the best ones, after a stop)."""
+        set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+
 
 class FullTuning:
     folder = "model"
@@ -63,6 +68,13 @@ class FullTuning:
     def save(self, model, folder: Path, tokenizer: PreTrainedTokenizerBase) -> None:
         model.save_pretrained(folder)  # safetensors; tied weights saved once
         tokenizer.save_pretrained(folder)
+
+    def load_saved(self, model, folder: Path) -> None:
+        state = {}
+        for shard in sorted(folder.glob("*.safetensors")):
+            state |= load_file(shard)
+        model.load_state_dict(state, strict=False)  # a tied head is saved once, as the embedding
+        model.tie_weights()
 
 
 def build_finetuning(cfg: Config) -> LoraTuning | FullTuning:

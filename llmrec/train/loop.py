@@ -22,7 +22,12 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+)
 
 from llmrec.config import Config
 from llmrec.io import atomic_path, write_json
@@ -47,16 +52,22 @@ def encode_examples(
 
 
 def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded tensors; packed rows (`pack_examples`) also carry their `position_ids`."""
     width = max(len(x["input_ids"]) for x in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), -100, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
+    packed = "position_ids" in batch[0]
+    positions = torch.zeros((len(batch), width), dtype=torch.long)
     for r, x in enumerate(batch):
         n = len(x["input_ids"])
         ids[r, :n] = torch.tensor(x["input_ids"])
         labels[r, :n] = torch.tensor(x["labels"])
         mask[r, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if packed:
+            positions[r, :n] = torch.tensor(x["position_ids"])
+    out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return out | {"position_ids": positions} if packed else out
 
 
 def fit(
@@ -69,9 +80,11 @@ def fit(
     *,
     tuning: LoraTuning | FullTuning,
     objective: TokenLoss | CatalogueLoss,
+    info: dict | None = None,
 ) -> dict:
     """Train `model` (already prepared by `tuning`) on `objective`; returns a summary.
-    `validate(model)` returns metrics including 'ndcg@10'; the best weights go to RUN_DIR/<tuning.folder>."""
+    `validate(model)` returns metrics including 'ndcg@10'; the best weights go to RUN_DIR/<tuning.folder>
+    and are loaded back into `model` when training stops. `info` joins the summary (what the data was)."""
     tc = cfg.train
     # cpu=True without CUDA makes torchrun-started processes (`accelerate launch --multi_gpu`,
     # `torchrun --nproc_per_node N`) one multi-CPU (gloo) job instead of N independent runs.
@@ -82,7 +95,8 @@ def fit(
             "one process. For N CPU processes use `accelerate launch --cpu --num_processes N -m llmrec "
             "train ...` or `torchrun --nproc_per_node N -m llmrec train ...`."
         )
-    if accelerator.device.type == "cpu":  # processes share the cores: don't oversubscribe them
+    if accelerator.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # processes share the cores: don't oversubscribe them (an explicit OMP_NUM_THREADS wins)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
     set_seed(tc.seed)
     # Per process, an epoch is a whole number of optimizer steps (the remainder is dropped), so a
@@ -90,12 +104,18 @@ def fit(
     batches_per_epoch = max(1, len(examples) // (tc.batch_size * accelerator.num_processes))
     steps_per_epoch = max(1, batches_per_epoch // tc.grad_accum)
     total = tc.max_steps or max(1, math.ceil(tc.epochs * steps_per_epoch))
+    eval_every = steps_per_epoch if tc.eval_every == "epoch" else tc.eval_every
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, min(tc.warmup_steps, total // 10 + 1), total)
+    warmup = min(tc.warmup_steps, total // 10 + 1)
+    if tc.schedule == "cosine":
+        scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    else:
+        scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    step, best, best_metrics, elapsed_before, stale = 0, -1.0, {}, 0.0, 0
+    step, best, best_metrics, elapsed_before, stale, stop_reason = 0, -1.0, {}, 0.0, 0, ""
+    best_step, validated_at = 0, -1
     if run.checkpoint.exists():
         state = torch.load(run.checkpoint, weights_only=False)
         tuning.load_state(accelerator.unwrap_model(model), state.get("weights", state.get("adapter")))
@@ -103,8 +123,9 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         step, best, best_metrics = state["step"], state["best"], state.get("best_metrics", {})
         elapsed_before, stale = state.get("elapsed", 0.0), state.get("stale", 0)
+        best_step, validated_at = state.get("best_step", 0), state.get("validated_at", -1)
         if tc.patience and stale >= tc.patience:
-            total = step  # it had stopped early
+            total, stop_reason = step, "patience"  # it had stopped early; a larger budget does not undo that
         accelerator.print(f"resuming from step {step} of {total}")
     if accelerator.is_main_process:
         _truncate_log(run.log, step)
@@ -119,30 +140,42 @@ def fit(
             "step": step,
             "best": best,
             "best_metrics": best_metrics,
+            "best_step": best_step,
+            "validated_at": validated_at,
             "elapsed": elapsed_before + time.time() - start,
             "stale": stale,
+            "stop_reason": stop_reason,
         }
         with atomic_path(run.checkpoint) as tmp:
             torch.save(state, tmp)
 
     def run_validation() -> None:
-        nonlocal best, best_metrics, stale
+        nonlocal best, best_metrics, stale, best_step, validated_at
+        validated_at = step
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(model)
             metrics = validate(unwrapped) if validate else {}
             unwrapped.train()
-            _log(run.log, {"step": step, **{f"valid_{k}": v for k, v in metrics.items()}})
+            _log(run.log, {"step": step, "epoch": round(step / steps_per_epoch, 2),
+                           **{f"valid_{k}": v for k, v in metrics.items()}})  # fmt: skip
             score = metrics.get("ndcg@10", 0.0)
             best_path = run.path / tuning.folder
             stale = 0 if validate is None or score > best else stale + 1
             if stale == 0 or not best_path.exists():
-                best, best_metrics = score, metrics
+                best, best_metrics, best_step = score, metrics, step
                 with atomic_path(best_path, kind=tuning.kind) as tmp:
                     tuning.save(unwrapped, tmp, tokenizer)
             accelerator.print(f"step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
         accelerator.wait_for_everyone()
         # every process must stop at the same step: the main one decides
         stale = int(accelerator.gather(torch.tensor([stale], device=accelerator.device))[0])
+
+    def out_of_time() -> bool:
+        if tc.max_minutes is None:
+            return False
+        late = elapsed_before + time.time() - start > tc.max_minutes * 60
+        # every process must stop at the same step: the main one decides
+        return bool(accelerator.gather(torch.tensor([int(late)], device=accelerator.device))[0])
 
     model.train()
     start = time.time()
@@ -151,6 +184,8 @@ def fit(
         total=total, initial=step, desc="training", unit="step", disable=not accelerator.is_local_main_process
     )
     pad_id = tokenizer.pad_token_id
+    if 0 < step < total and out_of_time():  # resumed with its time already spent
+        stop_reason, total = "max_minutes", step
     while step < total:
         epoch, within = divmod(step, steps_per_epoch)
         order = torch.randperm(
@@ -159,7 +194,7 @@ def fit(
         loader = DataLoader(
             [examples[i] for i in order],
             batch_size=tc.batch_size,
-            drop_last=True,
+            drop_last=len(examples) >= tc.batch_size * accelerator.num_processes,  # else no batch at all
             collate_fn=lambda b: collate(b, pad_id),
         )
         loader = accelerator.prepare_data_loader(loader)
@@ -191,21 +226,44 @@ def fit(
                         "elapsed_s": round(secs, 1),
                     },
                 )
-            if tc.eval_every and step % tc.eval_every == 0 and step < total:
+            if eval_every and step % eval_every == 0 and step < total:
                 run_validation()
                 if tc.patience and stale >= tc.patience:
-                    accelerator.print(f"stopping early: no better validation NDCG@10 in {stale} evaluations")
+                    stop_reason = "patience"
+                    accelerator.print(
+                        f"stopping early at step {step}: no better validation NDCG@10 in {stale} evaluations"
+                    )
                     total = step
+            if step < total and out_of_time():
+                stop_reason = "max_minutes"
+                accelerator.print(f"stopping at step {step}: train.max_minutes ({tc.max_minutes}) reached")
+                total = step
             if step % tc.save_every == 0 or step == total:
                 save_state()
             if step >= total or step % steps_per_epoch == 0:
                 break
     bar.close()
-    run_validation()
+    if not stop_reason:
+        stop_reason = "max_steps" if tc.max_steps else "epochs"
+    if validated_at != step:
+        run_validation()
     save_state()
+    if accelerator.is_main_process:
+        _log(run.log, {"step": step, "stop_reason": stop_reason, "best_step": best_step})
+    accelerator.print(
+        f"training stopped ({STOP_REASONS[stop_reason]}) at step {step}; the best weights (step {best_step}, "
+        f"validation NDCG@10 {best:.4f}) are in {run.path / tuning.folder}"
+    )
+    if best_step != step and (run.path / tuning.folder).exists():
+        tuning.load_saved(accelerator.unwrap_model(model), run.path / tuning.folder)
     summary = {
         "steps": step,
-        "stopped_early": bool(tc.patience and stale >= tc.patience),
+        "steps_per_epoch": steps_per_epoch,
+        "epochs_run": round(step / steps_per_epoch, 2),
+        "best_step": best_step,
+        "best_epoch": round(best_step / steps_per_epoch, 2),
+        "stop_reason": stop_reason,
+        "stopped_early": stop_reason == "patience",
         "examples": len(examples),
         "batch_size": tc.batch_size,
         "grad_accum": tc.grad_accum,
@@ -216,10 +274,19 @@ def fit(
         "trainable_params": sum(p.numel() for p in params),
         "train_wall_s": round(elapsed_before + time.time() - start, 1),
         "best_valid": best_metrics,
+        **(info or {}),
     }
     if accelerator.is_main_process:
         write_json(run.summary, summary)
     return summary
+
+
+STOP_REASONS = {
+    "patience": "validation NDCG@10 stopped improving",
+    "max_minutes": "the wall-time cap, train.max_minutes",
+    "epochs": "the epoch cap, train.epochs",
+    "max_steps": "train.max_steps",
+}
 
 
 def _log(path: Path, record: dict) -> None:

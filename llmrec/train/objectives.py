@@ -20,6 +20,7 @@ from transformers import PreTrainedModel
 
 from llmrec.config import Config
 from llmrec.ids import ItemIds
+from llmrec.train.packing import block_causal_mask
 
 
 def model_parts(model: PreTrainedModel | PeftModel) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -27,6 +28,17 @@ def model_parts(model: PreTrainedModel | PeftModel) -> tuple[torch.nn.Module, to
     token rows are injected in place, so calling the parts calls them too)."""
     base = model.get_base_model() if isinstance(model, PeftModel) else model
     return base.get_decoder(), base.get_output_embeddings()
+
+
+def decoder_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What the decoder is called with: the batch's ids and mask, or for packed rows (a batch with
+    `position_ids`) each example's own positions and the block-diagonal mask that keeps it apart."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if "position_ids" in batch:
+        dtype = model.get_input_embeddings().weight.dtype
+        inputs["attention_mask"] = block_causal_mask(batch["position_ids"], batch["attention_mask"], dtype)
+        inputs["position_ids"] = batch["position_ids"]
+    return inputs
 
 
 def labelled_logits(
@@ -41,11 +53,11 @@ def labelled_logits(
     labels = batch["labels"][:, 1:]
     keep = (labels != -100).any(0).nonzero().squeeze(-1)
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
+        out = model(**decoder_inputs(model.module, batch), logits_to_keep=keep)
         logits = out.logits if rows is None else out.logits[..., rows]
         return logits, labels[:, keep]
     decoder, head = model_parts(model)
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    hidden = decoder(**decoder_inputs(model, batch)).last_hidden_state
     hidden = hidden[:, keep]
     return (head(hidden) if rows is None else item_logits(head, hidden, rows)), labels[:, keep]
 

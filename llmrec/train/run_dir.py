@@ -89,7 +89,10 @@ class RunDir:
     def load_config(self) -> Config:
         if not self.config.exists():
             raise InputError("not a run directory (no config.yaml): run `llmrec train` first", path=self.path)
-        return Config.model_validate(yaml.safe_load(self.config.read_text()))
+        raw = yaml.safe_load(self.config.read_text())
+        # runs trained before item_separator existed listed every id with a line break
+        raw.setdefault("prompts", {}).setdefault("item_separator", "line_break")
+        return Config.model_validate(raw)
 
     def load_split(self) -> SplitData:
         """The run's own copy of the users and items; runs trained before the copy existed read
