@@ -200,6 +200,11 @@ class TrainConfig(_Section):
         "prompts/align_text_to_id.j2 and align_id_to_text.j2; items without text are left out",
     )
     log_every: int = Field(10, ge=1)
+    log_with: Literal["none", "tensorboard", "mlflow", "wandb"] = Field(
+        "none",
+        description="also send the training log (loss, lr, tokens/s, validation metrics) to an Accelerate "
+        "tracker, written under RUN_DIR/tracking (TensorBoard: `tensorboard --logdir RUN_DIR/tracking`)",
+    )
     seed: int = 0
 
 

@@ -51,8 +51,9 @@ from llmrec.prompts import (
     training_examples,
     window_examples,
 )
+from llmrec.train.checkpoint import has_checkpoint
 from llmrec.train.finetune import build_finetuning
-from llmrec.train.loop import encode_examples, fit
+from llmrec.train.loop import check_tracker, encode_examples, fit
 from llmrec.train.objectives import build_objective
 from llmrec.train.packing import pack_examples
 from llmrec.train.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
@@ -141,9 +142,10 @@ def train(cfg: Config) -> RunDir:
         raise InputError("no prepared data here: run `llmrec prepare CONFIG` first", path=prepared,
                          field="prepared_dir")  # fmt: skip
     resolve_model(cfg.model.name)  # a wrong model name fails before the run folder is made
+    check_tracker(cfg)
     run = RunDir(claim_dir(cfg.run_dir, "run", field="run_dir"))
     pin = {"prepared_dir": str(prepared.resolve()), "fingerprint": prepared_fingerprint(prepared)}
-    if run.prepared.exists() and run.checkpoint.exists():
+    if run.prepared.exists() and has_checkpoint(run.checkpoint):
         before = read_json(run.prepared)
         if before["fingerprint"] != pin["fingerprint"]:
             raise InputError(

@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from tiny import tiny_model, tiny_tokenizer
 
 from llmrec import backbone
@@ -248,7 +249,6 @@ def _fit(tmp_path, name: str, scores: list[float], kill_at: int | None = None, *
 
 def test_early_stopping_keeps_and_restores_the_best_weights(tmp_path):
     from peft import get_peft_model_state_dict
-    from safetensors.torch import load_file
 
     # one validation an epoch (4 steps); the 2nd is best, the 3rd and 4th are not: patience 2 stops
     summary, model, run, log = _fit(tmp_path, "run", [0.1, 0.3, 0.2, 0.25, 0.9], epochs=30, patience=2)
@@ -260,13 +260,14 @@ def test_early_stopping_keeps_and_restores_the_best_weights(tmp_path):
     assert saved.keys() <= state.keys()
     for key, value in saved.items():  # the model left in memory holds the best weights, not the last
         torch.testing.assert_close(state[key], value)
-    checkpoint = torch.load(run.checkpoint, weights_only=False)["weights"]
+    checkpoint = load_file(run.checkpoint / "weights.safetensors")
     assert any(not torch.equal(checkpoint[k], saved[k]) for k in saved)  # the last ones differed
 
 
 def test_a_resumed_run_continues_the_same_schedule(tmp_path):
-    """Killed after 5 of 12 steps and resumed: the same learning rates, losses and final weights
-    as one run straight through (constant schedule after warmup; cosine with a fixed budget)."""
+    """Killed after 5 of 12 steps and resumed from the safetensors checkpoint: bit for bit the same
+    learning rates, losses and final weights as one run straight through (constant schedule after
+    warmup; cosine with a fixed budget)."""
     for schedule in ("constant", "cosine"):
         settings = {"max_steps": 12, "patience": None, "eval_every": 4, "schedule": schedule, "lr": 1e-2}
         straight, model, _, log = _fit(tmp_path, f"straight-{schedule}", [0.1], **settings)
@@ -279,11 +280,59 @@ def test_a_resumed_run_continues_the_same_schedule(tmp_path):
         assert [r["loss"] for r in log if "loss" in r] == [r["loss"] for r in log2 if "loss" in r]
         a = {k: v for k, v in model.named_parameters() if v.requires_grad}
         b = {k: v for k, v in model2.named_parameters() if v.requires_grad}
-        for key in a:
-            torch.testing.assert_close(a[key], b[key])
+        assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
     assert lrs[-1][1] < settings["lr"] / 10  # cosine decays over the budget
 
 
 def test_the_wall_time_cap_stops_training_and_says_so(tmp_path):
     summary, *_ = _fit(tmp_path, "run", [0.1], epochs=30, max_minutes=1e-9)
     assert summary["stop_reason"] == "max_minutes" and summary["steps"] == 1
+
+
+def test_a_pickled_checkpoint_is_refused_not_unpickled(tmp_path):
+    """An older llmrec's checkpoint/state.pt is a pickle: loading it would run whatever code its
+    writer put in. llmrec says so and stops (exit 2 from the CLI) without opening it."""
+    import pickle
+
+    from llmrec.errors import InputError
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "run" / "checkpoint").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoint" / "state.pt").write_bytes(pickle.dumps({"step": Payload()}))
+    with pytest.raises(InputError, match="pickle") as err:
+        _fit(tmp_path, "run", [0.1], max_steps=2)
+    assert "state.pt" in str(err.value) and not marker.exists()
+
+
+def test_tensorboard_logging_writes_the_training_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary, _, run, log = _fit(tmp_path, "run", [0.1, 0.2], max_steps=4, eval_every=2, log_every=1,
+                                patience=None, log_with="tensorboard")  # fmt: skip
+    events = list((run.path / "tracking").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file under RUN_DIR/tracking"
+    scalars = EventAccumulator(str(events[0].parent)).Reload()
+    tags = set(scalars.Tags()["scalars"])
+    assert {"loss", "lr", "tokens_per_s", "valid_ndcg@10"} <= tags
+    assert [e.step for e in scalars.Scalars("loss")] == [1, 2, 3, 4]
+    assert [round(e.value, 4) for e in scalars.Scalars("valid_ndcg@10")] == [0.1, 0.2]
+    logged = [r["loss"] for r in log if "loss" in r]
+    assert [round(e.value, 4) for e in scalars.Scalars("loss")] == logged
+
+
+def test_a_tracker_whose_package_is_missing_fails_before_training(monkeypatch):
+    import importlib.util
+
+    from llmrec.errors import InputError
+    from llmrec.train.loop import check_tracker
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "mlflow" else real(name))
+    with pytest.raises(InputError, match="pip install mlflow") as err:
+        check_tracker(Config.model_validate({"train": {"log_with": "mlflow"}}))
+    assert err.value.field == "train.log_with"

@@ -10,6 +10,7 @@ adapter with the best validation NDCG@10 is kept.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -30,8 +31,10 @@ from transformers import (
 )
 
 from llmrec.config import Config
+from llmrec.errors import InputError
 from llmrec.io import atomic_path, write_json
 from llmrec.prompts import encode_prompts
+from llmrec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from llmrec.train.finetune import FullTuning, LoraTuning
 from llmrec.train.objectives import CatalogueLoss, TokenLoss
 from llmrec.train.run_dir import RunDir
@@ -88,7 +91,13 @@ def fit(
     tc = cfg.train
     # cpu=True without CUDA makes torchrun-started processes (`accelerate launch --multi_gpu`,
     # `torchrun --nproc_per_node N`) one multi-CPU (gloo) job instead of N independent runs.
-    accelerator = Accelerator(gradient_accumulation_steps=tc.grad_accum, cpu=not torch.cuda.is_available())
+    tracking = tc.log_with != "none"
+    accelerator = Accelerator(
+        gradient_accumulation_steps=tc.grad_accum,
+        cpu=not torch.cuda.is_available(),
+        log_with=tc.log_with if tracking else None,
+        project_dir=run.path / "tracking",
+    )
     if accelerator.num_processes == 1 and os.environ.get("MASTER_ADDR") and "WORLD_SIZE" not in os.environ:
         accelerator.print(
             "note: started by a launcher that asked for several processes but started one; training in "
@@ -116,11 +125,11 @@ def fit(
 
     step, best, best_metrics, elapsed_before, stale, stop_reason = 0, -1.0, {}, 0.0, 0, ""
     best_step, validated_at = 0, -1
-    if run.checkpoint.exists():
-        state = torch.load(run.checkpoint, weights_only=False)
-        tuning.load_state(accelerator.unwrap_model(model), state.get("weights", state.get("adapter")))
-        optimizer.optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+    if has_checkpoint(run.checkpoint):
+        weights, optimizer_state, scheduler_state, state = load_checkpoint(run.checkpoint)
+        tuning.load_state(accelerator.unwrap_model(model), weights)
+        optimizer.optimizer.load_state_dict(optimizer_state)
+        scheduler.load_state_dict(scheduler_state)
         step, best, best_metrics = state["step"], state["best"], state.get("best_metrics", {})
         elapsed_before, stale = state.get("elapsed", 0.0), state.get("stale", 0)
         best_step, validated_at = state.get("best_step", 0), state.get("validated_at", -1)
@@ -129,14 +138,20 @@ def fit(
         accelerator.print(f"resuming from step {step} of {total}")
     if accelerator.is_main_process:
         _truncate_log(run.log, step)
+    if tracking:
+        accelerator.init_trackers(run.path.name, config=tracker_config(cfg))
+
+    def log(record: dict) -> None:
+        """One line of RUN_DIR/train_log.jsonl, and the same numbers to the tracker (train.log_with)."""
+        _log(run.log, record)
+        if tracking:
+            numbers = {k: v for k, v in record.items() if k != "step" and isinstance(v, int | float)}
+            accelerator.log(numbers, step=record["step"])
 
     def save_state() -> None:
         if not accelerator.is_main_process:
             return
         state = {
-            "weights": tuning.state(accelerator.unwrap_model(model)),
-            "optimizer": optimizer.optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
             "step": step,
             "best": best,
             "best_metrics": best_metrics,
@@ -146,8 +161,8 @@ def fit(
             "stale": stale,
             "stop_reason": stop_reason,
         }
-        with atomic_path(run.checkpoint) as tmp:
-            torch.save(state, tmp)
+        save_checkpoint(run.checkpoint, tuning.state(accelerator.unwrap_model(model)),
+                        optimizer.optimizer.state_dict(), scheduler.state_dict(), state)  # fmt: skip
 
     def run_validation() -> None:
         nonlocal best, best_metrics, stale, best_step, validated_at
@@ -156,7 +171,7 @@ def fit(
             unwrapped = accelerator.unwrap_model(model)
             metrics = validate(unwrapped) if validate else {}
             unwrapped.train()
-            _log(run.log, {"step": step, "epoch": round(step / steps_per_epoch, 2),
+            log({"step": step, "epoch": round(step / steps_per_epoch, 2),
                            **{f"valid_{k}": v for k, v in metrics.items()}})  # fmt: skip
             score = metrics.get("ndcg@10", 0.0)
             best_path = run.path / tuning.folder
@@ -216,8 +231,7 @@ def fit(
             bar.set_postfix(loss=f"{loss.item():.3f}")
             if accelerator.is_main_process and (step % tc.log_every == 0 or step == total):
                 secs = time.time() - start
-                _log(
-                    run.log,
+                log(
                     {
                         "step": step,
                         "loss": round(loss.item(), 4),
@@ -249,7 +263,7 @@ def fit(
         run_validation()
     save_state()
     if accelerator.is_main_process:
-        _log(run.log, {"step": step, "stop_reason": stop_reason, "best_step": best_step})
+        log({"step": step, "stop_reason": stop_reason, "best_step": best_step})
     accelerator.print(
         f"training stopped ({STOP_REASONS[stop_reason]}) at step {step}; the best weights (step {best_step}, "
         f"validation NDCG@10 {best:.4f}) are in {run.path / tuning.folder}"
@@ -278,7 +292,33 @@ def fit(
     }
     if accelerator.is_main_process:
         write_json(run.summary, summary)
+    if tracking:
+        accelerator.end_training()
     return summary
+
+
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
+
+
+def check_tracker(cfg: Config) -> None:
+    """Before any model loads: the package train.log_with needs is installed."""
+    package = TRACKER_PACKAGES.get(cfg.train.log_with)
+    if package and importlib.util.find_spec(package) is None:
+        raise InputError(
+            f"train.log_with: {cfg.train.log_with} needs the {package} package: pip install "
+            f"'llmrec[tracking]' (tensorboard) or pip install {package}",
+            field="train.log_with",
+        )
+
+
+def tracker_config(cfg: Config) -> dict:
+    """The run's settings as the flat scalars trackers record as hyperparameters."""
+    flat = {}
+    for section in ("ids", "prompts", "model", "train"):
+        for key, value in getattr(cfg, section).model_dump(mode="json").items():
+            if isinstance(value, bool | int | float | str):
+                flat[f"{section}.{key}"] = value
+    return flat
 
 
 STOP_REASONS = {

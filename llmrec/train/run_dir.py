@@ -9,7 +9,7 @@ items.parquet        item titles and text
 users.parquet        the users' train/valid/test sequences (`--user`, evaluate, score need them)
 prepared.json        which prepared folder, with a content hash, the run was trained from
 train_log.jsonl      one line per logged step / validation
-checkpoint/state.pt  last resumable state (adapter, optimizer, scheduler, step)
+checkpoint/          last resumable state: weights and optimizer in safetensors, the rest in JSON
 added_rows.safetensors  embedding rows of items added after training (`llmrec items add`)
 unavailable.json     items taken out of recommendations (`llmrec items remove`)
 catalogue-versions/  the catalogue files as they were before each change
@@ -46,7 +46,7 @@ class RunDir:
     adapter = property(lambda self: self.path / "adapter")
     tokenizer = property(lambda self: self.path / "tokenizer")
     log = property(lambda self: self.path / "train_log.jsonl")
-    checkpoint = property(lambda self: self.path / "checkpoint" / "state.pt")
+    checkpoint = property(lambda self: self.path / "checkpoint")  # llmrec.train.checkpoint
     summary = property(lambda self: self.path / "train_summary.json")
     prepared = property(lambda self: self.path / "prepared.json")
     added_rows = property(lambda self: self.path / "added_rows.safetensors")
