@@ -194,7 +194,9 @@ def score(
 @app.command()
 def baseline(
     config: Path,
-    model: Annotated[str, typer.Option(help="sasrec (full cross-entropy) or popularity")] = "sasrec",
+    model: Annotated[
+        str, typer.Option(help="sasrec (full cross-entropy), popularity, or content (item-text similarity)")
+    ] = "sasrec",
     overrides: Overrides = None,
 ) -> None:
     """Fit a baseline on the prepared split; write baselines_dir/<model>/metrics-{valid,test}.json."""

@@ -31,10 +31,11 @@ from llmrec.backbone import (
     resize_for_tokenizer,
     resolve_model,
 )
+from llmrec.baselines import Popularity
 from llmrec.config import Config, Count, checked, dump_config
 from llmrec.data import SplitData, leave_one_out, load_catalog
 from llmrec.errors import InputError
-from llmrec.evaluate import Popularity, ranking_metrics
+from llmrec.evaluate import ranking_metrics
 from llmrec.evaluate.metrics import by_history_length
 from llmrec.explain import Explainer
 from llmrec.generate import Recommendation, Recommender
@@ -283,12 +284,12 @@ def evaluate(
 @checked
 def baseline(
     cfg: Config,
-    model: Literal["sasrec", "popularity"],
+    model: Literal["sasrec", "popularity", "content"],
     split_names: tuple[Literal["valid", "test"], ...] = ("valid", "test"),
 ) -> dict[str, dict]:
     """Train/fit a baseline on the prepared split; write `baselines_dir/<model>/metrics-<split>.json`
     with the same metrics (and evaluation code) as `evaluate`, and the config it ran (`config.yaml`)."""
-    from llmrec.evaluate.sasrec import SasrecRecommender
+    from llmrec.baselines import ContentRecommender, SasrecRecommender
 
     out_dir = check_writable_dir(Path(cfg.baselines_dir) / model, "baseline", field="baselines_dir")
     if (Path(cfg.prepared_dir) / "users.parquet").exists():
@@ -307,6 +308,16 @@ def baseline(
 
         def recommend(histories: list[list[str]]) -> list[list[str]]:
             return sasrec.recommend(histories, k, exclude)
+    elif model == "content":
+        weights = load_model(cfg.model.name, cfg.model.dtype)
+        tokenizer = load_tokenizer(cfg.model.name)
+        content = ContentRecommender.embed(
+            split, lambda texts: text_embeddings(texts, weights, tokenizer, cache_folder=cache_dir())
+        )
+        summary = content.fit(split, exclude, log=console.log) | {"text_model": cfg.model.name}
+
+        def recommend(histories: list[list[str]]) -> list[list[str]]:
+            return content.recommend(histories, k, exclude)
     else:
         pop = Popularity(split)
         summary = {"model": "popularity"}

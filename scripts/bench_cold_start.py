@@ -40,17 +40,18 @@ import torch
 import yaml
 
 from llmrec.backbone import load_model, load_tokenizer, resolve_dtype, resolve_model
+from llmrec.baselines import ContentRecommender
+from llmrec.baselines.popularity import Popularity
+from llmrec.baselines.sasrec import SasrecRecommender
 from llmrec.config import DataConfig, GenerateConfig, load_config
 from llmrec.data import SplitData
 from llmrec.data.importers import load_catalog
 from llmrec.data.split import leave_one_out
 from llmrec.evaluate.metrics import ranking_metrics
-from llmrec.evaluate.popularity import Popularity
-from llmrec.evaluate.sasrec import SasrecRecommender
 from llmrec.generate import Recommender
 from llmrec.generate.atomic import catalogue_scores
 from llmrec.generate.new_items import top_with_new_items
-from llmrec.ids.embeddings import item_texts, normalise, text_embeddings
+from llmrec.ids.embeddings import item_texts, text_embeddings
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -195,27 +196,13 @@ def cached_scores(path: Path, run_dir: Path, histories: list[list[str]]) -> tupl
 
 
 def content_embeddings(name: str, items: pd.DataFrame) -> np.ndarray:
-    """Each item's text (title. extra text) embedded by the base backbone, centred, unit length."""
+    """Each item's text (title. extra text) embedded by the base backbone (raw, cached per data set)."""
     cache = WORK / name / "content-embeddings.npy"
     if not cache.exists():
         path = resolve_model("smollm2-135m")
         texts = item_texts(SplitData(items=items, users=pd.DataFrame()))
         np.save(cache, text_embeddings(texts, load_model(path, "auto"), load_tokenizer(path)))
-    emb = np.load(cache)
-    return normalise(emb - emb.mean(0))
-
-
-def content_scores(
-    emb: np.ndarray, index: dict[str, int], histories: list[list[str]], last: int | None
-) -> torch.Tensor:
-    """Cosine between the mean embedding of the last `last` history items and every item; history -inf."""
-    profiles = normalise(
-        np.stack([emb[[index[i] for i in h[-last if last else 0 :]]].mean(0) for h in histories])
-    )
-    scores = torch.from_numpy(profiles @ emb.T)
-    for r, h in enumerate(histories):
-        scores[r, [index[i] for i in h]] = float("-inf")
-    return scores
+    return np.load(cache)
 
 
 def top_lists(scores: torch.Tensor, items: list[str], k: int = 10) -> list[list[str]]:
@@ -251,10 +238,13 @@ def measure(name: str, split_name: str = "test") -> dict:
         llmrec("items", "add", str(added), str(folder / "data" / "items-cold.csv"))
     items, scores = cached_scores(folder / f"scores-{split_name}.pt", added, histories)
     catalogue = set(items)
-    index = {item: n for n, item in enumerate(items)}
     new = torch.tensor([i in cold for i in items])
     emb_all = content_embeddings(name, full_items)
-    emb = emb_all[[full_items["item"].tolist().index(i) for i in items]]
+    order = [full_items["item"].tolist().index(i) for i in items]
+    # the library's content baseline (llmrec baseline --model content) over the run's catalogue order
+    content = ContentRecommender(
+        SplitData(items=full_items.iloc[order], users=pd.DataFrame()), emb_all[order]
+    )
     result: dict = {"models": {}, "variants": {}}
     models = result["models"]
 
@@ -279,7 +269,7 @@ def measure(name: str, split_name: str = "test") -> dict:
     for slots in (1, 2, 3):
         add_variant(f"slots{slots}_by_llm", top_with_new_items(scores, new, 10, slots))
     for last in (1, 5, 20, None):
-        c = content_scores(emb, index, histories, last)
+        c = content.scores(histories, exclude_history=True, profile=last)
         result["variants"][f"content_last{last or 'all'}"] = split_metrics(
             top_lists(c, items), targets, is_cold, catalogue
         )

@@ -10,8 +10,8 @@ import pandas as pd
 from conftest import ATOMIC_PROMPTS as ATOMIC
 from test_pipeline import runner, write_config
 
+from llmrec.baselines.sasrec import SasrecRecommender
 from llmrec.cli import app
-from llmrec.evaluate.sasrec import SasrecRecommender
 from llmrec.hybrid import HybridRecommender, mix
 from llmrec.hybrid.shortlist import WEIGHTS
 from llmrec.train.run_dir import RunDir

@@ -7,8 +7,9 @@ import math
 import pytest
 from test_split import catalog
 
+from llmrec.baselines import Popularity
 from llmrec.data import leave_one_out
-from llmrec.evaluate import Popularity, ranking_metrics
+from llmrec.evaluate import ranking_metrics
 from llmrec.evaluate.metrics import by_history_length, paired_bootstrap, user_ndcg
 
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from test_pipeline import runner, write_config
 
+from llmrec.baselines.sasrec import SasrecRecommender
 from llmrec.cli import app
 from llmrec.config import SasrecSettings, load_config
 from llmrec.data import SplitData
 from llmrec.evaluate.metrics import ranking_metrics
-from llmrec.evaluate.sasrec import SasrecRecommender
 from llmrec.ids.embeddings import file_embeddings
 
 

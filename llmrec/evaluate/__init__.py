@@ -1,6 +1,5 @@
-"""Stage 6: full-ranking evaluation and the popularity baseline."""
+"""Stage 6: full-ranking evaluation metrics (the baselines they compare with are `llmrec.baselines`)."""
 
 from llmrec.evaluate.metrics import ranking_metrics
-from llmrec.evaluate.popularity import Popularity
 
-__all__ = ["Popularity", "ranking_metrics"]
+__all__ = ["ranking_metrics"]

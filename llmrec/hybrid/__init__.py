@@ -1,4 +1,4 @@
-"""Stage 7, on top of generate and evaluate: the hybrid recommender (`generate.retriever: sasrec`).
+"""Stage 8, on top of generate and baselines: the hybrid recommender (`generate.retriever: sasrec`).
 SASRec-CE shortlists, the LLM scores every shortlisted item exactly, and the two scores mix with a
 weight chosen on validation and stored in the run."""
 

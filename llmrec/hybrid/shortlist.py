@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from llmrec.baselines.sasrec import SasrecRecommender
 from llmrec.errors import InputError
 from llmrec.evaluate import ranking_metrics
-from llmrec.evaluate.sasrec import SasrecRecommender
 from llmrec.generate import Recommendation, Recommender
 from llmrec.generate.recommender import check_shape
 from llmrec.io import read_json, write_json
