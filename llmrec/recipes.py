@@ -40,7 +40,7 @@ from llmrec.evaluate.metrics import by_history_length
 from llmrec.explain import Explainer
 from llmrec.generate import Recommendation, Recommender
 from llmrec.hybrid import HybridRecommender, choose_retriever, fit_retriever, load_recommender
-from llmrec.ids import ItemIds, build_item_ids, id_token_ids
+from llmrec.ids import ItemIds, build_item_ids
 from llmrec.ids.embeddings import text_embeddings
 from llmrec.ids.item_ids import choose_embeddings
 from llmrec.io import atomic_path, check_writable_dir, claim_dir, exclusive, read_json, write_json
@@ -48,15 +48,19 @@ from llmrec.prompts import (
     PromptBuilder,
     alignment_examples,
     eval_examples,
+    examples_path,
     item_texts,
+    load_examples,
+    save_examples,
     training_examples,
     window_examples,
 )
 from llmrec.train.checkpoint import has_checkpoint
+from llmrec.train.examples import encode_training, with_examples
 from llmrec.train.finetune import build_finetuning
-from llmrec.train.loop import check_tracker, encode_examples, fit
+from llmrec.train.loop import check_tracker, fit
 from llmrec.train.objectives import build_objective
-from llmrec.train.packing import pack_examples
+from llmrec.train.packing import PackedRows, pack_rows
 from llmrec.train.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
 
 console = Console(stderr=True)
@@ -93,7 +97,7 @@ def prepare(cfg: Config) -> Path:
         ids.save(tmp)
         tokenizer.save_pretrained(tmp / "tokenizer")
         for name, frame in frames.items():
-            frame.to_parquet(tmp / f"examples-{name}.parquet", index=False)
+            save_examples(frame, tmp / f"examples-{name}")
         (tmp / "config.yaml").write_text(dump_config(cfg))
         write_json(
             tmp / "manifest.json",
@@ -132,14 +136,18 @@ def _validator(cfg: Config, tokenizer, ids: ItemIds, split: SplitData):
 def prepared_fingerprint(prepared: Path) -> str:
     """A content hash of what training reads from a prepared folder."""
     h = hashlib.sha256()
-    for name in (*PREPARED_COPIES, "examples-train.parquet"):
+    for name in PREPARED_COPIES:
         h.update(name.encode() + b"\0" + (prepared / name).read_bytes())
+    examples = examples_path(prepared, "train")
+    files = sorted(examples.rglob("*")) if examples.is_dir() else [examples]
+    for path in (p for p in files if p.is_file() and not p.name.startswith("cache-")):
+        h.update(str(path.relative_to(prepared)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 
 def train(cfg: Config) -> RunDir:
     prepared = Path(cfg.prepared_dir)
-    if not (prepared / "examples-train.parquet").is_file():
+    if examples_path(prepared, "train") is None:
         raise InputError("no prepared data here: run `llmrec prepare CONFIG` first", path=prepared,
                          field="prepared_dir")  # fmt: skip
     resolve_model(cfg.model.name)  # a wrong model name fails before the run folder is made
@@ -181,27 +189,21 @@ def train(cfg: Config) -> RunDir:
     set_seed(cfg.train.seed)
     tuning = build_finetuning(cfg)
     model = tuning.prepare(model, cfg, tokenizer.convert_tokens_to_ids(ids.new_tokens))
-    table = pd.read_parquet(prepared / "examples-train.parquet")
     builder = PromptBuilder(cfg.prompts, tokenizer, ids.id_by_item)
-    if cfg.prompts.objective == "every_item":
-        examples = [
-            dict(zip(("input_ids", "labels"), builder.encode_window(list(w)), strict=True))
-            for w in table["items"]
-        ]
-    else:
-        targets = id_token_ids(tokenizer, [ids.id_of(t) for t in table["target"]])
-        examples = encode_examples(tokenizer, table["prompt"].tolist(), targets, cfg.prompts.align_to)
-    examples += alignment_examples(
-        cfg.train.tasks, len(examples), item_texts(split.items, cfg.prompts.max_title_chars), ids.id_by_item,
+    encoded = encode_training(load_examples(prepared, "train"), builder, tokenizer, ids,
+                              run.path / "examples-encoded.arrow", cfg.prompts.align_to)  # fmt: skip
+    examples = with_examples(encoded, alignment_examples(
+        cfg.train.tasks, len(encoded), item_texts(split.items, cfg.prompts.max_title_chars), ids.id_by_item,
         tokenizer, builder.end_token_id, seed=cfg.train.seed, log=console.log,
-    )  # fmt: skip
+    ))  # fmt: skip
+    lengths = examples["length"]
     interactions = int(split.users["train"].map(len).sum())
-    tokens = sum(len(x["input_ids"]) for x in examples)
+    tokens = sum(lengths)
     info = {"examples": len(examples), "train_interactions": interactions, "train_tokens": tokens,
             "tokens_per_interaction": round(tokens / max(interactions, 1), 3)}  # fmt: skip
     if cfg.train.pack:
-        width = max(cfg.prompts.max_prompt_tokens, max(len(x["input_ids"]) for x in examples))
-        packed = pack_examples(examples, width)
+        width = max(cfg.prompts.max_prompt_tokens, max(lengths))
+        packed = PackedRows(examples, pack_rows(lengths, width))
         info |= {"packed_rows": len(packed), "pack_width": width,
                  "pack_fill": round(tokens / (len(packed) * width), 3)}  # fmt: skip
         console.log(f"{len(examples)} examples packed into {len(packed)} rows of {width} tokens "

@@ -231,7 +231,7 @@ CASES = [
     Case("score --users missing", _missing_users_file, ["absent.txt", "file not found"]),
     # baseline
     Case("baseline unknown model", lambda w, d: ["baseline", str(w.config), "--model", "bert4rec"],
-         ["--model", "'sasrec' or 'popularity'"]),
+         ["--model", "'sasrec', 'popularity' or 'content'"]),
     Case("baseline SASRec dropout 1.5", lambda w, d: ["baseline", str(edited_config(
         w, d, {"baselines.sasrec.dropout": 1.5}))], ["config.yaml", "baselines.sasrec.dropout"]),
     Case("baseline heads do not divide hidden", lambda w, d: ["baseline", str(edited_config(

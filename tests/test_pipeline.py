@@ -11,10 +11,11 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import write_synthetic_csvs
+from conftest import ATOMIC_PROMPTS, write_synthetic_csvs
 from typer.testing import CliRunner
 
 from llmrec.cli import app
@@ -229,9 +230,28 @@ def test_alignment_tasks_mix_into_training(tmp_path, tiny_backbone):
     assert runner.invoke(app, ["prepare", config]).exit_code == 0
     result = runner.invoke(app, ["train", config])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    import pandas as pd
+    import datasets
 
-    windows = len(pd.read_parquet(tmp_path / "prepared" / "examples-train.parquet"))
+    windows = len(datasets.load_from_disk(str(tmp_path / "prepared" / "examples-train")))
     summary = json.loads(RunDir(tmp_path / "run").summary.read_text())
     assert summary["examples"] == windows + round(0.5 * windows) + round(0.25 * windows)
+    assert (RunDir(tmp_path / "run").path / "examples-encoded.arrow").exists()  # encoded on disk, mapped
     assert math.isfinite(json.loads(RunDir(tmp_path / "run").log.read_text().splitlines()[0])["loss"])
+
+
+def test_prepared_examples_are_a_dataset_that_datasets_reads_alone(tmp_path, tiny_backbone):
+    """`datasets.load_from_disk` reads every prepared split without llmrec: the training windows and
+    the evaluation prompts, as `prepare` built them."""
+    import datasets
+
+    config = write_config(tmp_path, tiny_backbone, "atomic", ATOMIC_PROMPTS)
+    assert runner.invoke(app, ["prepare", config]).exit_code == 0
+    train = datasets.load_from_disk(str(tmp_path / "prepared" / "examples-train"))
+    assert train.column_names == ["user", "items"] and len(train) > 0
+    users = pd.read_parquet(tmp_path / "prepared" / "users.parquet")
+    first = users.iloc[0]
+    windows = [w for u, w in zip(train["user"], train["items"], strict=True) if u == first["user"]]
+    assert sorted(i for w in windows for i in w[1:]) == sorted(first["train"][1:])  # each target once
+    for name in ("valid", "test"):
+        table = datasets.load_from_disk(str(tmp_path / "prepared" / f"examples-{name}"))
+        assert table.column_names == ["user", "prompt", "target"] and len(table) == 40

@@ -1,9 +1,13 @@
 """Prompt datasets: training examples ((prompt, target) pairs, or item-list windows for the
-every_item objective) and (prompt, target) examples for each evaluation split."""
+every_item objective) and (prompt, target) examples for each evaluation split, kept on disk as
+Hugging Face Datasets (`save_examples`, `load_examples`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
+from datasets import Dataset, load_from_disk
 from tqdm.auto import tqdm
 
 from llmrec.data import SplitData
@@ -53,3 +57,23 @@ def eval_examples(split: SplitData, builder: PromptBuilder, which: str) -> pd.Da
         for _, row in tqdm(users.iterrows(), total=len(users), desc=f"{which} prompts")
     ]
     return pd.DataFrame.from_records(rows, columns=["user", "prompt", "target"])
+
+
+def save_examples(frame: pd.DataFrame, folder: Path) -> None:
+    """One split's examples as a Hugging Face Dataset on disk (`datasets.load_from_disk(folder)` reads
+    it back with no llmrec code): Arrow files, memory-mapped when read."""
+    Dataset.from_pandas(frame, preserve_index=False).save_to_disk(str(folder))
+
+
+def load_examples(prepared: Path, name: str) -> Dataset:
+    """A prepared split's examples (`examples-<name>/`), or the Parquet table older prepared folders hold."""
+    folder = Path(prepared) / f"examples-{name}"
+    if folder.is_dir():
+        return load_from_disk(str(folder))
+    return Dataset.from_pandas(pd.read_parquet(folder.with_suffix(".parquet")), preserve_index=False)
+
+
+def examples_path(prepared: Path, name: str) -> Path | None:
+    """Where a prepared split's examples are (a Dataset folder, or an older Parquet file); None if absent."""
+    folder = Path(prepared) / f"examples-{name}"
+    return next((p for p in (folder, folder.with_suffix(".parquet")) if p.exists()), None)

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -77,7 +77,7 @@ def fit(
     cfg: Config,
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    examples: list[Example],
+    examples: Sequence[Example],
     run: RunDir,
     validate: Callable[[PreTrainedModel], dict[str, float]] | None = None,
     *,
@@ -207,7 +207,7 @@ def fit(
             len(examples), generator=torch.Generator().manual_seed(tc.seed + epoch)
         ).tolist()
         loader = DataLoader(
-            [examples[i] for i in order],
+            InOrder(examples, order),  # read as the loader asks: a memory-mapped table stays on disk
             batch_size=tc.batch_size,
             drop_last=len(examples) >= tc.batch_size * accelerator.num_processes,  # else no batch at all
             collate_fn=lambda b: collate(b, pad_id),
@@ -327,6 +327,19 @@ STOP_REASONS = {
     "epochs": "the epoch cap, train.epochs",
     "max_steps": "train.max_steps",
 }
+
+
+class InOrder(torch.utils.data.Dataset):
+    """`examples` (a list, packed rows, a Hugging Face Dataset) read in `order`, one at a time."""
+
+    def __init__(self, examples: Sequence[Example], order: list[int]) -> None:
+        self.examples, self.order = examples, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, n: int) -> Example:
+        return self.examples[self.order[n]]
 
 
 def _log(path: Path, record: dict) -> None:

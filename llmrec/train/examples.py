@@ -1,0 +1,58 @@
+"""Training examples as token ids, in a memory-mapped Hugging Face Dataset.
+
+`encode_training` turns a prepared table (item-list windows, or prompt/target pairs) into
+`input_ids`, `labels` and `length` columns with a batched `Dataset.map` that writes its result to
+an Arrow file in the run folder, so the encoded examples of a large log live on disk, not in Python
+lists; the loop reads rows as it needs them (`packing.PackedRows`). Alignment examples join as a
+second table of the same columns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset, Features, Sequence, Value, concatenate_datasets
+from transformers import PreTrainedTokenizerBase
+
+from llmrec.ids import ItemIds, id_token_ids
+from llmrec.prompts import PromptBuilder
+from llmrec.train.loop import encode_examples
+
+FEATURES = Features(
+    {"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")), "length": Value("int32")}
+)
+
+
+def encode_training(
+    table: Dataset,
+    builder: PromptBuilder,
+    tokenizer: PreTrainedTokenizerBase,
+    ids: ItemIds,
+    cache_file: Path,
+    align_to: int = 1,
+) -> Dataset:
+    """The encoded examples (every_item windows when the table has `items`, else prompt -> target)."""
+
+    def encode(batch: dict) -> dict:
+        if "items" in batch:
+            pairs = [builder.encode_window(list(w)) for w in batch["items"]]
+            out = {"input_ids": [p[0] for p in pairs], "labels": [p[1] for p in pairs]}
+        else:
+            targets = id_token_ids(tokenizer, [ids.id_of(t) for t in batch["target"]])
+            encoded = encode_examples(tokenizer, batch["prompt"], targets, align_to)
+            out = {"input_ids": [x["input_ids"] for x in encoded], "labels": [x["labels"] for x in encoded]}
+        return out | {"length": [len(x) for x in out["input_ids"]]}
+
+    cache_file.unlink(missing_ok=True)  # encoded for this run's settings, never another's
+    return table.map(
+        encode, batched=True, batch_size=1000, remove_columns=table.column_names, features=FEATURES,
+        cache_file_name=str(cache_file), load_from_cache_file=False, desc="encoding training examples",
+    )  # fmt: skip
+
+
+def with_examples(encoded: Dataset, extra: list[dict]) -> Dataset:
+    """`encoded` followed by in-memory examples (alignment tasks) of the same columns."""
+    if not extra:
+        return encoded
+    rows = Dataset.from_list([x | {"length": len(x["input_ids"])} for x in extra], features=FEATURES)
+    return concatenate_datasets([encoded, rows])
