@@ -237,6 +237,7 @@ def report(seeds: list[int]) -> dict:
         summaries = [folder / f"llm-seed{s}" / "train_summary.json" for s in seeds]
         row["llm_training"] = [
             {k: v for k, v in json.loads(p.read_text()).items() if k in STOP_KEYS}
+            | {"max_minutes": yaml.safe_load((p.parent / "config.yaml").read_text())["train"]["max_minutes"]}
             for p in summaries
             if p.exists()
         ]

@@ -288,7 +288,9 @@ def suite_table() -> list[str]:
         "",
         f"Test NDCG@10, full ranking, history masked; mean ± sd over training seeds (how many ran). "
         f"Machine: {suite['machine']}. Each row: `python scripts/bench_suite.py run --datasets NAME` "
-        "(then `report`).",
+        "(then `report`). A stop at max_minutes is the CPU's wall-time cap (`--minutes`), not convergence: "
+        "those rows are lower bounds of the recipe. ml100k-notext's baselines are ML-100K's (the same split "
+        "to the item index, checked; SASRec-CE and popularity read no text).",
         "",
         "| data set | users | LLM (default recipe) | hybrid | SASRec-CE (swept) | popularity | chosen | "
         "chosen / SASRec-CE | LLM epochs (best), stop |",
@@ -298,6 +300,7 @@ def suite_table() -> list[str]:
         ratio = row.get("chosen_over_sasrec")
         runs = "; ".join(
             f"{t.get('epochs_run')} ({t.get('best_epoch')}), {t.get('stop_reason')}"
+            + (f" {t['max_minutes']:g} min" if t.get("max_minutes") else "")
             for t in row["llm_training"]
         )
         models = [cell(row[k]) for k in ("llm", "hybrid", "sasrec", "popularity")]
