@@ -118,8 +118,7 @@ def prepare(cfg: Config) -> Path:
 
 
 def _validator(cfg: Config, tokenizer, ids: ItemIds, split: SplitData):
-    users = split.eval_users("valid")
-    sample = users.sample(n=min(cfg.train.eval_users, len(users)), random_state=cfg.train.seed)
+    sample = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
     histories = split.histories(sample, "valid")
     targets = sample["valid"].tolist()
     catalogue = set(ids.items)
@@ -212,14 +211,15 @@ def train(cfg: Config) -> RunDir:
     console.log(f"training on {len(examples)} rows, {info['tokens_per_interaction']} tokens per interaction; "
                 f"run directory {run.path}")  # fmt: skip
     objective = build_objective(cfg, ids, tokenizer, builder.end_token_id)
-    fit(cfg, model, tokenizer, examples, run, _validator(cfg, tokenizer, ids, split),
-        tuning=tuning, objective=objective, info=info)  # fmt: skip
+    summary = fit(cfg, model, tokenizer, examples, run, _validator(cfg, tokenizer, ids, split),
+                  tuning=tuning, objective=objective, info=info)  # fmt: skip
     # a retriever's mixing weight was chosen for the weights it was fitted with: refit or drop it
     shutil.rmtree(run.path / "retriever", ignore_errors=True)
     if cfg.generate.retriever == "sasrec":
         fit_retriever(run.path, log=console.log)
     elif cfg.generate.retriever == "auto":
-        choose_retriever(run.path, log=console.log)
+        # the best weights' validation NDCG@10 is the LLM-alone side, on the users the choice uses
+        choose_retriever(run.path, log=console.log, llm_ndcg=summary["best_valid"].get("ndcg@10"))
     return run
 
 
@@ -271,10 +271,10 @@ def evaluate(
         metrics["retriever"] = {"model": "sasrec", "shortlist": rec.shortlist, "weight": str(rec.weight)}
     else:
         metrics["retriever"] = {"model": "none"}
-    if (choice := run.path / "retriever" / "choice.json").exists():
-        metrics["retriever"]["chosen_on_validation"] = read_json(choice)
-        console.log(f"retriever: {metrics['retriever']['model']} (validation chose "
-                    f"{read_json(choice)['chosen']}; --retriever overrides)")  # fmt: skip
+    if (choice_file := run.path / "retriever" / "choice.json").exists():
+        choice = metrics["retriever"]["chosen_on_validation"] = read_json(choice_file)
+        console.log(f"retriever: {metrics['retriever']['model']} (validation chose {choice['chosen']}; "
+                    "--retriever overrides)")  # fmt: skip
     if run.summary.exists():
         metrics["train"] = read_json(run.summary)
     write_lists(run.path / f"lists-{split_name}.parquet", users["user"].tolist(), targets, lists)

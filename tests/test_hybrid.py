@@ -7,6 +7,7 @@ import json
 import math
 
 import pandas as pd
+import pytest
 from conftest import ATOMIC_PROMPTS as ATOMIC
 from test_pipeline import runner, write_config
 
@@ -136,6 +137,11 @@ def test_auto_retriever_is_chosen_on_validation_and_honoured_everywhere(tmp_path
     best = max(choice["valid_ndcg@10"], key=lambda k: (choice["valid_ndcg@10"][k], k == "llm"))
     assert choice["chosen"] == best and choice["retriever_weights"].endswith("baselines/sasrec/model.pt")
     assert json.loads((run.path / "retriever" / "hybrid.json").read_text())["valid_users"] == 8
+    # train passes its best validation NDCG@10 as the LLM-alone side: what ranking those users again gives
+    from llmrec.hybrid import choose_retriever
+
+    again = choose_retriever(run.path, log=lambda _: None)
+    assert again["valid_ndcg@10"]["llm"] == pytest.approx(choice["valid_ndcg@10"]["llm"], abs=1e-6)
 
     history = ["m1", "m2", "m3", "m4"]
     expected = {

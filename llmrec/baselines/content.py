@@ -53,18 +53,14 @@ class ContentRecommender:
         """(histories, items) cosine of each item with the profile; history items -inf if excluded,
         items without text below every item with text."""
         last = self.profile if profile == "fitted" else profile
-        rows = []
-        for history in histories:
-            known = [self.index[i] for i in history if i in self.index]
-            recent = known[-last:] if last else known
-            profile_vec = self.vectors[recent].mean(0) if recent else torch.zeros(self.vectors.shape[1])
-            rows.append(profile_vec)
-        profiles = torch.nn.functional.normalize(torch.stack(rows), dim=-1)
-        scores = profiles @ self.vectors.T
+        known = [[self.index[i] for i in history if i in self.index] for history in histories]
+        empty = torch.zeros(self.vectors.shape[1])  # no known history: no similarity to anything
+        profiles = torch.stack([self.vectors[seen[-last:] if last else seen].mean(0) if seen else empty
+                                for seen in known])  # fmt: skip
+        scores = torch.nn.functional.normalize(profiles, dim=-1) @ self.vectors.T
         scores[:, ~self.has_text] = -2.0  # below any cosine
         if exclude_history:
-            for r, history in enumerate(histories):
-                seen = [self.index[i] for i in history if i in self.index]
+            for r, seen in enumerate(known):
                 if seen:
                     scores[r, seen] = float("-inf")
         return scores

@@ -46,6 +46,12 @@ class SplitData:
     def eval_users(self, split: str) -> pd.DataFrame:
         return self.users[self.users[split].notna()].reset_index(drop=True)
 
+    def eval_sample(self, split: str, n: int, seed: int) -> pd.DataFrame:
+        """A seeded sample of `n` of `eval_users(split)` (all, shuffled, if fewer): the users that
+        training validates on and that `generate.retriever: auto` compares on."""
+        users = self.eval_users(split)
+        return users.sample(n=min(n, len(users)), random_state=seed)
+
     def titles(self) -> dict[str, str]:
         return dict(zip(self.items["item"], self.items["title"].fillna(""), strict=True))
 

@@ -196,12 +196,16 @@ def available_retriever(run_dir: str | Path) -> Path | None:
     return saved if saved.is_file() else None
 
 
-def choose_retriever(run_dir: str | Path, log: Callable[[str], None] = print) -> dict:
+def choose_retriever(
+    run_dir: str | Path, log: Callable[[str], None] = print, llm_ndcg: float | None = None
+) -> dict:
     """`generate.retriever: auto` after training: with a SASRec-CE available, the LLM alone and the
-    hybrid are both ranked on the same validation users (train.eval_users of them) and the better
-    becomes the run's default (RUN_DIR/retriever/choice.json, read by `load_recommender`); without
-    one, the LLM alone, said so. The hybrid's weight is picked on those users too, so its number is
-    the better of a dozen mixes: a slight edge the choice gives it."""
+    hybrid are both ranked on the same validation users (training's sample, `SplitData.eval_sample`)
+    and the better becomes the run's default (RUN_DIR/retriever/choice.json, read by
+    `load_recommender`); without one, the LLM alone, said so. `llm_ndcg`: the LLM's NDCG@10 on those
+    users when the caller has it (training's best validation), else it is computed. The hybrid's
+    weight is picked on those users too, so its number is the better of a dozen mixes: a slight edge
+    the choice gives it."""
     run = RunDir(run_dir)
     cfg = run.load_config()
     folder = run.path / "retriever"
@@ -212,12 +216,13 @@ def choose_retriever(run_dir: str | Path, log: Callable[[str], None] = print) ->
         choice = {"chosen": "llm", "reason": "no SASRec-CE retriever available"}
     else:
         split = run.load_split()
-        users = split.eval_users("valid")
-        users = users.sample(n=min(cfg.train.eval_users, len(users)), random_state=cfg.train.seed)
+        users = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
         llm = Recommender.from_run(run.path)
-        lists = llm.recommend(split.histories(users, "valid"), k=10, progress=True)
-        targets, catalogue = users["valid"].tolist(), set(split.items["item"])
-        alone = ranking_metrics(targets, [[r.item for r in row] for row in lists], catalogue)["ndcg@10"]
+        alone = llm_ndcg
+        if alone is None:
+            lists = llm.recommend(split.histories(users, "valid"), k=10, progress=True)
+            targets, catalogue = users["valid"].tolist(), set(split.items["item"])
+            alone = ranking_metrics(targets, [[r.item for r in row] for row in lists], catalogue)["ndcg@10"]
         hybrid = fit_retriever(run.path, llm, log, sasrec_weights=weights, users=users)
         mixed = hybrid["valid_ndcg@10_by_weight"][str(hybrid["weight"])]
         chosen = "hybrid" if mixed > alone else "llm"

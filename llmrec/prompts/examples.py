@@ -11,6 +11,7 @@ from datasets import Dataset, load_from_disk
 from tqdm.auto import tqdm
 
 from llmrec.data import SplitData
+from llmrec.errors import InputError
 from llmrec.prompts.template import PromptBuilder
 
 
@@ -67,10 +68,12 @@ def save_examples(frame: pd.DataFrame, folder: Path) -> None:
 
 def load_examples(prepared: Path, name: str) -> Dataset:
     """A prepared split's examples (`examples-<name>/`), or the Parquet table older prepared folders hold."""
-    folder = Path(prepared) / f"examples-{name}"
-    if folder.is_dir():
-        return load_from_disk(str(folder))
-    return Dataset.from_pandas(pd.read_parquet(folder.with_suffix(".parquet")), preserve_index=False)
+    path = examples_path(prepared, name)
+    if path is None:
+        raise InputError(f"no examples-{name} here: run `llmrec prepare CONFIG` first", path=prepared)
+    if path.is_dir():
+        return load_from_disk(str(path))
+    return Dataset.from_pandas(pd.read_parquet(path), preserve_index=False)
 
 
 def examples_path(prepared: Path, name: str) -> Path | None:

@@ -55,7 +55,7 @@ def encode_examples(
 
 
 def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded tensors; packed rows (`pack_examples`) also carry their `position_ids`."""
+    """Right-padded tensors; packed rows (`packing.PackedRows`) also carry their `position_ids`."""
     width = max(len(x["input_ids"]) for x in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), -100, dtype=torch.long)
@@ -159,7 +159,6 @@ def fit(
             "validated_at": validated_at,
             "elapsed": elapsed_before + time.time() - start,
             "stale": stale,
-            "stop_reason": stop_reason,
         }
         save_checkpoint(run.checkpoint, tuning.state(accelerator.unwrap_model(model)),
                         optimizer.optimizer.state_dict(), scheduler.state_dict(), state)  # fmt: skip
@@ -172,7 +171,7 @@ def fit(
             metrics = validate(unwrapped) if validate else {}
             unwrapped.train()
             log({"step": step, "epoch": round(step / steps_per_epoch, 2),
-                           **{f"valid_{k}": v for k, v in metrics.items()}})  # fmt: skip
+                 **{f"valid_{k}": v for k, v in metrics.items()}})  # fmt: skip
             score = metrics.get("ndcg@10", 0.0)
             best_path = run.path / tuning.folder
             stale = 0 if validate is None or score > best else stale + 1
