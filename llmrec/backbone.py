@@ -161,6 +161,21 @@ def add_tokens(tokenizer: PreTrainedTokenizerBase, tokens: list[str]) -> list[in
     return tokenizer.convert_tokens_to_ids(tokens)
 
 
+def mean_token_rows(weight: torch.Tensor, tokenizer: PreTrainedTokenizerBase, texts: list[str],
+                    first_new_token: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The mean of each text's ordinary token rows (tokens below `first_new_token`, not ids), as
+    float32, and which texts had any (the others get a zero row)."""
+    encoded = tokenizer([t or "" for t in texts], add_special_tokens=False).input_ids
+    rows = torch.zeros(len(texts), weight.shape[1])
+    has = torch.zeros(len(texts), dtype=torch.bool)
+    with torch.no_grad():
+        for n, ids in enumerate(encoded):
+            ids = [i for i in ids if i < first_new_token]
+            if ids:
+                rows[n], has[n] = weight[ids].float().mean(0), True
+    return rows, has
+
+
 def init_rows_from_text(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, token_ids: list[int], texts: list[str]
 ) -> int:
@@ -168,15 +183,13 @@ def init_rows_from_text(
     begins near what its title means); rows without text keep their initialisation. Returns how
     many rows were set. Tied models share the row with the output head."""
     weight = model.get_input_embeddings().weight
-    encoded = tokenizer([t or "" for t in texts], add_special_tokens=False).input_ids
-    done = 0
+    if not token_ids:
+        return 0
+    rows, has = mean_token_rows(weight, tokenizer, texts, min(token_ids))
     with torch.no_grad():
-        for row, ids in zip(token_ids, encoded, strict=True):
-            ids = [i for i in ids if i < row]  # ordinary tokens only, not other new ones
-            if ids:
-                weight[row] = weight[ids].float().mean(0).to(weight.dtype)
-                done += 1
-    return done
+        index = torch.tensor(token_ids)[has]
+        weight[index] = rows[has].to(weight.dtype)
+    return int(has.sum())
 
 
 def resize_for_tokenizer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> None:

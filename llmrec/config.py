@@ -136,6 +136,22 @@ class LoraSettings(_Section):
     )
 
 
+class AnchorSettings(_Section):
+    delta_bound: float = Field(
+        0.5,
+        gt=0,
+        description="the most an item's id delta may move its row from the text map, as a share of the "
+        "mean norm of the text-initialised rows",
+    )
+    delta_dropout: float = Field(
+        0.25,
+        ge=0,
+        lt=1,
+        description="share of items whose delta is dropped at each training step, so the text path "
+        "alone learns to rank (it is all a new item has)",
+    )
+
+
 class ModelConfig(_Section):
     name: str = Field("smollm2-135m", description="'smollm2-135m', a hub id, or a local folder")
     dtype: Literal["auto", "bf16", "fp32", "fp16"] = Field(
@@ -148,6 +164,14 @@ class ModelConfig(_Section):
         "(RUN_DIR/model, a safetensors model transformers and vLLM load directly)",
     )
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    item_rows: Literal["free", "anchored"] = Field(
+        "free",
+        description="atomic ids: free: each item token's row starts from its text and trains freely; "
+        "anchored: row = a trained map of the item's frozen text vectors + a bounded id delta "
+        "(model.anchor), so new items get their rows from the same map. A catalogue without text "
+        "trains free rows",
+    )
+    anchor: AnchorSettings = Field(default_factory=AnchorSettings)
 
 
 class TrainConfig(_Section):

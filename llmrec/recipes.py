@@ -41,6 +41,7 @@ from llmrec.explain import Explainer
 from llmrec.generate import Recommendation, Recommender
 from llmrec.hybrid import HybridRecommender, choose_retriever, fit_retriever, load_recommender
 from llmrec.ids import ItemIds, build_item_ids
+from llmrec.ids.embeddings import item_texts as embedding_texts
 from llmrec.ids.embeddings import text_embeddings
 from llmrec.ids.item_ids import choose_embeddings
 from llmrec.io import atomic_path, check_writable_dir, claim_dir, exclusive, read_json, write_json
@@ -55,6 +56,7 @@ from llmrec.prompts import (
     training_examples,
     window_examples,
 )
+from llmrec.train.anchored import AnchoredTuning, ItemAnchor, build_anchor
 from llmrec.train.checkpoint import has_checkpoint
 from llmrec.train.examples import encode_training, with_examples
 from llmrec.train.finetune import build_finetuning
@@ -132,6 +134,30 @@ def _validator(cfg: Config, tokenizer, ids: ItemIds, split: SplitData):
     return validate
 
 
+def _item_anchor(cfg: Config, model, tokenizer, ids: ItemIds, split: SplitData) -> ItemAnchor | None:
+    """model.item_rows: anchored, atomic ids, a catalogue with text: the anchor of the item rows
+    (train/anchored.py), from the base model before any adapter; else None (free rows, said why)."""
+    if cfg.model.item_rows != "anchored":
+        return None
+    if ids.scheme != "atomic":
+        console.log(f"model.item_rows: anchored applies to atomic ids; {ids.scheme} ids train as configured")
+        return None
+    text = split.title_or_text()
+    texts = [text.get(i, "") for i in ids.items]
+    if not any(texts):
+        console.log("model.item_rows: anchored, but no item has a title or text: training free item rows")
+        return None
+    order = {item: n for n, item in enumerate(split.items["item"])}
+    pooled_all = text_embeddings(embedding_texts(split), model, tokenizer, cache_folder=cache_dir())
+    pooled = pooled_all[[order[i] for i in ids.items]]
+    token_ids = tokenizer.convert_tokens_to_ids(ids.ids)
+    anchor = build_anchor(model, tokenizer, token_ids, texts, pooled, cfg.model.anchor, cfg.train.seed)
+    with_text = int(anchor.has_text.sum())
+    console.log(f"anchored item rows: {with_text} of {len(ids.items)} items anchored to their text "
+                f"(delta within {cfg.model.anchor.delta_bound:g} of a row's norm), the rest free")  # fmt: skip
+    return anchor
+
+
 def prepared_fingerprint(prepared: Path) -> str:
     """A content hash of what training reads from a prepared folder."""
     h = hashlib.sha256()
@@ -183,10 +209,13 @@ def train(cfg: Config) -> RunDir:
             model, tokenizer, tokenizer.convert_tokens_to_ids(ids.ids), [text.get(i, "") for i in ids.items]
         )
         console.log(f"atomic ids: {rows} of {len(ids.items)} item rows start from their text")
+    tuning = build_finetuning(cfg)
+    anchor = _item_anchor(cfg, model, tokenizer, ids, split)
+    if anchor is not None:
+        tuning = AnchoredTuning(tuning, anchor, tokenizer.convert_tokens_to_ids(ids.ids))
     # LoRA's initial weights come from the global RNG, whose state depends on what ran before in
     # this process (a first-time GGUF conversion, say): seed it so a run is reproducible.
     set_seed(cfg.train.seed)
-    tuning = build_finetuning(cfg)
     model = tuning.prepare(model, cfg, tokenizer.convert_tokens_to_ids(ids.new_tokens))
     builder = PromptBuilder(cfg.prompts, tokenizer, ids.id_by_item)
     encoded = encode_training(load_examples(prepared, "train"), builder, tokenizer, ids,
@@ -210,9 +239,14 @@ def train(cfg: Config) -> RunDir:
         examples = packed
     console.log(f"training on {len(examples)} rows, {info['tokens_per_interaction']} tokens per interaction; "
                 f"run directory {run.path}")  # fmt: skip
-    objective = build_objective(cfg, ids, tokenizer, builder.end_token_id)
-    summary = fit(cfg, model, tokenizer, examples, run, _validator(cfg, tokenizer, ids, split),
-                  tuning=tuning, objective=objective, info=info)  # fmt: skip
+    objective = build_objective(cfg, ids, tokenizer, builder.end_token_id, anchor)
+    validate = _validator(cfg, tokenizer, ids, split)
+    if anchor is not None:
+        validate = tuning.validator(validate)
+        info |= {"item_rows": "anchored"}
+    summary = fit(
+        cfg, model, tokenizer, examples, run, validate, tuning=tuning, objective=objective, info=info
+    )
     # a retriever's mixing weight was chosen for the weights it was fitted with: refit or drop it
     shutil.rmtree(run.path / "retriever", ignore_errors=True)
     if cfg.generate.retriever == "sasrec":

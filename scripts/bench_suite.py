@@ -79,7 +79,7 @@ DATASETS = {
         "sasrec": SASREC_SHORT | {"patience": 10},
     },
 }
-STAGES = ("popularity", "sasrec", "llm")
+STAGES = ("popularity", "sasrec", "llm", "anchored")
 
 
 def llmrec(*args: str) -> None:
@@ -173,21 +173,33 @@ def run_cells(name: str, seeds: list[int], stages: tuple[str, ...], minutes: flo
             )
         if "sasrec" in stages and not (folder / base / "sasrec" / "metrics-test.json").exists():
             llmrec("baseline", str(config), "--model", "sasrec", *seed_sets)
-        run = folder / f"llm-seed{seed}"
-        if "llm" in stages and not (run / "metrics-test-hybrid.json").exists():
-            if not (folder / "prepared" / "manifest.json").exists():
-                llmrec("prepare", str(config))
-            weights = folder / base / "sasrec" / "model.pt"
-            sets = ["--set", f"run_dir=llm-seed{seed}", "--set", f"train.seed={seed}"]
-            if weights.exists():
-                sets += ["--set", f"generate.retriever_weights={base}/sasrec/model.pt"]
-            if not (run / "train_summary.json").exists():
-                llmrec("train", str(config), *sets)
-            llmrec("evaluate", str(run), "--split", "test", "--retriever", "none")
-            (run / "metrics-test-llm.json").write_bytes((run / "metrics-test.json").read_bytes())
-            if weights.exists():
-                llmrec("evaluate", str(run), "--split", "test", "--retriever", "sasrec")
-                (run / "metrics-test-hybrid.json").write_bytes((run / "metrics-test.json").read_bytes())
+        for stage, sets in LLM_VARIANTS.items():
+            if stage in stages:
+                _llm_cell(config, folder, base, f"{stage}-seed{seed}", seed, sets)
+
+
+# the LLM rows: the default recipe, and the same with item rows anchored to their text
+LLM_VARIANTS = {"llm": [], "anchored": ["--set", "model.item_rows=anchored"]}
+
+
+def _llm_cell(config: Path, folder: Path, base: str, name: str, seed: int, extra: list[str]) -> None:
+    """Train one LLM run (resumable) and evaluate it alone and as the hybrid on the test split."""
+    run = folder / name
+    if (run / "metrics-test-hybrid.json").exists():
+        return
+    if not (folder / "prepared" / "manifest.json").exists():
+        llmrec("prepare", str(config))
+    weights = folder / base / "sasrec" / "model.pt"
+    sets = ["--set", f"run_dir={name}", "--set", f"train.seed={seed}", *extra]
+    if weights.exists():
+        sets += ["--set", f"generate.retriever_weights={base}/sasrec/model.pt"]
+    if not (run / "train_summary.json").exists():
+        llmrec("train", str(config), *sets)
+    llmrec("evaluate", str(run), "--split", "test", "--retriever", "none")
+    (run / "metrics-test-llm.json").write_bytes((run / "metrics-test.json").read_bytes())
+    if weights.exists():
+        llmrec("evaluate", str(run), "--split", "test", "--retriever", "sasrec")
+        (run / "metrics-test-hybrid.json").write_bytes((run / "metrics-test.json").read_bytes())
 
 
 def _row(files: list[tuple[int, Path]], train_s) -> dict | None:
@@ -227,6 +239,15 @@ def report(seeds: list[int]) -> dict:
             ),
             "popularity": _row([(0, folder / "popularity-metrics.json")], lambda m: 0.0),
         }
+        anchored = {
+            "anchored": _row(
+                [(s, folder / f"anchored-seed{s}" / "metrics-test-llm.json") for s in seeds], llm_train
+            ),
+            "anchored_hybrid": _row(
+                [(s, folder / f"anchored-seed{s}" / "metrics-test-hybrid.json") for s in seeds], llm_train
+            ),
+        }
+        row |= {k: v for k, v in anchored.items() if v}  # rows only where the variant ran
         chosen = []
         for s in seeds:
             choice = folder / f"llm-seed{s}" / "retriever" / "choice.json"
@@ -267,7 +288,7 @@ def main() -> None:
     parser.add_argument("what", choices=("run", "report"))
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    parser.add_argument("--only", nargs="*", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--only", nargs="*", choices=STAGES, default=[s for s in STAGES if s != "anchored"])
     parser.add_argument("--minutes", type=float, default=None, help="train.max_minutes for the LLM")
     args = parser.parse_args()
     if args.what == "run":

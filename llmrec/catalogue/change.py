@@ -3,10 +3,12 @@
 add: the new items (a table with the run's item columns) join the catalogue. With semantic ids each
 new item's text embedding goes through the run's frozen codebooks (`ids.item_ids.place_new_items`):
 no token or weight changes, the trie simply holds one more path. With atomic ids each
-gets a new token whose embedding row (also its output row: the head is tied) is predicted from its
-text: every item row started as the mean of its title's token rows, so a ridge map from those text
-rows to the trained rows, fitted on the items the run was trained with, places a new item where
-training would have moved an item with that text. The tokenizer, the rows, the id map and the
+gets a new token whose embedding row (also its output row: the head is tied) comes from its text.
+A run with anchored rows (`model.item_rows: anchored`) applies its trained text map, the function
+every training row was made with, minus the id delta a new item has not earned. Otherwise every
+item row started as the mean of its title's token rows, so a ridge map from those text rows to the
+trained rows, fitted on the items the run was trained with, places a new item where training would
+have moved an item with that text. The tokenizer, the rows, the id map and the
 items table change together under a lock, the previous catalogue is kept in
 catalogue-versions/N/, and the files are renamed into place in an order in which every
 intermediate state still loads (tokens and rows before the ids that use them).
@@ -28,7 +30,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from llmrec.backbone import cache_dir, load_model, load_tokenizer
+from llmrec.backbone import cache_dir, load_model, load_tokenizer, mean_token_rows
 from llmrec.data import SplitData
 from llmrec.data.importers import read_id_list, read_items_table
 from llmrec.errors import InputError
@@ -36,19 +38,10 @@ from llmrec.ids import ItemIds
 from llmrec.ids.embeddings import item_texts, text_embeddings
 from llmrec.ids.item_ids import place_new_items
 from llmrec.io import atomic_path, exclusive, write_json
+from llmrec.train.anchored import load_anchor_state, new_item_rows
 from llmrec.train.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
 
 RIDGE = 0.1  # times the mean diagonal of X'X: keeps the map stable when few items have text
-
-
-def text_rows(weight: torch.Tensor, tokenizer, texts: list[str], first_new_token: int) -> torch.Tensor:
-    """The mean of each text's ordinary token rows (how `init_rows_from_text` starts an item row)."""
-    encoded = tokenizer(texts, add_special_tokens=False).input_ids
-    rows = []
-    for ids in encoded:
-        ids = [i for i in ids if i < first_new_token]
-        rows.append(weight[ids].float().mean(0) if ids else torch.zeros(weight.shape[1]))
-    return torch.stack(rows)
 
 
 def with_intercept(x: torch.Tensor) -> torch.Tensor:
@@ -126,14 +119,18 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
         if len(with_text) < 2:
             raise InputError("fewer than 2 trained items have text: no map from text to rows can be fitted",
                              path=run.path, field="items")  # fmt: skip
-        first_new = min(token_ids)
-        weight = embed.weight.detach()
-        with torch.no_grad():
-            x = text_rows(weight, tokenizer, [text_of[i] for i, _ in with_text], first_new)
-            y = embed(torch.tensor([t for _, t in with_text])).float()
-            row_map = fit_row_map(x, y)
-            new_x = text_rows(weight, tokenizer, [r.title or r.text for r in table.itertuples()], first_new)
-            new_rows = with_intercept(new_x) @ row_map
+        if run.anchor is not None:  # anchored rows: the trained text map itself, no fitted guess
+            new_rows = _anchored_rows(cfg, load_anchor_state(run.anchor.parent), table)
+        else:
+            first_new = min(token_ids)
+            weight = embed.weight.detach()
+            with torch.no_grad():
+                x, _ = mean_token_rows(weight, tokenizer, [text_of[i] for i, _ in with_text], first_new)
+                y = embed(torch.tensor([t for _, t in with_text])).float()
+                row_map = fit_row_map(x, y)
+                new_x, _ = mean_token_rows(weight, tokenizer, [r.title or r.text for r in table.itertuples()],
+                                           first_new)  # fmt: skip
+                new_rows = with_intercept(new_x) @ row_map
         start = 1 + max(int(re.fullmatch(r"<item_(\d+)>", t).group(1)) for t in ids.ids)
         new_tokens = [f"<item_{start + n}>" for n in range(len(table))]
         tokenizer.add_tokens(new_tokens, special_tokens=True)
@@ -159,6 +156,17 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
             np.save(f, vectors)
     log(f"added {len(table)} items to {run.path} (the catalogue before is in {version})")
     return {"added": len(table), "catalogue": len(items), "previous": str(version)}
+
+
+def _anchored_rows(cfg, state: dict, table: pd.DataFrame) -> torch.Tensor:
+    """New items' rows by the run's anchor (train/anchored.py), from the base model's text vectors
+    and token rows, as training computed its items' features."""
+    model, tokenizer = load_model(cfg.model.name, cfg.model.dtype), load_tokenizer(cfg.model.name)
+    pooled = text_embeddings(item_texts(SplitData(items=table, users=pd.DataFrame())), model, tokenizer,
+                             cache_folder=cache_dir())  # fmt: skip
+    token_rows, _ = mean_token_rows(model.get_input_embeddings().weight, tokenizer,
+                                    [r.title or r.text for r in table.itertuples()], len(tokenizer))  # fmt: skip
+    return new_item_rows(state, pooled, token_rows)
 
 
 def catalogue_text_vectors(cfg, items: pd.DataFrame) -> np.ndarray:

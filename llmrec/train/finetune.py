@@ -60,13 +60,13 @@ class FullTuning:
         return model
 
     def state(self, model) -> dict:
-        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return {k: v.detach().clone() for k, v in _own_state(model).items()}
 
     def load_state(self, model, state: dict) -> None:
-        model.load_state_dict(state)
+        model.load_state_dict(state, strict=not hasattr(model, "item_anchor"))
 
     def save(self, model, folder: Path, tokenizer: PreTrainedTokenizerBase) -> None:
-        model.save_pretrained(folder)  # safetensors; tied weights saved once
+        model.save_pretrained(folder, state_dict=_own_state(model))  # safetensors; tied weights saved once
         tokenizer.save_pretrained(folder)
 
     def load_saved(self, model, folder: Path) -> None:
@@ -75,6 +75,11 @@ class FullTuning:
             state |= load_file(shard)
         model.load_state_dict(state, strict=False)  # a tied head is saved once, as the embedding
         model.tie_weights()
+
+
+def _own_state(model: PreTrainedModel) -> dict:
+    """The model's own weights, without the item anchor llmrec attaches (train/anchored.py keeps it)."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("item_anchor.")}
 
 
 def build_finetuning(cfg: Config) -> LoraTuning | FullTuning:

@@ -19,7 +19,9 @@ from peft import PeftModel
 from transformers import PreTrainedModel
 
 from llmrec.config import Config
+from llmrec.errors import InputError
 from llmrec.ids import ItemIds
+from llmrec.train.anchored import ItemAnchor
 from llmrec.train.packing import block_causal_mask
 
 
@@ -50,16 +52,32 @@ def labelled_logits(
     In one process the decoder and head are called directly, and with `rows` only those rows of the
     head are computed. Under DistributedDataParallel the call must go through the wrapper's forward
     (it synchronises gradients), so the model's own `logits_to_keep` selects the positions."""
-    labels = batch["labels"][:, 1:]
-    keep = (labels != -100).any(0).nonzero().squeeze(-1)
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        labels = batch["labels"][:, 1:]
+        keep = (labels != -100).any(0).nonzero().squeeze(-1)
         out = model(**decoder_inputs(model.module, batch), logits_to_keep=keep)
         logits = out.logits if rows is None else out.logits[..., rows]
         return logits, labels[:, keep]
-    decoder, head = model_parts(model)
+    hidden, labels = labelled_states(model, batch)
+    _, head = model_parts(model)
+    return (head(hidden) if rows is None else item_logits(head, hidden, rows)), labels
+
+
+def labelled_states(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's last hidden states at the positions where some row has a label, and the labels
+    there, shifted by one (one process: the decoder is called directly)."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        raise InputError(
+            "model.item_rows: anchored trains in one process (its rows are computed outside the "
+            "model's forward, which DistributedDataParallel synchronises); train with one process or "
+            "item_rows: free",
+            field="model.item_rows",
+        )
+    labels = batch["labels"][:, 1:]
+    keep = (labels != -100).any(0).nonzero().squeeze(-1)
+    decoder, _ = model_parts(model)
     hidden = decoder(**decoder_inputs(model, batch)).last_hidden_state
-    hidden = hidden[:, keep]
-    return (head(hidden) if rows is None else item_logits(head, hidden, rows)), labels[:, keep]
+    return hidden[:, keep], labels[:, keep]
 
 
 class TokenLoss:
@@ -73,15 +91,24 @@ class TokenLoss:
 class CatalogueLoss:
     """Softmax over the catalogue's item tokens at each position whose next token is an item; at
     positions whose next token is text (an alignment task's id -> text answer), the vocabulary
-    softmax. The end token after an item is certain and carries no loss."""
+    softmax. The end token after an item is certain and carries no loss. With an `anchor`
+    (`anchored.ItemAnchor`), the catalogue's rows are this step's anchored rows, in and out."""
 
-    def __init__(self, item_token_ids: list[int], vocab_size: int, end_token_id: int | None = None) -> None:
+    def __init__(self, item_token_ids: list[int], vocab_size: int, end_token_id: int | None = None,
+                 anchor: ItemAnchor | None = None) -> None:  # fmt: skip
         self.item_token_ids = torch.tensor(item_token_ids)
         self.index = torch.full((vocab_size,), -100, dtype=torch.long)  # token id -> catalogue index
         self.index[self.item_token_ids] = torch.arange(len(item_token_ids))
         self.end_token_id = end_token_id
+        self.anchor = anchor
 
     def __call__(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.anchor is None:
+            return self.loss(model, batch, None)
+        with self.anchor.training_step() as rows:
+            return self.loss(model, batch, rows)
+
+    def loss(self, model, batch: dict[str, torch.Tensor], rows: torch.Tensor | None) -> torch.Tensor:
         device = batch["labels"].device
         labels = batch["labels"]
         items = self.index.to(device)[labels.clamp(min=0)].where(
@@ -91,19 +118,27 @@ class CatalogueLoss:
         if self.end_token_id is not None:
             text = text.masked_fill(text == self.end_token_id, -100)
         if not (text >= 0).any():  # next-item batches: only the catalogue's rows of the head
-            logits, targets = labelled_logits(
-                model, dict(batch, labels=items), self.item_token_ids.to(device)
-            )
+            if rows is not None:
+                hidden, targets = labelled_states(model, dict(batch, labels=items))
+                logits = F.linear(hidden, rows.to(hidden.dtype))
+            else:
+                logits, targets = labelled_logits(
+                    model, dict(batch, labels=items), self.item_token_ids.to(device)
+                )
             return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
         # a batch with text answers: the whole head where some row has a label, each position scored
         # by its kind (catalogue or vocabulary); the loss is the mean over all labelled positions
-        logits, _ = labelled_logits(model, dict(batch, labels=items.where(items >= 0, text)))
+        if rows is not None:
+            hidden, _ = labelled_states(model, dict(batch, labels=items.where(items >= 0, text)))
+            logits = model_parts(model)[1](hidden)
+            item_scores = F.linear(hidden, rows.to(hidden.dtype))
+        else:
+            logits, _ = labelled_logits(model, dict(batch, labels=items.where(items >= 0, text)))
+            item_scores = logits[..., self.item_token_ids.to(device)]
         keep = ((items >= 0) | (text >= 0))[:, 1:].any(0)
         item_targets, text_targets = items[:, 1:][:, keep], text[:, 1:][:, keep]
         on_item, on_text = item_targets >= 0, text_targets >= 0
-        item_loss = F.cross_entropy(
-            logits[on_item][:, self.item_token_ids.to(device)].float(), item_targets[on_item], reduction="sum"
-        )
+        item_loss = F.cross_entropy(item_scores[on_item].float(), item_targets[on_item], reduction="sum")
         text_loss = F.cross_entropy(logits[on_text].float(), text_targets[on_text], reduction="sum")
         return (item_loss + text_loss) / (on_item.sum() + on_text.sum())
 
@@ -123,9 +158,10 @@ def item_logits(head: torch.nn.Module, states: torch.Tensor, rows: torch.Tensor)
 
 
 def build_objective(
-    cfg: Config, ids: ItemIds, tokenizer, end_token_id: int | None = None
+    cfg: Config, ids: ItemIds, tokenizer, end_token_id: int | None = None, anchor: ItemAnchor | None = None
 ) -> TokenLoss | CatalogueLoss:
-    """`end_token_id`: the token that ends an id (line break or EOS), certain after an atomic id."""
+    """`end_token_id`: the token that ends an id (line break or EOS), certain after an atomic id;
+    `anchor`: the anchored item rows, if the run has them."""
     if ids.scheme == "atomic":
-        return CatalogueLoss(tokenizer.convert_tokens_to_ids(ids.ids), len(tokenizer), end_token_id)
+        return CatalogueLoss(tokenizer.convert_tokens_to_ids(ids.ids), len(tokenizer), end_token_id, anchor)
     return TokenLoss()

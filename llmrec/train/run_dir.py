@@ -3,6 +3,7 @@
 config.yaml          resolved config (names the prepared folder it was trained from)
 adapter/             best LoRA adapter (safetensors; includes trained id-token rows), or
 model/               with model.finetune: full, the best whole model and its tokenizer
+  item_anchor.safetensors  in either, with model.item_rows: anchored: the text map and id deltas
 tokenizer/           tokenizer with the new id tokens
 item_ids.parquet     item <-> id text; item_ids.json: scheme and new tokens
 items.parquet        item titles and text
@@ -51,6 +52,14 @@ class RunDir:
     prepared = property(lambda self: self.path / "prepared.json")
     added_rows = property(lambda self: self.path / "added_rows.safetensors")
     unavailable = property(lambda self: self.path / "unavailable.json")
+
+    @property
+    def anchor(self) -> Path | None:
+        """The best weights' item anchor (`model.item_rows: anchored`), if the run has one."""
+        for folder in ("adapter", "model"):
+            if (self.path / folder / "item_anchor.safetensors").exists():
+                return self.path / folder / "item_anchor.safetensors"
+        return None
 
     def load_unavailable(self) -> set[str]:
         """Items `llmrec items remove` took out: never recommended, still readable in histories."""
