@@ -153,8 +153,9 @@ def _item_anchor(cfg: Config, model, tokenizer, ids: ItemIds, split: SplitData) 
     token_ids = tokenizer.convert_tokens_to_ids(ids.ids)
     anchor = build_anchor(model, tokenizer, token_ids, texts, pooled, cfg.model.anchor, cfg.train.seed)
     with_text = int(anchor.has_text.sum())
+    bound = cfg.model.anchor.delta_bound
     console.log(f"anchored item rows: {with_text} of {len(ids.items)} items anchored to their text "
-                f"(delta within {cfg.model.anchor.delta_bound:g} of a row's norm), the rest free")  # fmt: skip
+                f"(delta within {bound:g} of a row's norm), the rest free")  # fmt: skip
     return anchor
 
 

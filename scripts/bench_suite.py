@@ -56,6 +56,7 @@ DATASETS = {
         "sasrec": SASREC_ML100K,
         # SASRec-CE and popularity never read item text: on the same split (checked) they are ML-100K's
         "baselines_from": "ml100k",
+        "text": False,
     },
     "industrial": {
         "about": "Amazon 2018 Industrial_and_Scientific: titles and descriptions, 5-11 items a user",
@@ -77,9 +78,10 @@ DATASETS = {
         "about": "Amazon Beauty, P5 5-core split: attribute ids only, no text, 22k users",
         "data": {"format": "p5", "path": str(SHARED / "amazon-p5" / "Beauty.txt")},
         "sasrec": SASREC_SHORT | {"patience": 10},
+        "text": False,
     },
 }
-STAGES = ("popularity", "sasrec", "llm", "anchored")
+STAGES = ("popularity", "content", "sasrec", "llm", "anchored")
 
 
 def llmrec(*args: str) -> None:
@@ -171,6 +173,16 @@ def run_cells(name: str, seeds: list[int], stages: tuple[str, ...], minutes: flo
             (folder / "popularity-metrics.json").write_bytes(
                 (folder / base / "popularity" / "metrics-test.json").read_bytes()
             )
+        # the content baseline has no training seed: once, on catalogues with text
+        content = folder / "content-metrics.json"
+        if (
+            "content" in stages
+            and seed == seeds[0]
+            and DATASETS[name].get("text", True)
+            and not content.exists()
+        ):
+            llmrec("baseline", str(config), "--model", "content", *seed_sets)
+            content.write_bytes((folder / base / "content" / "metrics-test.json").read_bytes())
         if "sasrec" in stages and not (folder / base / "sasrec" / "metrics-test.json").exists():
             llmrec("baseline", str(config), "--model", "sasrec", *seed_sets)
         for stage, sets in LLM_VARIANTS.items():
@@ -239,6 +251,8 @@ def report(seeds: list[int]) -> dict:
             ),
             "popularity": _row([(0, folder / "popularity-metrics.json")], lambda m: 0.0),
         }
+        if (folder / "content-metrics.json").exists():
+            row["content"] = _row([(0, folder / "content-metrics.json")], lambda m: 0.0)
         anchored = {
             "anchored": _row(
                 [(s, folder / f"anchored-seed{s}" / "metrics-test-llm.json") for s in seeds], llm_train

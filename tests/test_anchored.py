@@ -43,8 +43,8 @@ def _anchor_as_trained(run: RunDir) -> tuple[ItemAnchor, list[int]]:
     order = {item: n for n, item in enumerate(split.items["item"])}
     pooled = text_embeddings(item_texts(split), model, tokenizer, cache_folder=cache_dir())
     token_ids = tokenizer.convert_tokens_to_ids(ids.ids)
-    anchor = build_anchor(model, tokenizer, token_ids, [text.get(i, "") for i in ids.items],
-                          pooled[[order[i] for i in ids.items]], AnchorSettings(), cfg.train.seed)  # fmt: skip
+    texts, rows = [text.get(i, "") for i in ids.items], [order[i] for i in ids.items]
+    anchor = build_anchor(model, tokenizer, token_ids, texts, pooled[rows], AnchorSettings(), cfg.train.seed)
     anchor.load_state_dict(load_file(run.anchor))
     return anchor, token_ids
 

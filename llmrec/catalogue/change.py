@@ -164,8 +164,8 @@ def _anchored_rows(cfg, state: dict, table: pd.DataFrame) -> torch.Tensor:
     model, tokenizer = load_model(cfg.model.name, cfg.model.dtype), load_tokenizer(cfg.model.name)
     pooled = text_embeddings(item_texts(SplitData(items=table, users=pd.DataFrame())), model, tokenizer,
                              cache_folder=cache_dir())  # fmt: skip
-    token_rows, _ = mean_token_rows(model.get_input_embeddings().weight, tokenizer,
-                                    [r.title or r.text for r in table.itertuples()], len(tokenizer))  # fmt: skip
+    texts = [r.title or r.text for r in table.itertuples()]
+    token_rows, _ = mean_token_rows(model.get_input_embeddings().weight, tokenizer, texts, len(tokenizer))
     return new_item_rows(state, pooled, token_rows)
 
 
