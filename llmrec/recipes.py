@@ -144,14 +144,16 @@ def _item_anchor(cfg: Config, model, tokenizer, ids: ItemIds, split: SplitData) 
         return None
     text = split.title_or_text()
     texts = [text.get(i, "") for i in ids.items]
-    if not any(texts):
+    anchor = None
+    if any(texts):  # else the pooled vectors would be embedded for nothing
+        order = {item: n for n, item in enumerate(split.items["item"])}
+        pooled_all = text_embeddings(embedding_texts(split), model, tokenizer, cache_folder=cache_dir())
+        pooled = pooled_all[[order[i] for i in ids.items]]
+        token_ids = tokenizer.convert_tokens_to_ids(ids.ids)
+        anchor = build_anchor(model, tokenizer, token_ids, texts, pooled, cfg.model.anchor, cfg.train.seed)
+    if anchor is None:
         console.log("model.item_rows: anchored, but no item has a title or text: training free item rows")
         return None
-    order = {item: n for n, item in enumerate(split.items["item"])}
-    pooled_all = text_embeddings(embedding_texts(split), model, tokenizer, cache_folder=cache_dir())
-    pooled = pooled_all[[order[i] for i in ids.items]]
-    token_ids = tokenizer.convert_tokens_to_ids(ids.ids)
-    anchor = build_anchor(model, tokenizer, token_ids, texts, pooled, cfg.model.anchor, cfg.train.seed)
     with_text = int(anchor.has_text.sum())
     bound = cfg.model.anchor.delta_bound
     console.log(f"anchored item rows: {with_text} of {len(ids.items)} items anchored to their text "

@@ -95,10 +95,9 @@ def timed(args: list[str], log: Path) -> dict:
     started = time.time()
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "llmrec", *args], stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"llmrec {' '.join(args)} failed ({proc.returncode}); see {log}")
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (peak RSS), not all children's
+    if code := os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"llmrec {' '.join(args)} failed ({code}); see {log}")
     return {"wall_s": round(time.time() - started, 1), "peak_mib": round(usage.ru_maxrss / 1024)}
 
 

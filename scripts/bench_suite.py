@@ -240,6 +240,7 @@ def report(seeds: list[int]) -> dict:
         llm_train = lambda m: (m.get("train") or {}).get("train_wall_s")  # noqa: E731
         row = {
             "about": spec["about"],
+            "text": spec.get("text", True),
             "users": users,
             "llm": _row([(s, folder / f"llm-seed{s}" / "metrics-test-llm.json") for s in seeds], llm_train),
             "hybrid": _row(

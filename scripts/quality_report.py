@@ -305,9 +305,7 @@ def suite_table() -> list[str]:
             for t in row["llm_training"]
         )
         models = [cell(row.get(k)) for k in ("llm", "hybrid", "anchored", "anchored_hybrid", "sasrec")]
-        no_text = "no text" if name.endswith("notext") or name == "beauty" else None
-        models += [cell(row.get("content")) if row.get("content") or not no_text else no_text,
-                   cell(row["popularity"])]  # fmt: skip
+        models += [cell(row.get("content")) if row.get("text", True) else "no text", cell(row["popularity"])]
         cells = [name, row["users"], *models, row["chosen"] or "", f"{ratio:.3f}x" if ratio else "", runs]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines

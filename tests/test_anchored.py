@@ -8,13 +8,12 @@ from conftest import ATOMIC_PROMPTS
 from safetensors.torch import load_file
 from test_pipeline import runner, write_config
 
-from llmrec.backbone import cache_dir, load_model, resize_for_tokenizer
+from llmrec.backbone import load_model, resize_for_tokenizer
 from llmrec.cli import app
-from llmrec.config import AnchorSettings
 from llmrec.generate import Recommender
 from llmrec.ids import ItemIds
-from llmrec.ids.embeddings import item_texts, text_embeddings
-from llmrec.train.anchored import ItemAnchor, build_anchor
+from llmrec.recipes import _item_anchor
+from llmrec.train.anchored import ItemAnchor
 from llmrec.train.run_dir import RunDir
 
 BOUND = 0.05  # small, so that training pushes deltas against it
@@ -33,20 +32,16 @@ def _train(tmp_path, backbone, overrides: dict | None = None, verbs=("prepare", 
 
 
 def _anchor_as_trained(run: RunDir) -> tuple[ItemAnchor, list[int]]:
-    """The run's anchor rebuilt as `train` builds it (base model, the run's texts) with its saved state."""
+    """The run's anchor rebuilt by the function `train` builds it with (base model, the run's texts),
+    holding its saved state."""
     cfg = run.load_config()
     tokenizer = run.load_tokenizer()
     model = load_model(cfg.model.name, cfg.model.dtype)
     resize_for_tokenizer(model, tokenizer, seed=cfg.train.seed)
-    ids, split = ItemIds.load(run.path), run.load_split()
-    text = split.title_or_text()
-    order = {item: n for n, item in enumerate(split.items["item"])}
-    pooled = text_embeddings(item_texts(split), model, tokenizer, cache_folder=cache_dir())
-    token_ids = tokenizer.convert_tokens_to_ids(ids.ids)
-    texts, rows = [text.get(i, "") for i in ids.items], [order[i] for i in ids.items]
-    anchor = build_anchor(model, tokenizer, token_ids, texts, pooled[rows], AnchorSettings(), cfg.train.seed)
+    ids = ItemIds.load(run.path)
+    anchor = _item_anchor(cfg, model, tokenizer, ids, run.load_split())
     anchor.load_state_dict(load_file(run.anchor))
-    return anchor, token_ids
+    return anchor, tokenizer.convert_tokens_to_ids(ids.ids)
 
 
 def test_anchored_rows_start_as_the_free_recipe_and_drop_deltas_by_seed():

@@ -38,7 +38,7 @@ from llmrec.ids import ItemIds
 from llmrec.ids.embeddings import item_texts, text_embeddings
 from llmrec.ids.item_ids import place_new_items
 from llmrec.io import atomic_path, exclusive, write_json
-from llmrec.train.anchored import load_anchor_state, new_item_rows
+from llmrec.train.anchored import new_item_rows
 from llmrec.train.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
 
 RIDGE = 0.1  # times the mean diagonal of X'X: keeps the map stable when few items have text
@@ -119,8 +119,9 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
         if len(with_text) < 2:
             raise InputError("fewer than 2 trained items have text: no map from text to rows can be fitted",
                              path=run.path, field="items")  # fmt: skip
+        base = base_model(cfg)
         if run.anchor is not None:  # anchored rows: the trained text map itself, no fitted guess
-            new_rows = _anchored_rows(cfg, load_anchor_state(run.anchor.parent), table)
+            new_rows = _anchored_rows(*base, load_file(run.anchor), table)
         else:
             first_new = min(token_ids)
             weight = embed.weight.detach()
@@ -137,7 +138,7 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
         new_token_ids = tokenizer.convert_tokens_to_ids(new_tokens)
         rows = {"token_ids": torch.tensor(new_token_ids), "rows": new_rows.float()}
         items = pd.concat([split.items, table[["item", "title", "text"]]], ignore_index=True)
-        vectors = catalogue_text_vectors(cfg, items)
+        vectors = catalogue_text_vectors(*base, items)
         if added is not None:
             rows = {k: torch.cat([added[k], rows[k]]) for k in rows}
         version = _keep_catalogue(
@@ -158,10 +159,14 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
     return {"added": len(table), "catalogue": len(items), "previous": str(version)}
 
 
-def _anchored_rows(cfg, state: dict, table: pd.DataFrame) -> torch.Tensor:
+def base_model(cfg):
+    """The run's base model and tokenizer, as `prepare` and `train` loaded them: what embeds item text."""
+    return load_model(cfg.model.name, cfg.model.dtype), load_tokenizer(cfg.model.name)
+
+
+def _anchored_rows(model, tokenizer, state: dict, table: pd.DataFrame) -> torch.Tensor:
     """New items' rows by the run's anchor (train/anchored.py), from the base model's text vectors
     and token rows, as training computed its items' features."""
-    model, tokenizer = load_model(cfg.model.name, cfg.model.dtype), load_tokenizer(cfg.model.name)
     pooled = text_embeddings(item_texts(SplitData(items=table, users=pd.DataFrame())), model, tokenizer,
                              cache_folder=cache_dir())  # fmt: skip
     texts = [r.title or r.text for r in table.itertuples()]
@@ -169,11 +174,10 @@ def _anchored_rows(cfg, state: dict, table: pd.DataFrame) -> torch.Tensor:
     return new_item_rows(state, pooled, token_rows)
 
 
-def catalogue_text_vectors(cfg, items: pd.DataFrame) -> np.ndarray:
+def catalogue_text_vectors(model, tokenizer, items: pd.DataFrame) -> np.ndarray:
     """Every item's text embedding by the base model ("title. text", as `prepare` embeds items for
     semantic ids; cached by text, so a later add embeds only its own items): what
     `generate.new_item_slots` compares a user's latest item with the added ones by."""
-    model, tokenizer = load_model(cfg.model.name, cfg.model.dtype), load_tokenizer(cfg.model.name)
     texts = item_texts(SplitData(items=items, users=pd.DataFrame()))
     return text_embeddings(texts, model, tokenizer, cache_folder=cache_dir()).astype(np.float16)
 
@@ -182,7 +186,8 @@ def _add_semantic(run: RunDir, cfg, ids: ItemIds, table: pd.DataFrame, items_fil
     """Semantic ids: the new items' text embeddings (the base model, as `prepare` made them) go
     through the frozen codebooks; tokens, rows and model stay as they are, the trie grows."""
     if ids.codebooks is not None and ids.codebooks.kind in ("text", "both"):
-        text = catalogue_text_vectors(cfg, table).astype(np.float32)
+        base = base_model(cfg)
+        text = catalogue_text_vectors(*base, table).astype(np.float32)
     else:
         text = np.zeros((len(table), 1), dtype=np.float32)  # place_new_items says why it cannot place
     with exclusive(run.path / "catalogue.lock", f"changing the catalogue of {run.path}"):

@@ -37,7 +37,7 @@ from llmrec.backbone import mean_token_rows
 from llmrec.config import AnchorSettings
 from llmrec.io import atomic_path
 
-FILE = "item_anchor.safetensors"
+ANCHOR_FILE = "item_anchor.safetensors"  # beside the best weights (adapter/ or model/)
 
 
 def text_features(
@@ -54,11 +54,16 @@ class ItemAnchor(torch.nn.Module):
     the text again when a run loads), the rest is the state a checkpoint keeps."""
 
     def __init__(self, features: torch.Tensor, has_text: torch.Tensor, width: int, bound: float,
-                 dropout: float, seed: int, initial_rows: torch.Tensor) -> None:  # fmt: skip
+                 dropout: float, seed: int, initial_rows: torch.Tensor, centre: torch.Tensor | None = None,
+                 scale: float = 1.0) -> None:  # fmt: skip
+        """`centre`, `scale`: how `text_features` normalised the pooled vectors (kept for new items)."""
         super().__init__()
         self.register_buffer("features", features.float(), persistent=False)
         self.register_buffer("has_text", has_text.bool())
         self.register_buffer("bound", torch.tensor(float(bound)))
+        pooled_width = features.shape[1] - width
+        self.register_buffer("centre", torch.zeros(pooled_width) if centre is None else centre.float())
+        self.register_buffer("scale", torch.tensor(float(scale)))
         self.register_buffer("steps", torch.tensor(0, dtype=torch.long))  # seeds each step's dropout
         self.map = torch.nn.Linear(features.shape[1], width)
         with torch.no_grad():  # [0, I]: the starting rows are the mean token rows, as in the free recipe
@@ -120,11 +125,9 @@ def build_anchor(
     scale = float(token_rows[has_text].norm(dim=1).mean())
     features = text_features(pooled, token_rows, has_text, centre, scale)
     initial = weight.detach()[torch.tensor(token_ids)].float()
-    anchor = ItemAnchor(features, has_text, weight.shape[1], settings.delta_bound * scale,
-                        settings.delta_dropout, seed, initial)  # fmt: skip
-    anchor.register_buffer("centre", centre)
-    anchor.register_buffer("scale", torch.tensor(scale))
-    return anchor
+    bound = settings.delta_bound * scale
+    return ItemAnchor(features, has_text, weight.shape[1], bound, settings.delta_dropout, seed, initial,
+                      centre, scale)  # fmt: skip
 
 
 def attach(model, anchor: ItemAnchor, token_ids: list[int]) -> None:
@@ -170,12 +173,8 @@ def write_rows(model, anchor: ItemAnchor, token_ids: list[int]) -> None:
 
 def save_anchor(anchor: ItemAnchor, folder: Path) -> None:
     """RUN_DIR/item_anchor.safetensors: what `items add` and a reloaded run need (no features)."""
-    with atomic_path(folder / FILE) as tmp:
+    with atomic_path(folder / ANCHOR_FILE) as tmp:
         save_file({k: v.detach().contiguous() for k, v in anchor.state_dict().items()}, str(tmp))
-
-
-def load_anchor_state(folder: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(folder / FILE))
 
 
 def new_item_rows(
@@ -219,7 +218,7 @@ class AnchoredTuning:
         save_anchor(self.anchor, folder)
 
     def load_saved(self, model, folder: Path) -> None:
-        self.anchor.load_state_dict(load_anchor_state(folder))
+        self.anchor.load_state_dict(load_file(str(folder / ANCHOR_FILE)))
         self.inner.load_saved(model, folder)
 
     def validator(self, validate: Callable) -> Callable:

@@ -63,7 +63,12 @@ class FullTuning:
         return {k: v.detach().clone() for k, v in _own_state(model).items()}
 
     def load_state(self, model, state: dict) -> None:
-        model.load_state_dict(state, strict=not hasattr(model, "item_anchor"))
+        # strict for the model's own weights; an attached item anchor loads its state itself
+        result = model.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("item_anchor.")]
+        if missing or result.unexpected_keys:
+            raise RuntimeError(f"checkpoint does not match the model: missing {missing[:5]}, "
+                               f"unexpected {result.unexpected_keys[:5]}")  # fmt: skip
 
     def save(self, model, folder: Path, tokenizer: PreTrainedTokenizerBase) -> None:
         model.save_pretrained(folder, state_dict=_own_state(model))  # safetensors; tied weights saved once

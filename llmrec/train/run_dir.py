@@ -33,6 +33,7 @@ from llmrec.config import Config
 from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.ids import ItemIds
+from llmrec.train.anchored import ANCHOR_FILE
 
 # What a run copies from its prepared folder, so that it needs nothing outside itself to recommend.
 PREPARED_COPIES = ("item_ids.parquet", "item_ids.json", "items.parquet", "users.parquet")
@@ -56,10 +57,8 @@ class RunDir:
     @property
     def anchor(self) -> Path | None:
         """The best weights' item anchor (`model.item_rows: anchored`), if the run has one."""
-        for folder in ("adapter", "model"):
-            if (self.path / folder / "item_anchor.safetensors").exists():
-                return self.path / folder / "item_anchor.safetensors"
-        return None
+        files = (self.path / folder / ANCHOR_FILE for folder in ("adapter", "model"))
+        return next((path for path in files if path.exists()), None)
 
     def load_unavailable(self) -> set[str]:
         """Items `llmrec items remove` took out: never recommended, still readable in histories."""
