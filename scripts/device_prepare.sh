@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Here, before a session's device call: gather what the GPU machine lacks into ignored folders.
 #   .whl/    wheels for Python 3.12 manylinux x86_64 of the packages llmrec needs that the device image
-#            lacks (pydantic and its parts, gguf, rapidfuzz), at the versions installed here
+#            lacks (pydantic and its parts, gguf, rapidfuzz, datasets with dill and multiprocess), at the
+#            versions installed here
 #   .model/  the SmolLM2 GGUF (98 MB) cut in two halves (part-a, part-b) + its sha256: one call carries
 #            at most 64 MiB, so the halves travel in two back-to-back calls (scripts/device_suite.sh)
 #   bash scripts/device_prepare.sh [--no-wheels]      GGUF=path overrides where the model file is found
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 parts=${MODEL_PARTS:-.model}  # tests point it elsewhere
 if [[ ${1:-} != --no-wheels ]]; then
   pkgs=()
-  for name in pydantic pydantic-core annotated-types typing-inspection gguf rapidfuzz; do
+  for name in pydantic pydantic-core annotated-types typing-inspection gguf rapidfuzz datasets dill multiprocess; do
     version=$(python3 -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')
     pkgs+=("$name${version:+==$version}")
   done
