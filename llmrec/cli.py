@@ -130,7 +130,14 @@ def recommend(
     run_dir: Path,
     user: Annotated[str | None, typer.Option(help="a user id from the prepared data")] = None,
     history: Annotated[
-        str | None, typer.Option(help='comma-separated item ids, oldest first: "i1,i2,..."')
+        str | None,
+        typer.Option(help='comma-separated item ids, oldest first: "i1,i2,..."; with times (unix seconds '
+                     'or ISO-8601 dates) "i1@881250949,i2@881251000"'),  # fmt: skip
+    ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(help="the request's time (unix seconds or ISO-8601); default: the last item's time "
+                     "plus the user's median gap"),  # fmt: skip
     ] = None,
     k: Annotated[int, typer.Option("-k", help="how many items")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
@@ -140,11 +147,15 @@ def recommend(
 ) -> None:
     """Top-K items for a known user or an ad-hoc history (with --explain: a reason for each)."""
     from llmrec import recipes
+    from llmrec.prompts.time import parse_time, split_timed
 
-    items = [h.strip() for h in history.split(",") if h.strip()] if history is not None else None
     with reported():
+        items, times = None, None
+        if history is not None:
+            items, times = split_timed([h.strip() for h in history.split(",") if h.strip()], "--history")
+        moment = None if now is None else parse_time(now, "--now", "now")
         recs = recipes.recommend(run_dir, user=user, history=items, k=k, backend=backend, explain=explain,
-                                 retriever=retriever)  # fmt: skip
+                                 retriever=retriever, times=times, now=moment)  # fmt: skip
     if as_json:
         for r in recs:
             row = {"rank": r.rank, "item": r.item, "title": r.title, "score": r.score}

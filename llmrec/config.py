@@ -98,6 +98,13 @@ class PromptConfig(_Section):
         "item, nothing between them: half the tokens of an id and a line break), line_break otherwise "
         "(a multi-token id needs an end)",
     )
+    time: Literal["none", "gaps"] = Field(
+        "none",
+        description="gaps: the time between consecutive items and until the request (`now`) reaches the "
+        "model, as embeddings added to the listed ids (item-list prompts, no extra token) or as words "
+        "in text templates (`item.gap`, `now_gap`); needs data with times (else unused, with a log line). "
+        "The default is the one measured best (docs/benchmarks/time.json)",
+    )
     max_examples_per_user: Annotated[int, Field(ge=1)] | Literal["all"] = Field(
         "all", description="most recent training targets per user (all: every one)"
     )

@@ -33,13 +33,14 @@ def run(config: Path | None = None, eval_users: int = 200, steps: int | None = N
     console = Console()
     explainer = recipes.explainer(run_dir, rec, split)
     for user in recipes.sample_users(split, 3, seed=1):
-        history = recipes.user_history(split, user)
+        history, times = recipes.user_history(split, user)
         table = Table(title=f"user {user}: last watched {titles.get(history[-1], history[-1])!r}")
         table.add_column("rank")
         table.add_column("title")
         table.add_column("log-prob", justify="right")
         table.add_column("why (grounded in the user's history)")
-        for r in explainer.attach([history], rec.recommend([history], k=5))[0]:
+        recs = rec.recommend([history], k=5, times=None if times is None else [times])
+        for r in explainer.attach([history], recs)[0]:
             table.add_row(str(r.rank), r.title, f"{r.score:.2f}", r.reason)
         console.print(table)
     llm, pop = metrics["ndcg@10"], metrics["baselines"]["popularity"]["ndcg@10"]

@@ -64,6 +64,7 @@ from llmrec.train.loop import check_tracker, fit
 from llmrec.train.objectives import build_objective
 from llmrec.train.packing import PackedRows, pack_rows
 from llmrec.train.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
+from llmrec.train.time_gaps import TimedTuning
 
 console = Console(stderr=True)
 
@@ -79,6 +80,9 @@ def prepare(cfg: Config) -> Path:
     console.log(f"importing {cfg.data.format} data")
     catalog = load_catalog(cfg.data)
     split = _split(catalog, cfg)
+    if not split.timed:
+        console.log("the data has an order but no times (positions, or numbers too small for unix time): "
+                    "time gaps (prompts.time) are unused")  # fmt: skip
     embedder = None
     if cfg.ids.scheme == "semantic" and choose_embeddings(cfg.ids, split) in ("text", "both"):
         model = load_model(cfg.model.name, cfg.model.dtype)
@@ -109,6 +113,7 @@ def prepare(cfg: Config) -> Path:
                 "users": len(split.users),
                 "items": len(split.items),
                 "evaluated_users": int(split.users["test"].notna().sum()),
+                "timed": split.timed,
                 "examples": {k: len(v) for k, v in frames.items()},
                 "id_scheme": ids.scheme,
                 "new_tokens": len(ids.new_tokens),
@@ -121,17 +126,32 @@ def prepare(cfg: Config) -> Path:
 
 def _validator(cfg: Config, tokenizer, ids: ItemIds, split: SplitData):
     sample = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
-    histories = split.histories(sample, "valid")
+    histories, times = split.histories(sample, "valid"), split.times(sample, "valid")
     targets = sample["valid"].tolist()
     catalogue = set(ids.items)
 
     def validate(model) -> dict[str, float]:
         rec = Recommender(model, tokenizer, ids, split.titles(), cfg.prompts, cfg.generate)
-        lists = rec.recommend(histories, k=max(10, cfg.generate.top_k))
+        lists = rec.recommend(histories, k=max(10, cfg.generate.top_k), times=times)
         m = ranking_metrics(targets, [[r.item for r in row] for row in lists], catalogue)
         return {k: m[k] for k in ("ndcg@10", "hr@10", "mrr")}
 
     return validate
+
+
+def _time_gap_rows(cfg: Config, split: SplitData) -> bool:
+    """Whether the model learns time-gap embeddings: `prompts.time: gaps` on item lists of data with
+    times (next_item prompts carry the gaps as words; data without times has none, said why)."""
+    if cfg.prompts.time != "gaps":
+        return False
+    if not split.timed:
+        console.log("prompts.time: gaps, but the data has no times (only an order): training without them")
+        return False
+    if cfg.prompts.objective != "every_item":
+        console.log("prompts.time: gaps: the gaps are words in the next_item prompts")
+        return False
+    console.log("prompts.time: gaps: each listed item carries its time gaps as learned embeddings")
+    return True
 
 
 def _item_anchor(cfg: Config, model, tokenizer, ids: ItemIds, split: SplitData) -> ItemAnchor | None:
@@ -216,6 +236,8 @@ def train(cfg: Config) -> RunDir:
     anchor = _item_anchor(cfg, model, tokenizer, ids, split)
     if anchor is not None:
         tuning = AnchoredTuning(tuning, anchor, tokenizer.convert_tokens_to_ids(ids.ids))
+    if _time_gap_rows(cfg, split):
+        tuning = TimedTuning(tuning, model.get_input_embeddings().weight.shape[1])
     # LoRA's initial weights come from the global RNG, whose state depends on what ran before in
     # this process (a first-time GGUF conversion, say): seed it so a run is reproducible.
     set_seed(cfg.train.seed)
@@ -247,6 +269,7 @@ def train(cfg: Config) -> RunDir:
     if anchor is not None:
         validate = tuning.validator(validate)
         info |= {"item_rows": "anchored"}
+    info |= {"time": "gaps" if cfg.prompts.time == "gaps" and split.timed else "none"}
     summary = fit(
         cfg, model, tokenizer, examples, run, validate, tuning=tuning, objective=objective, info=info
     )
@@ -279,12 +302,12 @@ def evaluate(
     users = split.eval_users(split_name)
     if limit and limit < len(users):
         users = users.sample(n=limit, random_state=seed).reset_index(drop=True)
-    histories = split.histories(users, split_name)
+    histories, times = split.histories(users, split_name), split.times(users, split_name)
     targets = users[split_name].tolist()
     k = max(10, cfg.generate.top_k)
     rec = recommender or load_recommender(run.path, backend, retriever, log=console.log)
     t0 = time.time()
-    lists = [[r.item for r in row] for row in rec.recommend(histories, k=k, progress=True)]
+    lists = [[r.item for r in row] for row in rec.recommend(histories, k=k, progress=True, times=times)]
     wall = time.time() - t0
     catalogue = set(rec.item_ids.items)
     lengths = [len(h) for h in histories]
@@ -405,16 +428,25 @@ def print_metrics(metrics: dict, label: str = "llm") -> None:
     Console(width=max(Console().width, 120)).print(table)
 
 
-def user_history(split: SplitData, user: str) -> list[str]:
-    """Everything known about a user, oldest first (train + valid + test items)."""
+def user_history(split: SplitData, user: str) -> tuple[list[str], list[float] | None]:
+    """Everything known about a user, oldest first (train + valid + test items), and the items'
+    times (None for data without times)."""
     rows = split.users[split.users["user"] == str(user)]
     if rows.empty:
         raise InputError(f"unknown user '{user}'", field="user")
-    return full_history(rows.iloc[0])
+    return full_history(rows.iloc[0]), full_times(rows.iloc[0], split)
 
 
 def full_history(row: pd.Series) -> list[str]:
     return [*row["train"], *(x for x in (row["valid"], row["test"]) if isinstance(x, str))]
+
+
+def full_times(row: pd.Series, split: SplitData) -> list[float] | None:
+    """The times of `full_history(row)`'s items; None for data without times."""
+    if not split.timed:
+        return None
+    evaluated = isinstance(row["test"], str)
+    return [*row["train_t"], *((row["valid_t"], row["test_t"]) if evaluated else ())]
 
 
 @checked
@@ -426,14 +458,18 @@ def recommend(
     backend: Literal["hf", "vllm"] | None = None,
     explain: bool = False,
     retriever: Literal["none", "sasrec"] | None = None,
+    times: list[float] | None = None,
+    now: float | None = None,
 ) -> list[Recommendation]:
+    """Top-`k` for a known `user` (their whole history, with its times) or an ad-hoc `history`
+    (with `times`, seconds, if known); `now`: the request's time (default: `prompts.time`'s)."""
     run = RunDir(run_dir)
     run.load_config()
     if (user is None) == (history is None):
         raise InputError("give exactly one of a user (--user) or a history (--history)", field="user")
     split = run.load_split()
     if history is None:
-        history = user_history(split, user)
+        history, times = user_history(split, user)
     if not history:
         raise InputError("the history is empty: give at least one item id", field="history")
     catalogue = set(split.items["item"])
@@ -441,7 +477,8 @@ def recommend(
     if unknown:
         raise InputError(f"unknown item id(s) {unknown[:5]} (not in the run's catalogue)", field="history")
     rec = load_recommender(run.path, backend, retriever, log=console.log)
-    recs = rec.recommend([history], k=k)
+    recs = rec.recommend([history], k=k, times=None if times is None else [times],
+                         now=None if now is None else [now])  # fmt: skip
     if explain:
         explainer(run, rec, split).attach([history], recs)
     return recs[0]
@@ -517,11 +554,14 @@ def score(
     split = run.load_split()
     if split_name is not None:
         rows = split.eval_users(split_name)
-        requests = [ScoreRequest(row["user"], split.history(row, split_name)) for _, row in rows.iterrows()]
+        requests = [
+            ScoreRequest(row["user"], split.history(row, split_name), split.history_times(row, split_name))
+            for _, row in rows.iterrows()
+        ]
     else:
         known = {row["user"]: row for _, row in split.users.iterrows()}
         requests = [
-            ScoreRequest(user, full_history(known[user]))
+            ScoreRequest(user, full_history(known[user]), full_times(known[user], split))
             if user in known
             else ScoreRequest(user, None, error=f"unknown user '{user}'")
             for user in read_user_ids(users_file)
@@ -533,11 +573,13 @@ def score(
         rec = load_recommender(run.path, backend, retriever, log=console.log)
         settings = {"run": str(run.path.resolve()), "k": k, "source": str(users_file or split_name),
                     "retriever": rec.backend}  # fmt: skip
-        recommend = lambda histories: rec.recommend(histories, k=k)  # noqa: E731
+        recommend = lambda histories, times: rec.recommend(histories, k=k, times=times)  # noqa: E731
         if explain:
             settings["explain"] = cfg.explain.model_dump()
             reasons = explainer(run, rec, split)
-            recommend = lambda histories: reasons.attach(histories, rec.recommend(histories, k=k))  # noqa: E731
+            recommend = lambda histories, times: reasons.attach(  # noqa: E731
+                histories, rec.recommend(histories, k=k, times=times)
+            )
         summary = score_users(
             requests,
             recommend,

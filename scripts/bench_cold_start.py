@@ -1,34 +1,38 @@
 """Cold start: items added after training, measured (docs/benchmarks/cold-start.json).
 
-For each dataset the newest 10% of items (by first interaction: the earliest timestamp, or for
-Industrial the earliest `position` any user has them at) are removed from training entirely: their
-interactions are dropped, the ids are built and the LLM (the default recipe) and SASRec-CE are trained
-without them. Then `llmrec items add` puts them in the run's catalogue, and every model ranks the whole
-catalogue (warm + added) for the test users of the full data's leave-one-out split:
+For each data set the newest share of items (by first interaction: the earliest timestamp, or for
+Industrial the earliest `position` any user has them at; 10% on Industrial, 20% on ML-100K so that
+cold test users number in the hundreds) is removed from training entirely: their interactions are
+dropped, and the LLM (the default recipe, free item rows and `model.item_rows: anchored`) and SASRec-CE
+are trained without them, three training seeds each. Then `llmrec items add` puts them in each run's
+catalogue, and every model ranks the whole catalogue (warm + added) for the test users of the full
+data's leave-one-out split:
 
 - history: the user's history before the test target, cold items left out (no model was trained on
   them as inputs, and the run before the add cannot read them);
 - "cold" users: the test target is an added item; "warm": the rest.
 
-Models: the LLM before the add (it cannot name a cold item: zero on cold targets by construction),
-the LLM after the add (plain, and with `generate.new_items` slots), SASRec-CE (trained without the
-cold items: zero on cold targets by construction), a content baseline (cosine between the mean text
-embedding of the history and each item's, the backbone's mean-pooled hidden states, centred), and
-popularity (training counts: an added item has none, so zero too).
+Models, all through library code: the LLM after the add (`Recommender` of the run, with
+`generate.new_item_slots` at the library default, and plain: no slots), the LLM before the add (zero
+on cold targets by construction), SASRec-CE (likewise zero on cold), the content baseline
+(`llmrec.baselines.ContentRecommender` over the text vectors `items add` writes, its profile length
+chosen on validation by cold HR@10, the choice most favourable to it) and popularity (training
+counts: an added item has none).
 
-    python scripts/bench_cold_start.py split ml100k      # data + config under runs/cold-start/ml100k
-    python scripts/bench_cold_start.py train ml100k      # llmrec prepare + train (resumable)
-    python scripts/bench_cold_start.py sasrec ml100k     # SASRec-CE on the same prepared split
-    python scripts/bench_cold_start.py measure ml100k    # items add (on a copy) + every model -> json
-    python scripts/bench_cold_start.py report            # docs/benchmarks/cold-start.json
+    python scripts/bench_cold_start.py split ml100k              # data + config under runs/cold-start/ml100k
+    python scripts/bench_cold_start.py train ml100k [--seeds 0 1 2] [--epochs 8]   # resumable
+    python scripts/bench_cold_start.py measure ml100k [--seeds 0 1 2]              # items add + every model
+    python scripts/bench_cold_start.py report                    # docs/benchmarks/cold-start.json
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -36,11 +40,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 
-from llmrec.backbone import load_model, load_tokenizer, resolve_dtype, resolve_model
+from llmrec.backbone import resolve_dtype
 from llmrec.baselines import ContentRecommender
+from llmrec.baselines.content import PROFILES
 from llmrec.baselines.popularity import Popularity
 from llmrec.baselines.sasrec import SasrecRecommender
 from llmrec.config import DataConfig, GenerateConfig, load_config
@@ -49,9 +53,7 @@ from llmrec.data.importers import load_catalog
 from llmrec.data.split import leave_one_out
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
-from llmrec.generate.atomic import catalogue_scores
-from llmrec.generate.new_items import top_with_new_items
-from llmrec.ids.embeddings import item_texts, text_embeddings
+from llmrec.train.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -59,7 +61,8 @@ from bench_train import machine  # noqa: E402
 
 WORK = Path(os.environ.get("COLD_START_WORK", ROOT / "runs" / "cold-start"))  # a smoke run elsewhere
 OUT = ROOT / "docs" / "benchmarks" / "cold-start.json"
-COLD_SHARE = 0.10
+COLD_SHARE = {"ml100k": 0.20, "industrial": 0.10}
+VARIANTS = {"free": [], "anchored": ["--set", "model.item_rows=anchored"]}
 
 
 def source_data(name: str) -> DataConfig:
@@ -72,14 +75,12 @@ def source_data(name: str) -> DataConfig:
 
 def extra_settings(name: str) -> dict:
     """What the dataset's own benchmark config sets beyond data (SASRec-CE's chosen settings)."""
-    if name == "industrial":
-        raw = yaml.safe_load((ROOT / "scripts" / "industrial.yaml").read_text())
-        return {"baselines": raw["baselines"], "explain": raw["explain"]}
-    raw = yaml.safe_load((ROOT / "scripts" / "ml100k_full.yaml").read_text())
+    config = "industrial.yaml" if name == "industrial" else "ml100k_full.yaml"
+    raw = yaml.safe_load((ROOT / "scripts" / config).read_text())
     return {"baselines": raw["baselines"], "explain": raw["explain"]}
 
 
-def newest_items(interactions: pd.DataFrame, share: float = COLD_SHARE) -> list[str]:
+def newest_items(interactions: pd.DataFrame, share: float) -> list[str]:
     """The `share` of items first seen last: by earliest timestamp, ties by mean timestamp, then id."""
     stats = interactions.groupby("item")["timestamp"].agg(["min", "mean"])
     stats = stats.reset_index().sort_values(["min", "mean", "item"], ascending=[False, False, True])
@@ -91,13 +92,14 @@ def split(name: str) -> None:
     folder = WORK / name
     (folder / "data").mkdir(parents=True, exist_ok=True)
     catalog = load_catalog(source_data(name))
-    cold = newest_items(catalog.interactions)
+    cold = newest_items(catalog.interactions, COLD_SHARE[name])
     is_cold = catalog.interactions["item"].isin(set(cold))
     warm_inter = catalog.interactions.loc[~is_cold, ["user", "item", "timestamp"]]
     warm_inter.to_csv(folder / "data" / "interactions.csv", index=False)
     items = catalog.items[catalog.items["item"].isin(set(catalog.interactions["item"]))]
     items[~items["item"].isin(set(cold))].to_csv(folder / "data" / "items-warm.csv", index=False)
     items[items["item"].isin(set(cold))].to_csv(folder / "data" / "items-cold.csv", index=False)
+    columns = {"user": "user", "item": "item", "timestamp": "timestamp", "title": "title", "text": ["text"]}
     config = {
         "prepared_dir": "prepared",
         "run_dir": "run",
@@ -106,14 +108,8 @@ def split(name: str) -> None:
             "format": "generic",
             "interactions": "data/interactions.csv",
             "items": "data/items-warm.csv",
-            "columns": {
-                "user": "user",
-                "item": "item",
-                "timestamp": "timestamp",
-                "title": "title",
-                "text": ["text"],
-            },  # fmt: skip
-        },
+            "columns": columns,
+        },  # fmt: skip
         **extra_settings(name),
     }
     (folder / "config.yaml").write_text(
@@ -125,32 +121,35 @@ def split(name: str) -> None:
         "cold_items": len(cold),
         "interactions": len(catalog.interactions),
         "interactions_without_cold": len(warm_inter),
-        "rule": "newest 10% of items by first interaction (min timestamp, ties by mean timestamp, then id)",
+        "rule": f"newest {COLD_SHARE[name]:.0%} of items by first interaction (min timestamp, ties by mean "
+        "timestamp, then id)",
     }
     (folder / "split.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
 
 
-def llmrec(*args: str, env: dict | None = None) -> None:
+def llmrec(*args: str) -> None:
     print("$ llmrec", " ".join(args), flush=True)
-    subprocess.run(["llmrec", *args], check=True, env=env)
+    subprocess.run([sys.executable, "-m", "llmrec", *args], check=True)
 
 
-def train(name: str) -> None:
-    """The LLM and SASRec-CE on the warm data; each step is skipped when its output is there."""
+def train(name: str, seeds: list[int], epochs: float) -> None:
+    """Per seed: SASRec-CE, then the LLM with free and with anchored item rows, on the warm data;
+    each step is skipped when its output is there. `epochs`: the LLM's epoch cap (patience 2 stops
+    it earlier), the same for both variants, so machine load changes wall time, not the numbers."""
     folder = WORK / name
     config = str(folder / "config.yaml")
     if not (folder / "prepared" / "manifest.json").exists():
         llmrec("prepare", config)
-    if not (folder / "run" / "train_summary.json").exists():
-        llmrec("train", config)
-
-
-def sasrec(name: str) -> None:
-    """SASRec-CE on the warm data (after `train`'s prepare: it reads the prepared split)."""
-    folder = WORK / name
-    if not (folder / "baselines" / "sasrec" / "model.pt").exists():
-        llmrec("baseline", str(folder / "config.yaml"), "--model", "sasrec")
+    for seed in seeds:
+        if not (folder / f"baselines-seed{seed}" / "sasrec" / "model.pt").exists():
+            llmrec("baseline", config, "--model", "sasrec", "--set", f"baselines_dir=baselines-seed{seed}",
+                   "--set", f"baselines.sasrec.seed={seed}")  # fmt: skip
+        for variant, sets in VARIANTS.items():
+            run = f"{variant}-seed{seed}"
+            if not (folder / run / "train_summary.json").exists():
+                llmrec("train", config, "--set", f"run_dir={run}", "--set", f"train.seed={seed}",
+                       "--set", f"train.epochs={epochs}", *sets)  # fmt: skip
 
 
 def eval_users(name: str, split_name: str) -> tuple[list[list[str]], list[str], np.ndarray]:
@@ -168,47 +167,6 @@ def eval_users(name: str, split_name: str) -> tuple[list[list[str]], list[str], 
     )
 
 
-def llm_scores(run_dir: Path, histories: list[list[str]]) -> tuple[list[str], torch.Tensor]:
-    """The run's catalogue softmax (log-probabilities) for every history, history items -inf."""
-    rec = Recommender.from_run(run_dir)
-    prompts = rec.builder.encode(histories)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    out = torch.empty(len(prompts), len(rec.item_ids.items))
-    with torch.inference_mode():
-        for start in range(0, len(order), 32):
-            idx = order[start : start + 32]
-            exclude = [[rec.item_ids.index[i] for i in set(histories[j])] for j in idx]
-            out[idx] = catalogue_scores(rec.model, [prompts[j] for j in idx], rec.item_tokens,
-                                        pad_id=rec.tokenizer.pad_token_id, exclude=exclude)  # fmt: skip
-            print(f"\r{run_dir.name}: {start + len(idx)}/{len(order)} users", end="", flush=True)
-    print()
-    return rec.item_ids.items, out
-
-
-def cached_scores(path: Path, run_dir: Path, histories: list[list[str]]) -> tuple[list[str], torch.Tensor]:
-    """`llm_scores`, kept in `path` so that settings can be compared without running the LLM again."""
-    if path.exists():
-        saved = torch.load(path)
-        return saved["items"], saved["scores"]
-    items, scores = llm_scores(run_dir, histories)
-    torch.save({"items": items, "scores": scores}, path)
-    return items, scores
-
-
-def content_embeddings(name: str, items: pd.DataFrame) -> np.ndarray:
-    """Each item's text (title. extra text) embedded by the base backbone (raw, cached per data set)."""
-    cache = WORK / name / "content-embeddings.npy"
-    if not cache.exists():
-        path = resolve_model("smollm2-135m")
-        texts = item_texts(SplitData(items=items, users=pd.DataFrame()))
-        np.save(cache, text_embeddings(texts, load_model(path, "auto"), load_tokenizer(path)))
-    return np.load(cache)
-
-
-def top_lists(scores: torch.Tensor, items: list[str], k: int = 10) -> list[list[str]]:
-    return [[items[j] for j in row] for row in scores.topk(k, dim=-1).indices.tolist()]
-
-
 def split_metrics(
     lists: list[list[str]], targets: list[str], is_cold: np.ndarray, catalogue: set[str]
 ) -> dict:
@@ -224,82 +182,67 @@ def cold_share(lists: list[list[str]], cold: set[str]) -> float:
     return round(sum(i in cold for lst in lists for i in lst) / max(1, sum(len(lst) for lst in lists)), 4)
 
 
-def measure(name: str, split_name: str = "test") -> dict:
-    """Every model on `split_name`'s users (valid: to choose settings; test: to report)."""
+def added_run(folder: Path, run: str) -> Path:
+    """A copy of the run with the cold items added (`llmrec items add`), made once."""
+    added = folder / f"{run}-added"
+    if not (added / "item_text_vectors.npy").exists():
+        shutil.rmtree(added, ignore_errors=True)
+        shutil.copytree(folder / run, added, ignore=shutil.ignore_patterns("checkpoint", "merged"))
+        llmrec("items", "add", str(added), str(folder / "data" / "items-cold.csv"))
+    return added
+
+
+def llm_lists(run_dir: Path, histories: list[list[str]], slots: int | None = None) -> list[list[str]]:
+    """The run's top-10 through `Recommender.recommend`; `slots`: generate.new_item_slots (None: the
+    library default, whatever the run's config was saved with)."""
+    rec = Recommender.from_run(run_dir)
+    defaults = GenerateConfig()
+    rec.cfg.new_item_slots = defaults.new_item_slots if slots is None else slots
+    rec.cfg.new_item_neighbours = defaults.new_item_neighbours
+    return [[r.item for r in row] for row in rec.recommend(histories, k=10, progress=True)]
+
+
+def measure(name: str, seeds: list[int], split_name: str) -> dict:
+    """Every model on `split_name`'s users, each LLM and SASRec-CE per training seed; on the
+    validation split only the content baseline (its profile length is chosen there)."""
     folder = WORK / name
     started = time.time()
     histories, targets, is_cold = eval_users(name, split_name)
-    full_items = load_catalog(source_data(name)).items
     cold = set(pd.read_csv(folder / "data" / "items-cold.csv", dtype=str)["item"])
-    added = folder / "run-added"
-    if not (added / "item_text_vectors.npy").exists():
-        shutil.rmtree(added, ignore_errors=True)
-        shutil.copytree(folder / "run", added, ignore=shutil.ignore_patterns("checkpoint", "merged"))
-        llmrec("items", "add", str(added), str(folder / "data" / "items-cold.csv"))
-    items, scores = cached_scores(folder / f"scores-{split_name}.pt", added, histories)
-    catalogue = set(items)
-    new = torch.tensor([i in cold for i in items])
-    emb_all = content_embeddings(name, full_items)
-    order = [full_items["item"].tolist().index(i) for i in items]
-    # the library's content baseline (llmrec baseline --model content) over the run's catalogue order
-    content = ContentRecommender(
-        SplitData(items=full_items.iloc[order], users=pd.DataFrame()), emb_all[order]
-    )
-    result: dict = {"models": {}, "variants": {}}
+    # every added run has the same catalogue; the text vectors `items add` wrote serve the content baseline
+    added = RunDir(added_run(folder, f"free-seed{seeds[0]}"))
+    added_split = added.load_split()
+    catalogue = set(added_split.items["item"])
+    content = ContentRecommender(added_split, added.load_text_vectors(len(catalogue)))
+    result: dict = {"models": {}, "content_by_profile": {}}
+    for last in PROFILES:
+        lists = content.recommend(histories, 10, profile=last)
+        result["content_by_profile"][str(last or "all")] = split_metrics(lists, targets, is_cold, catalogue)
     models = result["models"]
-
-    if split_name == "test":
-        warm_items, warm_scores = cached_scores(
-            folder / "scores-before-add-test.pt", folder / "run", histories
-        )
-        models["llm_before_add"] = split_metrics(
-            top_lists(warm_scores, warm_items), targets, is_cold, catalogue
-        )
-    lists = top_lists(scores, items)
-    models["llm"] = split_metrics(lists, targets, is_cold, catalogue)
-    result["cold_share_in_top10"] = cold_share(lists, cold)
-
-    def add_variant(key: str, ranked: list) -> None:
-        named = [[items[s.item] for s in row] for row in ranked]
-        result["variants"][key] = split_metrics(named, targets, is_cold, catalogue) | {
-            "cold_share_in_top10": cold_share(named, cold)}  # fmt: skip
-
-    # which added items fill the slots: the LLM's best, or the most similar by text (content), with or
-    # without a similarity floor, placed by the LLM's score or first
-    for slots in (1, 2, 3):
-        add_variant(f"slots{slots}_by_llm", top_with_new_items(scores, new, 10, slots))
-    for last in (1, 5, 20, None):
-        c = content.scores(histories, exclude_history=True, profile=last)
-        result["variants"][f"content_last{last or 'all'}"] = split_metrics(
-            top_lists(c, items), targets, is_cold, catalogue
-        )
-        if last not in (1, 5):
-            continue
-        for slots in (1, 2, 3):
-            for neighbours in (None, 5, 10, 20, 50):
-                for first in (False, True):
-                    key = f"slots{slots}_by_text_last{last}_nn{neighbours}_{'first' if first else 'by_score'}"
-                    add_variant(key, top_with_new_items(scores, new, 10, slots, c, neighbours, first))
-
-    if split_name == "test":  # the product: `llmrec items add`, then Recommender with the default slots
-        rec = Recommender.from_run(added)
-        defaults = GenerateConfig()  # the library's defaults, whatever the run's config was saved with
-        rec.cfg.new_item_slots, rec.cfg.new_item_neighbours = (
-            defaults.new_item_slots,
-            defaults.new_item_neighbours,
-        )
-        named = [[r.item for r in row] for row in rec.recommend(histories, k=10, progress=True)]
-        models["llm_new_item_slots"] = split_metrics(named, targets, is_cold, catalogue) | {
-            "cold_share_in_top10": cold_share(named, cold), "new_item_slots": rec.cfg.new_item_slots,
-            "new_item_neighbours": rec.cfg.new_item_neighbours}  # fmt: skip
-
-    warm_split = SplitData.load(folder / "prepared")
-    cfg = load_config(folder / "config.yaml")
-    sasrec = SasrecRecommender(warm_split, cfg.baselines.sasrec)
-    sasrec.load(folder / "baselines" / "sasrec" / "model.pt")
-    models["sasrec_ce"] = split_metrics(sasrec.recommend(histories, 10), targets, is_cold, catalogue)
-    pop = Popularity(warm_split)
-    models["popularity"] = split_metrics(
+    for seed in seeds if split_name == "test" else []:
+        for variant in VARIANTS:
+            run = f"{variant}-seed{seed}"
+            added = added_run(folder, run)
+            named = llm_lists(added, histories)
+            entry = split_metrics(named, targets, is_cold, catalogue) | {
+                "cold_share_in_top10": cold_share(named, cold)
+            }
+            models.setdefault(f"llm_{variant}", {})[seed] = entry
+            named = llm_lists(added, histories, slots=0)
+            entry = split_metrics(named, targets, is_cold, catalogue) | {
+                "cold_share_in_top10": cold_share(named, cold)
+            }
+            models.setdefault(f"llm_{variant}_plain", {})[seed] = entry
+            before = llm_lists(folder / run, histories, slots=0)
+            models.setdefault(f"llm_{variant}_before_add", {})[seed] = split_metrics(before, targets, is_cold,
+                                                                                     catalogue)  # fmt: skip
+        warm_split = SplitData.load(folder / "prepared")
+        sasrec = SasrecRecommender(warm_split, load_config(folder / "config.yaml").baselines.sasrec)
+        sasrec.load(folder / f"baselines-seed{seed}" / "sasrec" / "model.pt")
+        sasrec_lists = sasrec.recommend(histories, 10)
+        models.setdefault("sasrec_ce", {})[seed] = split_metrics(sasrec_lists, targets, is_cold, catalogue)
+    pop = Popularity(SplitData.load(folder / "prepared"))
+    result["popularity"] = split_metrics(
         [pop.recommend(h, 10) for h in histories], targets, is_cold, catalogue
     )
     result["wall_s"] = round(time.time() - started, 1)
@@ -307,13 +250,30 @@ def measure(name: str, split_name: str = "test") -> dict:
     return result
 
 
+def over_seeds(per_seed: dict) -> dict:
+    """{seed: {cold: {...}, warm: {...}}} -> per part: mean HR@10/NDCG@10, their values by seed, sd."""
+    out = {}
+    seeds = sorted(per_seed, key=int)
+    for part in ("cold", "warm"):
+        ndcg = [per_seed[s][part]["ndcg@10"] for s in seeds]
+        hr = [per_seed[s][part]["hr@10"] for s in seeds]
+        out[part] = {"hr@10": round(statistics.mean(hr), 4), "ndcg@10": round(statistics.mean(ndcg), 4),
+                     "users": per_seed[seeds[0]][part]["users"], "seeds": [int(s) for s in seeds],
+                     "hr@10_by_seed": hr, "ndcg@10_by_seed": ndcg,
+                     "sd_ndcg@10": round(statistics.stdev(ndcg), 4) if len(ndcg) > 1 else None}  # fmt: skip
+    if all("cold_share_in_top10" in per_seed[s] for s in seeds):
+        out["cold_share_in_top10"] = round(
+            statistics.mean(per_seed[s]["cold_share_in_top10"] for s in seeds), 4
+        )
+    return out
+
+
 def report(names: list[str]) -> None:
-    """cold-start.json from each dataset's measure-{valid,test}.json. The LLM row is the product with
-    its defaults (`generate.new_item_slots` and `new_item_neighbours`, chosen on validation from the
-    variants, which are kept here for both splits)."""
+    """cold-start.json from each dataset's measure-{valid,test}.json: the LLM rows with the library's
+    default slots (and plain), mean of the training seeds."""
     defaults = GenerateConfig()
     out: dict = {
-        "what": __doc__.split("\n\n")[1].replace("\n", " "),
+        "what": " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " "),
         "new_item_slots": defaults.new_item_slots,
         "new_item_neighbours": defaults.new_item_neighbours,
         # training, scoring and report run on one machine (the scores are bf16 where `auto` picks it)
@@ -325,56 +285,71 @@ def report(names: list[str]) -> None:
         valid = json.loads((folder / "measure-valid.json").read_text())
         test = json.loads((folder / "measure-test.json").read_text())
         # the content baseline's profile length: its best cold HR@10 on validation (most favourable to it)
-        lasts = [k for k in valid["variants"] if k.startswith("content_last")]
-        content = max(
-            lasts,
-            key=lambda k: (valid["variants"][k]["cold"]["hr@10"], valid["variants"][k]["warm"]["ndcg@10"]),
+        by_profile = valid["content_by_profile"]
+        profile = max(
+            by_profile, key=lambda k: (by_profile[k]["cold"]["hr@10"], by_profile[k]["warm"]["ndcg@10"])
         )
-        llm = test["models"]["llm_new_item_slots"]
-        models = {
-            "llm": llm,
-            "llm_plain": test["models"]["llm"] | {"cold_share_in_top10": test["cold_share_in_top10"]},
-            "llm_before_add": test["models"]["llm_before_add"],
-            "sasrec_ce": test["models"]["sasrec_ce"],
-            "content": test["variants"][content],
-            "popularity": test["models"]["popularity"],
-        }
+        models = {key: over_seeds(per_seed) for key, per_seed in test["models"].items()}
+        models["content"] = test["content_by_profile"][profile]
+        models["popularity"] = test["popularity"]
         entry = {part: {m: v[part] for m, v in models.items()} for part in ("cold", "warm")}
-        entry["cold_share_in_top10"] = llm["cold_share_in_top10"]
-        entry["cold_share_in_top10_plain"] = test["cold_share_in_top10"]
+        entry["cold_share_in_top10"] = {m: v["cold_share_in_top10"] for m, v in models.items()
+                                        if "cold_share_in_top10" in v}  # fmt: skip
         entry["zero_by_construction"] = (
-            "llm_before_add, sasrec_ce and popularity on cold targets: trained without the cold items"
+            "*_before_add, sasrec_ce and popularity on cold targets: trained without the cold items"
         )
-        entry["content_profile"] = content
+        entry["content_profile"] = profile
+        content = models["content"]
+        anchored = models["llm_anchored"]
         entry["targets"] = {
-            "cold_llm_hr@10_over_content": round(
-                llm["cold"]["hr@10"] - models["content"]["cold"]["hr@10"], 4
-            ),
-            "warm_llm_ndcg@10_over_before_add": round(
-                llm["warm"]["ndcg@10"] / models["llm_before_add"]["warm"]["ndcg@10"], 4
-            ),  # fmt: skip
+            f"{part}_{metric}_llm_anchored_over_content": round(
+                anchored[part][metric] / content[part][metric], 3
+            )
+            for part in ("cold", "warm")
+            for metric in ("hr@10", "ndcg@10")
+            if content[part][metric]
         }
+        entry["targets"]["warm_ndcg@10_llm_anchored_over_sasrec_ce"] = round(
+            models["llm_anchored"]["warm"]["ndcg@10"] / models["sasrec_ce"]["warm"]["ndcg@10"], 3
+        )
+        entry["targets"]["warm_ndcg@10_llm_anchored_minus_free"] = round(
+            models["llm_anchored"]["warm"]["ndcg@10"] - models["llm_free"]["warm"]["ndcg@10"], 4
+        )
         entry["split"] = json.loads((folder / "split.json").read_text())
-        entry["variants_valid"] = valid["variants"]
-        entry["variants_test"] = test["variants"]
+        runs = [run for run in sorted(folder.glob("*-seed?")) if (run / "train_summary.json").exists()]
+        keys = ("epochs_run", "best_epoch", "stop_reason", "train_wall_s")
+        entry["training"] = {
+            run.name: {
+                k: v for k, v in json.loads((run / "train_summary.json").read_text()).items() if k in keys
+            }
+            for run in runs
+        }
         entry["wall_s"] = {"valid": valid["wall_s"], "test": test["wall_s"]}
         out["datasets"][name] = entry
     OUT.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {OUT}")
 
 
-if __name__ == "__main__":
-    stage, *rest = sys.argv[1:] or ["help"]
-    if stage == "split":
-        split(rest[0])
-    elif stage == "train":
-        train(rest[0])
-    elif stage == "sasrec":
-        sasrec(rest[0])
-    elif stage == "report":
-        report([n for n in ("ml100k", "industrial") if (WORK / n / "measure-test.json").exists()])
-    elif stage == "measure":
-        for split_name in ("valid", "test"):
-            print(json.dumps(measure(rest[0], split_name), indent=1))
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=("split", "train", "measure", "report"))
+    parser.add_argument("name", nargs="?", choices=tuple(COLD_SHARE))
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=float, default=8, help="the LLM's epoch cap (both variants)")
+    args = parser.parse_args()
+    if args.stage == "report":
+        report([n for n in COLD_SHARE if (WORK / n / "measure-test.json").exists()])
+        return
+    if args.name is None:
+        parser.error(f"{args.stage} needs a data set name")
+    if args.stage == "split":
+        split(args.name)
+    elif args.stage == "train":
+        train(args.name, args.seeds, args.epochs)
     else:
-        raise SystemExit(__doc__)
+        for split_name in ("valid", "test"):
+            print(json.dumps(measure(args.name, args.seeds, split_name), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -247,7 +247,7 @@ def test_prepared_examples_are_a_dataset_that_datasets_reads_alone(tmp_path, tin
     config = write_config(tmp_path, tiny_backbone, "atomic", ATOMIC_PROMPTS)
     assert runner.invoke(app, ["prepare", config]).exit_code == 0
     train = datasets.load_from_disk(str(tmp_path / "prepared" / "examples-train"))
-    assert train.column_names == ["user", "items"] and len(train) > 0
+    assert train.column_names == ["user", "items", "times", "before"] and len(train) > 0  # data with times
     users = pd.read_parquet(tmp_path / "prepared" / "users.parquet")
     first = users.iloc[0]
     windows = [w for u, w in zip(train["user"], train["items"], strict=True) if u == first["user"]]

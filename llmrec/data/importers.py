@@ -3,7 +3,9 @@
 Interactions: `user`, `item` (strings), `timestamp` (float; for sources without time, the position
 in the user's sequence) and `row` (the 1-based line or record number, used in error messages and
 to break timestamp ties in file order). Items: `item`, `title` (may be empty), `text` (extra text,
-may be empty).
+may be empty). `Catalog.seconds_per_unit` says whether the timestamps are times (seconds per unit:
+1 for unix seconds and dates, 1e-3 for milliseconds, ...) or only an order (None: positions, file
+order, or numbers too small to be unix times).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Catalog:
     interactions: pd.DataFrame
     items: pd.DataFrame
     source: str
+    seconds_per_unit: float | None = None  # None: the timestamps only order each user's sequence
 
 
 def load_catalog(cfg: DataConfig) -> Catalog:
@@ -129,7 +132,7 @@ def load_movielens(folder: Path) -> Catalog:
         where.append(f"line {n}")
     items = _items_frame(ids, titles, texts, item_path, where)
     _check_known_items(inter, items, data_path, "line")
-    return Catalog(inter, items, source=str(folder))
+    return Catalog(inter, items, source=str(folder), seconds_per_unit=1.0)
 
 
 # --- P5 / S3-Rec text format --------------------------------------------------------------------
@@ -390,6 +393,14 @@ def _require_values(frame: pd.DataFrame, path: Path, unit: str, cols: list[str])
 
 # Unix times by unit, by magnitude: seconds are 1e8-1e11 (1973-5138), milliseconds 1e11-1e14, ...
 _UNITS = [(1e8, "seconds"), (1e11, "milliseconds"), (1e14, "microseconds"), (1e17, "nanoseconds")]
+_SECONDS = {"seconds": 1.0, "milliseconds": 1e-3, "microseconds": 1e-6, "nanoseconds": 1e-9}
+
+
+def seconds_per_unit(stamps: pd.Series) -> float | None:
+    """Seconds per unit of parsed timestamps (`parse_timestamps` checked they share one unit), or
+    None when they are too small to be unix times (positions, ranks): such data has an order only."""
+    unit = _unit(float(stamps.iloc[0])) if len(stamps) else None
+    return _SECONDS.get(unit) if unit else None
 
 
 def _unit(value: float) -> str | None:
@@ -452,9 +463,11 @@ def load_generic(interactions: str, items: str | None, cfg: DataConfig) -> Catal
     require_columns(frame, inter_path, {"user": cols.user, "item": cols.item, "timestamp": cols.timestamp})
     _require_values(frame, inter_path, unit, [cols.user, cols.item])
     rows = frame["__row__"]
+    scale = None
     if cols.timestamp is not None:
         _require_values(frame, inter_path, unit, [cols.timestamp])
         stamps = parse_timestamps(frame[cols.timestamp], rows, inter_path, unit, cols.timestamp)
+        scale = seconds_per_unit(stamps)
     else:
         stamps = pd.Series(range(len(frame)), dtype=float)
     inter = pd.DataFrame(
@@ -468,11 +481,11 @@ def load_generic(interactions: str, items: str | None, cfg: DataConfig) -> Catal
     if items is None:
         ids = sorted(inter["item"].unique())
         table = pd.DataFrame({"item": ids, "title": [""] * len(ids), "text": [""] * len(ids)})
-        return Catalog(inter, table, source=str(inter_path))
+        return Catalog(inter, table, source=str(inter_path), seconds_per_unit=scale)
 
     table = read_items_table(Path(items), cols)
     _check_known_items(inter, table.drop(columns="where"), inter_path, unit)
-    return Catalog(inter, table.drop(columns="where"), source=str(inter_path))
+    return Catalog(inter, table.drop(columns="where"), source=str(inter_path), seconds_per_unit=scale)
 
 
 def read_id_list(path: Path, column: str) -> list[str]:

@@ -8,6 +8,8 @@ Rules (documented in the README):
 - Users with at least `min_interactions` (>= 3) items: the last item is the test target, the one
   before it the validation target, the rest is training history. Shorter users contribute their
   whole sequence to training (examples, popularity, collaborative embeddings) and are not evaluated.
+- When the timestamps are times (`Catalog.seconds_per_unit`), each item's time in seconds is kept
+  beside it (`train_t`, `valid_t`, `test_t`); data with an order only has no such columns.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ class SplitData:
     """Items and per-user train/valid/test sequences."""
 
     items: pd.DataFrame  # item, title, text
-    users: pd.DataFrame  # user, train (list[str]), valid (str|None), test (str|None)
+    # user, train (list[str]), valid (str|None), test (str|None); with times also train_t, valid_t, test_t
+    users: pd.DataFrame
+
+    @property
+    def timed(self) -> bool:
+        """Whether each interaction's time (seconds) is known, not only its order."""
+        return "train_t" in self.users.columns
 
     def history(self, row: pd.Series | dict, split: str) -> list[str]:
         """The history the model sees when predicting `split`'s target for this user."""
@@ -42,6 +50,20 @@ class SplitData:
     def histories(self, users: pd.DataFrame, split: str) -> list[list[str]]:
         """`history(row, split)` for every row of `users` (e.g. `eval_users(split)` or a sample of it)."""
         return [self.history(row, split) for _, row in users.iterrows()]
+
+    def history_times(self, row: pd.Series | dict, split: str) -> list[float] | None:
+        """The times (seconds) of `history(row, split)`'s items; None for data without times."""
+        if not self.timed:
+            return None
+        if split == "valid":
+            return list(row["train_t"])
+        if split == "test":
+            return [*row["train_t"], row["valid_t"]]
+        raise ValueError(f"unknown split {split!r}")
+
+    def times(self, users: pd.DataFrame, split: str) -> list[list[float]] | None:
+        """`history_times(row, split)` for every row of `users`; None for data without times."""
+        return [self.history_times(row, split) for _, row in users.iterrows()] if self.timed else None
 
     def eval_users(self, split: str) -> pd.DataFrame:
         return self.users[self.users[split].notna()].reset_index(drop=True)
@@ -75,6 +97,8 @@ class SplitData:
             )
         users = pd.read_parquet(folder / "users.parquet")
         users["train"] = users["train"].map(list)
+        if "train_t" in users.columns:
+            users["train_t"] = users["train_t"].map(list)
         return cls(items=pd.read_parquet(folder / "items.parquet"), users=users)
 
 
@@ -82,7 +106,8 @@ def leave_one_out(catalog: Catalog, *, dedupe: bool = False, min_interactions: i
     inter = catalog.interactions.sort_values(["user", "timestamp", "row"], kind="stable")
     if dedupe:
         inter = inter.drop_duplicates(["user", "item"], keep="first")
-    seqs = inter.groupby("user", sort=False)["item"].agg(list)
+    grouped = inter.groupby("user", sort=False)
+    seqs = grouped["item"].agg(list)
     records = []
     for user, seq in seqs.items():
         if len(seq) >= min_interactions:
@@ -90,6 +115,13 @@ def leave_one_out(catalog: Catalog, *, dedupe: bool = False, min_interactions: i
         else:
             records.append((user, seq, None, None))
     users = pd.DataFrame.from_records(records, columns=["user", "train", "valid", "test"])
+    if catalog.seconds_per_unit is not None:
+        stamps = grouped["timestamp"].agg(list)
+        seconds = [[t * catalog.seconds_per_unit for t in stamps[user]] for user in users["user"]]
+        evaluated = users["test"].notna().to_numpy()
+        users["train_t"] = [s[:-2] if e else s for s, e in zip(seconds, evaluated, strict=True)]
+        users["valid_t"] = [s[-2] if e else None for s, e in zip(seconds, evaluated, strict=True)]
+        users["test_t"] = [s[-1] if e else None for s, e in zip(seconds, evaluated, strict=True)]
     if users["test"].notna().sum() == 0:
         raise InputError(
             f"no user has at least {min_interactions} interactions, so nothing can be evaluated",

@@ -8,6 +8,7 @@ import torch
 
 from llmrec.generate.beam import Scored, left_pad
 from llmrec.train.objectives import item_logits, model_parts
+from llmrec.train.time_gaps import gap_context
 
 
 def catalogue_scores(
@@ -17,16 +18,19 @@ def catalogue_scores(
     *,
     pad_id: int,
     exclude: list[list[int]] | None = None,
+    gaps: list[list[int]] | None = None,
 ) -> torch.Tensor:
     """(prompts, items) log-probabilities under the catalogue softmax (what training optimised) of
     every item as the next id; `exclude[r]`'s items (catalogue indices) are -inf in row r.
-    `prompts` end where an item id would start."""
+    `prompts` end where an item id would start; `gaps`: their time-gap codes, if any."""
     ids, mask = left_pad(prompts, pad_id)
     ids, mask = ids.to(model.device), mask.to(model.device)
+    codes = left_pad(gaps, 0)[0].to(model.device) if gaps is not None else None
     decoder, head = model_parts(model)
-    hidden = decoder(
-        input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)
-    ).last_hidden_state[:, -1]
+    with gap_context(model, codes):
+        hidden = decoder(
+            input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)
+        ).last_hidden_state[:, -1]
     rows = torch.tensor(item_token_ids, device=hidden.device)
     scores = torch.log_softmax(item_logits(head, hidden, rows).float(), dim=-1)
     for r, items in enumerate(exclude or []):

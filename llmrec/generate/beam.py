@@ -18,6 +18,8 @@ import torch
 from transformers import PreTrainedModel
 
 from llmrec.generate.trie import ItemTrie
+from llmrec.prompts.time import split_code
+from llmrec.train.time_gaps import gap_context
 
 NEG = float("-inf")
 
@@ -126,23 +128,30 @@ def beam_search(
     top_k: int,
     pad_id: int,
     exclude: list[list[int]] | None = None,
+    gaps: list[list[int]] | None = None,
 ) -> list[list[Scored]]:
     """The transformers backend: prefill the batch of prompts once, then one token per beam and
-    step on the copied KV cache. `exclude[b]` lists item indices not to return for prompt b."""
+    step on the copied KV cache. `exclude[b]` lists item indices not to return for prompt b;
+    `gaps`: the prompts' time-gap codes, if any (the generated id tokens carry none)."""
     device = model.device
     width = num_beams
     ids, attn = left_pad(prompts, pad_id)
     ids, attn = ids.to(device), attn.to(device)
-    state: dict = {}
+    codes = left_pad(gaps, 0)[0].to(device) if gaps is not None else None
+    # the first id token of the answer carries the gap to the request as its `before` (as a target's
+    # first token does in a training window): the `after` half of the prompt's last code
+    first = torch.tensor([split_code(g[-1])[1] if g else 0 for g in gaps]) if gaps is not None else None
+    state: dict = {"step": 0}
 
     def advance(parents: list[int] | None, tokens: list[int] | None, nodes: list[int]) -> torch.Tensor:
         if parents is None:
-            out = model(
-                input_ids=ids,
-                attention_mask=attn,
-                position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
-                use_cache=True,
-            )
+            with gap_context(model, codes):
+                out = model(
+                    input_ids=ids,
+                    attention_mask=attn,
+                    position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+                    use_cache=True,
+                )
             state["cache"], state["attn"] = out.past_key_values, attn.repeat_interleave(width, dim=0)
             state["cache_rows"] = torch.arange(len(prompts)).repeat_interleave(width)  # prefill row per beam
             return torch.log_softmax(out.logits[:, -1].float(), dim=-1)
@@ -151,13 +160,18 @@ def beam_search(
         state["cache_rows"] = torch.arange(len(parents))
         step_attn = state["attn"][beam_rows.to(device)]
         step_attn = torch.cat([step_attn, torch.ones_like(step_attn[:, :1])], 1)
-        out = model(
-            input_ids=torch.tensor(tokens, device=device).unsqueeze(-1),
-            attention_mask=step_attn,
-            position_ids=step_attn.sum(-1, keepdim=True) - 1,
-            past_key_values=state["cache"],
-            use_cache=True,
-        )
+        step_codes = None
+        if first is not None and state["step"] == 0:
+            step_codes = first[beam_rows // width].unsqueeze(-1).to(device)
+        state["step"] += 1
+        with gap_context(model, step_codes):
+            out = model(
+                input_ids=torch.tensor(tokens, device=device).unsqueeze(-1),
+                attention_mask=step_attn,
+                position_ids=step_attn.sum(-1, keepdim=True) - 1,
+                past_key_values=state["cache"],
+                use_cache=True,
+            )
         state["cache"], state["attn"] = out.past_key_values, step_attn
         return torch.log_softmax(out.logits[:, -1].float(), dim=-1)
 

@@ -3,6 +3,7 @@
 rec = Recommender.from_run("runs/ml100k")                 # transformers backend (any machine)
 rec = Recommender.from_run("runs/ml100k", backend="vllm") # vLLM engine over the merged run
 rec.recommend([["50", "172", "133"]], k=10)   # -> [[Recommendation(item, title, score, rank), ...]]
+rec.recommend([["50", "172"]], times=[[881250949, 881251000]], now=[881300000])  # with times (seconds)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from llmrec.generate.reference import generate_reference
 from llmrec.generate.trie import ItemTrie
 from llmrec.ids import ItemIds, id_token_ids
 from llmrec.prompts import PromptBuilder
+from llmrec.prompts.time import check_times
 from llmrec.train.run_dir import RunDir
 
 if TYPE_CHECKING:
@@ -115,11 +117,40 @@ class Recommender:
         if backend == "vllm":
             from llmrec.generate.vllm_backend import VllmDecoder, merged_model_dir
 
+            if run.time_gaps is not None:
+                raise InputError(
+                    "this run adds learned time-gap embeddings to its prompts (prompts.time: gaps), which "
+                    "the vLLM backend does not carry yet: use --backend hf",
+                    path=run.time_gaps,
+                    field="backend",
+                )
             decoder = VllmDecoder(merged_model_dir(run), dtype or cfg.model.dtype, cfg.generate.vllm)
             return cls(None, tokenizer, ids, titles, cfg.prompts, cfg.generate, vllm_decoder=decoder,
                        **catalogue)  # fmt: skip
         return cls(run.load_model(tokenizer, dtype), tokenizer, ids, titles, cfg.prompts, cfg.generate,
                    **catalogue)  # fmt: skip
+
+    def _check_times(
+        self, histories: list[list[str]], times: object, now: object
+    ) -> tuple[list[list[float] | None] | None, list[float | None] | None]:
+        """Requests' times as given (checked: one number per item, oldest first, now after them)."""
+        if times is None:
+            if now is not None:
+                raise InputError("now needs the history's times", field="now")
+            return None, None
+        if not isinstance(times, list | tuple) or len(times) != len(histories):
+            raise InputError(f"times must be a list with one entry (a list of seconds, or None) per history; "
+                             f"got {type(times).__name__}", field="times")  # fmt: skip
+        if now is not None and (not isinstance(now, list | tuple) or len(now) != len(histories)):
+            raise InputError("now must be a list with one time (or None) per history", field="now")
+        now = list(now) if now is not None else [None] * len(histories)
+        for n, (history, stamps, moment) in enumerate(zip(histories, times, now, strict=True)):
+            if stamps is None:
+                if moment is not None:
+                    raise InputError("now needs the history's times", where=f"history {n + 1}", field="now")
+                continue
+            check_times(history, stamps, moment, where=f"history {n + 1}")
+        return [None if t is None else [float(x) for x in t] for t in times], now
 
     def check_history(self, history: list[str], where: str = "history") -> None:
         unknown = [i for i in history if i not in self.item_ids.index]
@@ -135,11 +166,16 @@ class Recommender:
         exclude: list[list[int]] | None,
         reference: bool,
         latest: list[list[int]] | None = None,
+        gaps: list[list[int]] | None = None,
     ) -> list[list[Scored]]:
-        """`latest[b]`: catalogue indices of prompt b's latest history items (new items' slots)."""
+        """`latest[b]`: catalogue indices of prompt b's latest history items (new items' slots);
+        `gaps`: the prompts' time-gap codes (`PromptBuilder.gap_codes`), if any."""
         num_beams = max(self.cfg.num_beams, k)  # k = a shortlist's length when reranking
+        if gaps is not None and (reference or self.vllm_decoder is not None):
+            raise InputError("time gaps are decoded by the transformers backend's own search only "
+                             "(not vLLM, not the model.generate reference)", field="backend")  # fmt: skip
         if self.item_tokens is not None and not (reference and self.vllm_decoder is None):
-            return self._rank_catalogue(prompts, k, exclude, latest)
+            return self._rank_catalogue(prompts, k, exclude, latest, gaps)
         if self.vllm_decoder is not None:
             return self.vllm_decoder.decode(prompts, self.trie, num_beams=num_beams, top_k=k, exclude=exclude)
         was_training = self.model.training
@@ -154,6 +190,7 @@ class Recommender:
                 top_k=k,
                 pad_id=self.tokenizer.pad_token_id,
                 exclude=exclude,
+                **({"gaps": gaps} if gaps is not None else {}),
             )
         self.model.train(was_training)
         return out
@@ -164,6 +201,7 @@ class Recommender:
         k: int,
         exclude: list[list[int]] | None,
         latest: list[list[int]] | None,
+        gaps: list[list[int]] | None = None,
     ) -> list[list[Scored]]:
         """Atomic ids: the catalogue softmax of every item, top-`k`, with added items' slots."""
         if self.vllm_decoder is not None:
@@ -172,8 +210,10 @@ class Recommender:
             was_training = self.model.training
             self.model.eval()
             with torch.inference_mode():
-                scores = catalogue_scores(self.model, prompts, self.item_tokens,
-                                          pad_id=self.tokenizer.pad_token_id, exclude=exclude)  # fmt: skip
+                pad_id = self.tokenizer.pad_token_id
+                scores = catalogue_scores(
+                    self.model, prompts, self.item_tokens, pad_id=pad_id, exclude=exclude, gaps=gaps
+                )
             self.model.train(was_training)
         if not (self.cfg.new_item_slots and self.new_items.any()):
             return top_scored(scores, k)
@@ -193,11 +233,16 @@ class Recommender:
         progress: bool = False,
         reference: bool = False,
         candidates: list[list[str]] | None = None,
+        times: list[list[float] | None] | None = None,
+        now: list[float | None] | None = None,
     ) -> list[list[Recommendation]]:
         """Top-`k` distinct catalogue items per history (oldest item first), best first.
         `reference=True` decodes with `model.generate` instead of the prefill-once beam search.
         `candidates[u]`: rank only these items for user u (rerank another model's shortlist); the
-        search widens its beam to the shortlist's length, so every candidate gets its exact score."""
+        search widens its beam to the shortlist's length, so every candidate gets its exact score.
+        `times[u]`: the unix times (seconds) of history u's items, `now[u]`: the request's (default:
+        the last item's time + the user's median gap); used by runs trained with `prompts.time: gaps`,
+        ignored by others. A history without times (None) is ranked without them."""
         k = self.cfg.top_k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InputError(f"k must be a whole number >= 1 (got {k!r})", field="k")
@@ -210,12 +255,16 @@ class Recommender:
                                  field="candidates")  # fmt: skip
         for n, history in enumerate(histories):
             self.check_history(history, where=f"history {n + 1}")
+        times, now = self._check_times(histories, times, now)
         excluded = [(set(h) if exclude_history else set()) | self.unavailable for h in histories]
         if candidates is not None:
             for n, shortlist in enumerate(candidates):
                 self.check_history(shortlist, where=f"candidates {n + 1}")
                 excluded[n] |= set(self.item_ids.items) - set(shortlist)
-        prompts = self.builder.encode(histories)
+        prompts = self.builder.encode(histories, times, now)
+        # item lists carry the gaps beside the ids, for a model that has time-gap rows to add
+        has_gaps = getattr(self.model, "time_gaps", None) is not None
+        gaps = self.builder.gap_codes(histories, times, now) if has_gaps else None
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
         results: list[list[Scored]] = [[] for _ in histories]
         batch_size = self.cfg.vllm.batch_size if self.vllm_decoder else self.cfg.batch_size
@@ -225,8 +274,9 @@ class Recommender:
             exclude = [[self.item_ids.index[i] for i in excluded[j]] for j in idx]
             latest = [[self.item_ids.index[i] for i in histories[j][-PROFILE_ITEMS:]] for j in idx]
             out = self._decode(
-                [prompts[j] for j in idx], k, exclude if any(exclude) else None, reference, latest
-            )
+                [prompts[j] for j in idx], k, exclude if any(exclude) else None, reference, latest,
+                [gaps[j] for j in idx] if gaps is not None else None,
+            )  # fmt: skip
             for j, scored in zip(idx, out, strict=True):
                 results[j] = scored
             bar.update(len(idx))

@@ -76,9 +76,16 @@ class HybridRecommender:
         return cls(llm, sasrec, settings["shortlist"], float(weight))
 
     def score_shortlists(
-        self, histories: list[list[str]], n: int, exclude_history: bool, progress: bool = False
+        self,
+        histories: list[list[str]],
+        n: int,
+        exclude_history: bool,
+        progress: bool = False,
+        times: list[list[float] | None] | None = None,
+        now: list[float | None] | None = None,
     ) -> list[list[Scored]]:
-        """SASRec's top-n per history, each with its SASRec and LLM log-probabilities."""
+        """SASRec's top-n per history, each with its SASRec and LLM log-probabilities (the LLM sees
+        the histories' `times` and `now`, as `Recommender.recommend`; SASRec orders only)."""
         known = [[i for i in h if i in self.sasrec.index] for h in histories]  # added items: unknown to it
         logits = self.sasrec.logits(known, exclude_history).float()
         gone = [self.sasrec.index[i] - 1 for i in self.llm.unavailable if i in self.sasrec.index]
@@ -90,9 +97,8 @@ class HybridRecommender:
             kept = [(self.sasrec.items[i], s) for i, s in zip(row_i, row_s, strict=True) if s > -math.inf]
             candidates.append([i for i, _ in kept])
             sasrec_scores.append([s for _, s in kept])
-        scored = self.llm.recommend(
-            histories, k=n, exclude_history=exclude_history, candidates=candidates, progress=progress
-        )
+        scored = self.llm.recommend(histories, k=n, exclude_history=exclude_history, candidates=candidates,
+                                    progress=progress, times=times, now=now)  # fmt: skip
         rows = []
         for cands, s_scores, recs in zip(candidates, sasrec_scores, scored, strict=True):
             llm = {r.item: r.score for r in recs}
@@ -107,7 +113,11 @@ class HybridRecommender:
         k: int | None = None,
         exclude_history: bool | None = None,
         progress: bool = False,
+        times: list[list[float] | None] | None = None,
+        now: list[float | None] | None = None,
     ) -> list[list[Recommendation]]:
+        """As `Recommender.recommend`: top-`k` per history, from SASRec-CE's shortlist mixed with
+        the LLM's scores."""
         k = self.cfg.top_k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InputError(f"k must be a whole number >= 1 (got {k!r})", field="k")
@@ -115,7 +125,7 @@ class HybridRecommender:
         exclude = self.cfg.exclude_history if exclude_history is None else exclude_history
         for n, history in enumerate(histories):
             self.check_history(history, where=f"history {n + 1}")
-        rows = self.score_shortlists(histories, max(self.shortlist, k), exclude, progress)
+        rows = self.score_shortlists(histories, max(self.shortlist, k), exclude, progress, times, now)
         return [
             [
                 Recommendation(item, self.titles.get(item, ""), score, r + 1)
@@ -159,7 +169,7 @@ def fit_retriever(
     users = split.eval_users("valid") if users is None else users
     log(f"retriever: the LLM scores SASRec's top-{shortlist} for {len(users)} validation users")
     rows = hybrid.score_shortlists(split.histories(users, "valid"), shortlist, cfg.generate.exclude_history,
-                                   progress=True)  # fmt: skip
+                                   progress=True, times=split.times(users, "valid"))  # fmt: skip
     targets, catalogue = users["valid"].tolist(), set(split.items["item"])
     sweep = {
         str(w): ranking_metrics(targets, [[i for i, _ in t] for t in mix(rows, w, 10)], catalogue)["ndcg@10"]
@@ -220,7 +230,9 @@ def choose_retriever(
         llm = Recommender.from_run(run.path)
         alone = llm_ndcg
         if alone is None:
-            lists = llm.recommend(split.histories(users, "valid"), k=10, progress=True)
+            lists = llm.recommend(
+                split.histories(users, "valid"), k=10, progress=True, times=split.times(users, "valid")
+            )
             targets, catalogue = users["valid"].tolist(), set(split.items["item"])
             alone = ranking_metrics(targets, [[r.item for r in row] for row in lists], catalogue)["ndcg@10"]
         hybrid = fit_retriever(run.path, llm, log, sasrec_weights=weights, users=users)

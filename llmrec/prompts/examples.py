@@ -18,15 +18,17 @@ from llmrec.prompts.template import PromptBuilder
 def training_examples(split: SplitData, builder: PromptBuilder, max_per_user: int | None) -> pd.DataFrame:
     """Every prefix of each training sequence predicts its next item; the `max_per_user` most recent
     targets of each user are kept (recent behaviour matters most, and long users would dominate);
-    None keeps every one."""
+    None keeps every one. With times, a prompt's request time is its target's."""
     rows = []
-    for user, seq in tqdm(
-        zip(split.users["user"], split.users["train"], strict=True),
+    all_times = split.users["train_t"] if split.timed else [None] * len(split.users)
+    for user, seq, times in tqdm(
+        zip(split.users["user"], split.users["train"], all_times, strict=True),
         total=len(split.users),
         desc="training prompts",
     ):
         for t in range(max(1, len(seq) - (max_per_user or len(seq))), len(seq)):
-            rows.append((user, builder.render(seq[:t]), seq[t]))
+            stamps, now = (None, None) if times is None else (times[:t], times[t])
+            rows.append((user, builder.render(seq[:t], stamps, now), seq[t]))
     return pd.DataFrame.from_records(rows, columns=["user", "prompt", "target"])
 
 
@@ -36,19 +38,26 @@ def window_examples(split: SplitData, builder: PromptBuilder, max_per_user: int 
     window's last target sees exactly the history a prompt would show (`builder.shown`), so training
     contexts are never longer than inference ones; consecutive windows share one item, so each item
     but a user's first is a target once. The `max_per_user` most recent targets of a user are kept
-    (None: all)."""
+    (None: all). With times (`split.timed`), a window also keeps its items' `times` and `before`,
+    the time of the item before it (NaN for a user's first window), so `prompts.time` can be chosen
+    when training."""
     rows = []
-    for user, seq in tqdm(
-        zip(split.users["user"], split.users["train"], strict=True),
+    all_times = split.users["train_t"] if split.timed else [None] * len(split.users)
+    for user, seq, times in tqdm(
+        zip(split.users["user"], split.users["train"], all_times, strict=True),
         total=len(split.users),
         desc="training windows",
     ):
         first, end = max(1, len(seq) - (max_per_user or len(seq))), len(seq)
         while end > first:
             start = max(first, end - max(1, builder.shown(seq[: end - 1])))
-            rows.append((user, list(seq[start - 1 : end])))
+            row = (user, list(seq[start - 1 : end]))
+            if times is not None:
+                row += (list(times[start - 1 : end]), times[start - 2] if start >= 2 else float("nan"))
+            rows.append(row)
             end = start
-    return pd.DataFrame.from_records(rows, columns=["user", "items"])
+    columns = ["user", "items", "times", "before"] if split.timed else ["user", "items"]
+    return pd.DataFrame.from_records(rows, columns=columns)
 
 
 def eval_examples(split: SplitData, builder: PromptBuilder, which: str) -> pd.DataFrame:

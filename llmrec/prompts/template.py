@@ -10,6 +10,7 @@ from transformers import PreTrainedTokenizerBase
 
 from llmrec.config import PromptConfig
 from llmrec.errors import InputError
+from llmrec.prompts.time import WORDS, bucket, default_now, gap_code, history_gaps
 
 
 def template_dirs() -> list[Path]:
@@ -53,6 +54,11 @@ class PromptBuilder:
     separator, and the answer is the next id. A training window is then a prompt whose every item
     after the first is a target (`encode_window`), with the same ids a prompt of that prefix would
     get. Atomic ids with no separator cost one token an item.
+
+    `prompts.time: gaps` (`llmrec.prompts.time`): a history's item times reach the model, as one
+    gap code per token beside the ids (`gap_codes`, `encode_window`) for item lists, as words in the
+    template (`item.gap`, `now_gap`) for next_item prompts. Without times (None) a prompt is as it
+    would be without the option.
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.id_of = id_of
         self.titles = titles if cfg.include_titles and titles else {}
+        self.timed = cfg.time == "gaps"
         self._lines: dict[str, list[int]] = {}
         if cfg.objective == "every_item":
             self._check_list_template()
@@ -94,9 +101,14 @@ class PromptBuilder:
         limit = self.cfg.max_title_chars
         return title if len(title) <= limit else title[: max(1, limit - 3)].rstrip() + "..."
 
-    def _text(self, items: list[str]) -> str:
-        shown = [{"id": self.id_of[i], "title": self._title(i)} for i in items]
-        out = self.template.render(history=shown, separator=self.cfg.separator)
+    def _text(self, items: list[str], gaps: list[str] | None = None, now_gap: str = "") -> str:
+        """The template rendered for `items`; `gaps`: each item's gap words (time since the one
+        before), `now_gap`: the words for the time since the last item (next_item prompts)."""
+        gaps = gaps or [""] * len(items)
+        shown = [
+            {"id": self.id_of[i], "title": self._title(i), "gap": g} for i, g in zip(items, gaps, strict=True)
+        ]
+        out = self.template.render(history=shown, separator=self.cfg.separator, now_gap=now_gap)
         if self.cfg.objective == "every_item" and items:
             return out  # ends with the last id and its separator (none for atomic ids)
         return out if out.endswith("\n") else out + "\n"
@@ -131,9 +143,9 @@ class PromptBuilder:
             self._lines[item] = [*self._tokens(self.id_of[item]), *end]
         return self._lines[item]
 
-    def shown(self, history: list[str]) -> int:
+    def shown(self, history: list[str], times: list[float] | None = None, now: float | None = None) -> int:
         """How many of the most recent items of `history` the prompt shows (at least one)."""
-        n = self._shown(history)
+        n = self._shown(history, self._gap_words(history, times, now))
         if history and n == 0:
             raise InputError(
                 "not even the most recent history item fits prompts.max_prompt_tokens "
@@ -143,8 +155,20 @@ class PromptBuilder:
             )
         return n
 
-    def _shown(self, history: list[str]) -> int:
+    def _gap_words(
+        self, history: list[str], times: list[float] | None, now: float | None
+    ) -> tuple[list[str], str] | None:
+        """next_item prompts with times: (each item's gap words, the words for the gap to `now`)."""
+        if not (self.timed and times is not None and self.cfg.objective == "next_item" and history):
+            return None
+        before, _ = history_gaps(times)
+        now = default_now(times) if now is None else now
+        return [WORDS[b] for b in before], WORDS[bucket(now - times[-1])]
+
+    def _shown(self, history: list[str], words: tuple[list[str], str] | None = None) -> int:
         items = history[-self.cfg.max_history :]
+        gaps = words[0][-len(items) :] if words else None
+        now_gap = words[1] if words else ""
         if self.cfg.objective == "every_item":
             used, n = len(self.header_ids), 0
             for item in reversed(items):
@@ -155,7 +179,8 @@ class PromptBuilder:
             return n
 
         def fits(n: int) -> bool:
-            return len(self._tokens(self._text(items[len(items) - n :]))) <= self.cfg.max_prompt_tokens
+            text = self._text(items[len(items) - n :], gaps and gaps[len(gaps) - n :], now_gap)
+            return len(self._tokens(text)) <= self.cfg.max_prompt_tokens
 
         if fits(len(items)):
             return len(items)
@@ -167,15 +192,29 @@ class PromptBuilder:
             lo, hi = (mid, hi) if fits(mid) else (lo, mid)
         return lo
 
-    def render(self, history: list[str]) -> str:
-        """The prompt for `history` (oldest first) as text, always ending in a newline."""
-        n = self.shown(history)
-        return self._text(history[len(history) - n :])
+    def render(self, history: list[str], times: list[float] | None = None, now: float | None = None) -> str:
+        """The prompt for `history` (oldest first) as text, always ending in a newline; with
+        `prompts.time: gaps` and the items' `times`, the gaps (and the one to `now`) as words."""
+        n = self.shown(history, times, now)
+        words = self._gap_words(history, times, now)
+        if words is None:
+            return self._text(history[len(history) - n :])
+        return self._text(history[len(history) - n :], words[0][len(history) - n :], words[1])
 
-    def encode(self, histories: list[list[str]]) -> list[list[int]]:
-        """Prompt token ids, left-filled to a multiple of `align_to` (see `encode_prompts`)."""
+    def encode(
+        self,
+        histories: list[list[str]],
+        times: list[list[float] | None] | None = None,
+        nows: list[float | None] | None = None,
+    ) -> list[list[int]]:
+        """Prompt token ids, left-filled to a multiple of `align_to` (see `encode_prompts`).
+        `times`, `nows`: each history's item times and request time (next_item prompts show the
+        gaps as words; item lists carry them in `gap_codes`)."""
         if self.cfg.objective == "next_item":
-            return encode_prompts(self.tokenizer, [self.render(h) for h in histories], self.cfg.align_to)
+            times = times or [None] * len(histories)
+            nows = nows or [None] * len(histories)
+            prompts = [self.render(h, t, n) for h, t, n in zip(histories, times, nows, strict=True)]
+            return encode_prompts(self.tokenizer, prompts, self.cfg.align_to)
         out = []
         for history in histories:
             n = self.shown(history)
@@ -186,17 +225,65 @@ class PromptBuilder:
             out.append(self._fill(ids))
         return out
 
-    def encode_window(self, items: list[str]) -> tuple[list[int], list[int]]:
+    def gap_codes(
+        self,
+        histories: list[list[str]],
+        times: list[list[float] | None] | None,
+        nows: list[float | None] | None = None,
+    ) -> list[list[int]] | None:
+        """Item lists with `prompts.time: gaps`: one gap code per token of each `encode`d prompt
+        (`llmrec.prompts.time.gap_code`; 0 on the header, the fill and a history without times);
+        None when the prompts carry no gap codes (option off, next_item prompts, no times at all)."""
+        if not (self.timed and self.cfg.objective == "every_item" and times) or all(t is None for t in times):
+            return None
+        nows = nows or [None] * len(histories)
+        out = []
+        for history, stamps, now in zip(histories, times, nows, strict=True):
+            n = self.shown(history)
+            cut = len(history) - n
+            if stamps is None:
+                codes = [0] * (len(self.header_ids) + sum(len(self.line_ids(i)) for i in history[cut:]))
+            else:
+                before, after = history_gaps(stamps, now)
+                codes = [0] * len(self.header_ids) + self._line_codes(
+                    history[cut:], before[cut:], after[cut:]
+                )
+            out.append([0] * (-len(codes) % max(1, self.cfg.align_to)) + codes)
+        return out
+
+    def _line_codes(self, items: list[str], before: list[int], after: list[int]) -> list[int]:
+        """Gap codes of listed items' tokens: `before` on an item's first token, `after` on its last
+        (both on the one token of an atomic id), nothing in between."""
+        codes: list[int] = []
+        for item, b, a in zip(items, before, after, strict=True):
+            width = len(self.line_ids(item))
+            if width == 1:
+                codes.append(gap_code(b, a))
+            else:
+                codes += [gap_code(b, 0), *[0] * (width - 2), gap_code(0, a)]
+        return codes
+
+    def encode_window(
+        self, items: list[str], times: list[float] | None = None, before_first: float | None = None
+    ) -> tuple[list[int], list[int]] | tuple[list[int], list[int], list[int]]:
         """every_item training example: (input_ids, labels) of the window listed as a prompt, with
         labels on every item after the first (-100 elsewhere). The context of each target is token
-        for token what `encode` gives that prefix as a prompt, but for the left fill."""
+        for token what `encode` gives that prefix as a prompt, but for the left fill. With
+        `prompts.time: gaps` and the window's item `times` (`before_first`: the time of the item
+        before the window, None if none), also the gap codes: each target's context carries the
+        gaps a prompt of that prefix would, with the request at the target's own time."""
         ids, labels = list(self.header_ids), [-100] * len(self.header_ids)
         for n, item in enumerate(items):
             line = self.line_ids(item)
             ids += line
             labels += [-100] * len(line) if n == 0 else line
         fill = self._fill(ids)
-        return fill, [-100] * (len(fill) - len(ids)) + labels
+        labels = [-100] * (len(fill) - len(ids)) + labels
+        if not (self.timed and times is not None):
+            return fill, labels
+        before, after = history_gaps(times, before_first=before_first)
+        codes = [0] * len(self.header_ids) + self._line_codes(items, before, after)
+        return fill, labels, [0] * (len(fill) - len(ids)) + codes
 
     def _fill(self, ids: list[int]) -> list[int]:
         return [self.tokenizer.pad_token_id] * (-len(ids) % max(1, self.cfg.align_to)) + ids

@@ -43,10 +43,12 @@ EXPLAINED_SCHEMA = SCHEMA.append(pa.field("reason", pa.string())).append(pa.fiel
 
 @dataclass
 class ScoreRequest:
-    """One user to score: their id and history (None when the user could not be resolved)."""
+    """One user to score: their id and history (None when the user could not be resolved), and the
+    history's times (seconds; None for data without times)."""
 
     user: str
     history: list[str] | None
+    times: list[float] | None = None
     error: str | None = None
 
 
@@ -71,7 +73,7 @@ def _fingerprint(requests: list[ScoreRequest], settings: dict) -> str:
 
 def score_users(
     requests: list[ScoreRequest],
-    recommend: Callable[[list[list[str]]], list[list[Recommendation]]],
+    recommend: Callable[[list[list[str]], list[list[float] | None] | None], list[list[Recommendation]]],
     out: str | Path,
     *,
     shard_size: int,
@@ -80,7 +82,8 @@ def score_users(
     check_history: Callable[[list[str]], None] | None = None,
     explained: bool = False,
 ) -> dict:
-    """Score `requests` in shards of `shard_size` users with `recommend(histories)`; resumable."""
+    """Score `requests` in shards of `shard_size` users with `recommend(histories, times)` (times
+    None when no request has any); resumable."""
     out = Path(out)
     schema = EXPLAINED_SCHEMA if explained else SCHEMA
     if out.suffix not in (".parquet", ".jsonl"):
@@ -126,7 +129,8 @@ def score_users(
                 failed.append({"user": r.user, "error": error})
             else:
                 good.append(r)
-        lists = recommend([r.history for r in good]) if good else []
+        times = [r.times for r in good] if any(r.times is not None for r in good) else None
+        lists = recommend([r.history for r in good], times) if good else []
         rows = to_rows([r.user for r in good], lists, explained)
         with atomic_path(parts / name) as tmp:
             pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)

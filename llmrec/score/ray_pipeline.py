@@ -1,6 +1,6 @@
 """Batch scoring across machines: a Ray Data pipeline of Recommender actors (optional extra `ray`).
 
-    users (Parquet/CSV/JSONL with `user` and `history`)  ->  map_batches(ScoringActor, N actors)
+    users (Parquet/CSV/JSONL with `user`, `history` [, `times`])  ->  map_batches(ScoringActor, N actors)
     ->  write_parquet(OUT_DIR)
 
 Ray Data schedules the actors over the cluster (one GPU each for the vLLM backend), streams
@@ -28,7 +28,12 @@ class ScoringActor:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         histories = [[str(i) for i in h] for h in batch["history"]]
-        lists = self.recommender.recommend(histories, k=self.k)
+        times = (
+            [None if t is None else [float(x) for x in t] for t in batch["times"]]
+            if "times" in batch
+            else None
+        )
+        lists = self.recommender.recommend(histories, k=self.k, times=times)
         rows = to_rows([str(u) for u in batch["user"]], lists)
         return pd.DataFrame(rows, columns=SCHEMA.names)
 
@@ -44,10 +49,11 @@ def score_with_ray(
     gpus_per_actor: float = 0,
     batch_size: int = 256,
 ) -> None:
-    """Score `users` (columns `user`, `history`: item ids oldest first) into Parquet files in `out_dir`."""
+    """Score `users` (columns `user`, `history`: item ids oldest first, and optionally `times`: their
+    unix times) into Parquet files in `out_dir`."""
     import ray
 
-    dataset = ray.data.from_pandas(users[["user", "history"]])
+    dataset = ray.data.from_pandas(users[[c for c in ("user", "history", "times") if c in users.columns]])
     scored = dataset.map_batches(
         ScoringActor,
         fn_constructor_kwargs={"run_dir": str(Path(run_dir).resolve()), "k": k, "backend": backend},

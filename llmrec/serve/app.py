@@ -1,6 +1,8 @@
 """`llmrec serve RUN_DIR`: FastAPI over a trained run, uvicorn underneath.
 
-POST /recommend        {"user": U} or {"history": [...]}, k, exclude_history, explain, candidates
+POST /recommend        {"user": U} or {"history": [...]}, k, exclude_history, explain, candidates, now
+                       (a history lists item ids, or {"item": .., "t": ..} with times: unix seconds
+                       or ISO-8601 dates; `now`, the request's time, likewise)
 POST /recommend/batch  {"requests": [...]}: many users in one call
 GET  /healthz          the process is up          GET /readyz   the model is loaded
 GET  /metrics          Prometheus: requests by endpoint and status, latency, batch sizes, queue depth
@@ -31,30 +33,65 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from llmrec import recipes
 from llmrec.errors import InputError
 from llmrec.generate import Recommendation
 from llmrec.hybrid import HybridRecommender, load_recommender
+from llmrec.prompts.time import check_times, parse_time
 from llmrec.serve.batcher import Batcher, Job, QueueFull
 from llmrec.train.run_dir import RunDir
+
+
+class TimedItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item: str
+    t: float | str = Field(description="when: unix seconds, or an ISO-8601 date")
 
 
 class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user: str | None = Field(None, description="a user of the run's data (their whole known history)")
-    history: list[str] | None = Field(None, min_length=1, description="item ids, oldest first")
+    history: list[str | TimedItem] | None = Field(
+        None, min_length=1, description="item ids, oldest first; or {item, t} entries with their times"
+    )
+    now: float | str | None = Field(
+        None, description="the request's time (unix seconds or ISO-8601); default: the last item's time "
+        "plus the user's median gap",
+    )  # fmt: skip
     k: int = Field(10, ge=1, le=1000)
     exclude_history: bool | None = Field(None, description="default: the run's generate.exclude_history")
     explain: bool = Field(False, description="a reason grounded in the history for each item")
     candidates: list[str] | None = Field(None, min_length=1, description="rank only these items")
+    _items: list[str] | None = PrivateAttr(None)
+    _times: list[float] | None = PrivateAttr(None)  # the history's times (a known user's: from the data)
+    _now: float | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _one_source(self) -> RecommendRequest:
         if (self.user is None) == (self.history is None):
             raise ValueError("give exactly one of 'user' or 'history'")
+        try:
+            self._now = None if self.now is None else parse_time(self.now, "request", "now")
+            if self.history is not None:
+                timed = [isinstance(x, TimedItem) for x in self.history]
+                if any(timed) and not all(timed):
+                    n = timed.index(not timed[0])
+                    raise InputError("give a time for every history entry ({item, t}) or for none",
+                                     where=f"history[{n}]", field="t")  # fmt: skip
+                if all(timed):
+                    self._items = [x.item for x in self.history]
+                    self._times = [parse_time(x.t, f"history[{n}]") for n, x in enumerate(self.history)]
+                    check_times(self._items, self._times, self._now)
+                else:
+                    self._items = list(self.history)
+                    if self._now is not None:
+                        raise InputError("now needs the history's times ({item, t} entries)", field="now")
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
 
@@ -119,7 +156,10 @@ class Engine:
         stamp = self._stamp()
         rec = load_recommender(self.run.path, self.backend, self.retriever, log=lambda _: None)
         split = self.run.load_split()
-        users = {row["user"]: recipes.full_history(row) for _, row in split.users.iterrows()}
+        users = {
+            row["user"]: (recipes.full_history(row), recipes.full_times(row, split))
+            for _, row in split.users.iterrows()
+        }
         with self.lock:
             self.rec, self.split, self.users, self.stamp = rec, split, users, stamp
             self.explainer = None
@@ -129,15 +169,23 @@ class Engine:
             self.reload()
 
     def history_of(self, req: RecommendRequest) -> list[str]:
-        """The request's history, checked against the loaded catalogue (raises BadRequest)."""
+        """The request's history, checked against the loaded catalogue (raises BadRequest); a known
+        user's times join the request (`req._times`)."""
         with self.lock:
             rec, users = self.rec, self.users
         if req.user is not None:
             if req.user not in users:
                 raise BadRequest(404, f"unknown user '{req.user}'", "user")
-            history = users[req.user]
+            history, req._times = users[req.user]
+            if req._now is not None:
+                if req._times is None:
+                    raise BadRequest(422, "now: this run's data has no times", "now")
+                try:
+                    check_times(history, req._times, req._now, where=f"user {req.user}")
+                except InputError as exc:
+                    raise BadRequest(422, str(exc), "now") from None
         else:
-            history = req.history
+            history = req._items
         for name, items in (("history", history), ("candidates", req.candidates or [])):
             unknown = [i for i in items if i not in rec.item_ids.index]
             if unknown:
@@ -153,6 +201,9 @@ class Engine:
         req: RecommendRequest = jobs[0].payload
         histories = [job.history for job in jobs]
         kwargs = {"k": req.k, "exclude_history": req.exclude_history}
+        if any(job.payload._times is not None for job in jobs):
+            kwargs["times"] = [job.payload._times for job in jobs]
+            kwargs["now"] = [job.payload._now for job in jobs]
         if req.candidates is not None:
             kwargs["candidates"] = [job.payload.candidates for job in jobs]
         recs = rec.recommend(histories, **kwargs)

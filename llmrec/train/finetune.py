@@ -63,9 +63,9 @@ class FullTuning:
         return {k: v.detach().clone() for k, v in _own_state(model).items()}
 
     def load_state(self, model, state: dict) -> None:
-        # strict for the model's own weights; an attached item anchor loads its state itself
+        # strict for the model's own weights; attached modules (item anchor, time gaps) load their own
         result = model.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if not k.startswith("item_anchor.")]
+        missing = [k for k in result.missing_keys if not k.startswith(ATTACHED)]
         if missing or result.unexpected_keys:
             raise RuntimeError(f"checkpoint does not match the model: missing {missing[:5]}, "
                                f"unexpected {result.unexpected_keys[:5]}")  # fmt: skip
@@ -82,9 +82,14 @@ class FullTuning:
         model.tie_weights()
 
 
+# modules llmrec attaches to a model, which keep and save their own state (train/anchored.py,
+# train/time_gaps.py)
+ATTACHED = ("item_anchor.", "time_gaps.")
+
+
 def _own_state(model: PreTrainedModel) -> dict:
-    """The model's own weights, without the item anchor llmrec attaches (train/anchored.py keeps it)."""
-    return {k: v for k, v in model.state_dict().items() if not k.startswith("item_anchor.")}
+    """The model's own weights, without the modules llmrec attaches."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(ATTACHED)}
 
 
 def build_finetuning(cfg: Config) -> LoraTuning | FullTuning:

@@ -38,6 +38,7 @@ from llmrec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkp
 from llmrec.train.finetune import FullTuning, LoraTuning
 from llmrec.train.objectives import CatalogueLoss, TokenLoss
 from llmrec.train.run_dir import RunDir
+from llmrec.train.time_gaps import gap_context
 
 Example = dict[str, list[int]]
 
@@ -55,7 +56,8 @@ def encode_examples(
 
 
 def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded tensors; packed rows (`packing.PackedRows`) also carry their `position_ids`."""
+    """Right-padded tensors; packed rows (`packing.PackedRows`) also carry their `position_ids`, and
+    time-gap examples their `gaps` (0 on the pad)."""
     width = max(len(x["input_ids"]) for x in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), -100, dtype=torch.long)
@@ -70,6 +72,11 @@ def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
         if packed:
             positions[r, :n] = torch.tensor(x["position_ids"])
     out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if "gaps" in batch[0]:
+        gaps = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, x in enumerate(batch):
+            gaps[r, : len(x["gaps"])] = torch.tensor(x["gaps"])
+        out["gaps"] = gaps
     return out | {"position_ids": positions} if packed else out
 
 
@@ -214,7 +221,7 @@ def fit(
         loader = accelerator.prepare_data_loader(loader)
         loader = accelerator.skip_first_batches(loader, within * tc.grad_accum)
         for batch in loader:
-            with accelerator.accumulate(model):
+            with accelerator.accumulate(model), gap_context(model, batch.get("gaps")):
                 loss = objective(model, batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:

@@ -57,6 +57,8 @@ class PackedRows(Sequence):
             row["input_ids"] += x["input_ids"]
             row["labels"] += x["labels"]
             row["position_ids"] += list(range(len(x["input_ids"])))
+            if "gaps" in x:  # time-gap codes (`prompts.time: gaps`)
+                row.setdefault("gaps", []).extend(x["gaps"])
         return row
 
 

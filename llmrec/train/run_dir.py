@@ -4,6 +4,7 @@ config.yaml          resolved config (names the prepared folder it was trained f
 adapter/             best LoRA adapter (safetensors; includes trained id-token rows), or
 model/               with model.finetune: full, the best whole model and its tokenizer
   item_anchor.safetensors  in either, with model.item_rows: anchored: the text map and id deltas
+  time_gaps.safetensors    in either, with prompts.time: gaps on item lists: the gap embeddings
 tokenizer/           tokenizer with the new id tokens
 item_ids.parquet     item <-> id text; item_ids.json: scheme and new tokens
 items.parquet        item titles and text
@@ -34,6 +35,7 @@ from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.ids import ItemIds
 from llmrec.train.anchored import ANCHOR_FILE
+from llmrec.train.time_gaps import GAPS_FILE, attach_saved
 
 # What a run copies from its prepared folder, so that it needs nothing outside itself to recommend.
 PREPARED_COPIES = ("item_ids.parquet", "item_ids.json", "items.parquet", "users.parquet")
@@ -58,6 +60,12 @@ class RunDir:
     def anchor(self) -> Path | None:
         """The best weights' item anchor (`model.item_rows: anchored`), if the run has one."""
         files = (self.path / folder / ANCHOR_FILE for folder in ("adapter", "model"))
+        return next((path for path in files if path.exists()), None)
+
+    @property
+    def time_gaps(self) -> Path | None:
+        """The best weights' time-gap embeddings (`prompts.time: gaps`), if the run has them."""
+        files = (self.path / folder / GAPS_FILE for folder in ("adapter", "model"))
         return next((path for path in files if path.exists()), None)
 
     def load_unavailable(self) -> set[str]:
@@ -120,6 +128,7 @@ class RunDir:
             model = load_model(str(self.full_model), dtype or self.load_config().model.dtype)
             resize_for_tokenizer(model, tokenizer)
             self.apply_added_rows(model)
+            attach_saved(model, self.full_model)
             return model.eval()
         if not (self.adapter / "adapter_config.json").exists():
             raise InputError(
@@ -129,4 +138,6 @@ class RunDir:
         model = load_model(cfg.model.name, dtype or cfg.model.dtype)
         resize_for_tokenizer(model, tokenizer)
         self.apply_added_rows(model)
-        return PeftModel.from_pretrained(model, self.adapter).eval()
+        model = PeftModel.from_pretrained(model, self.adapter)
+        attach_saved(model, self.adapter)
+        return model.eval()
