@@ -131,13 +131,17 @@ def recommend(
     user: Annotated[str | None, typer.Option(help="a user id from the prepared data")] = None,
     history: Annotated[
         str | None,
-        typer.Option(help='comma-separated item ids, oldest first: "i1,i2,..."; with times (unix seconds '
-                     'or ISO-8601 dates) "i1@881250949,i2@881251000"'),  # fmt: skip
+        typer.Option(
+            help='comma-separated item ids, oldest first: "i1,i2,..."; with times (unix seconds '
+            'or ISO-8601 dates) "i1@881250949,i2@881251000"'
+        ),  # fmt: skip
     ] = None,
     now: Annotated[
         str | None,
-        typer.Option(help="the request's time (unix seconds or ISO-8601); default: the last item's time "
-                     "plus the user's median gap"),  # fmt: skip
+        typer.Option(
+            help="the request's time (unix seconds or ISO-8601); default: the last item's time "
+            "plus the user's median gap"
+        ),  # fmt: skip
     ] = None,
     k: Annotated[int, typer.Option("-k", help="how many items")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,

@@ -62,7 +62,7 @@ from llmrec.train.examples import encode_training, with_examples
 from llmrec.train.finetune import build_finetuning
 from llmrec.train.loop import check_tracker, fit
 from llmrec.train.objectives import build_objective
-from llmrec.train.packing import PackedRows, pack_rows
+from llmrec.train.packing import PackedRows, plan_rows
 from llmrec.train.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
 from llmrec.train.time_gaps import TimedTuning
 
@@ -252,16 +252,18 @@ def train(cfg: Config) -> RunDir:
     lengths = examples["length"]
     interactions = int(split.users["train"].map(len).sum())
     tokens = sum(lengths)
-    info = {"examples": len(examples), "train_interactions": interactions, "train_tokens": tokens,
-            "tokens_per_interaction": round(tokens / max(interactions, 1), 3)}  # fmt: skip
+    info = {"examples": len(examples), "train_interactions": interactions}
     if cfg.train.pack:
         width = max(cfg.prompts.max_prompt_tokens, max(lengths))
-        packed = PackedRows(examples, pack_rows(lengths, width))
+        rows, headed = plan_rows(lengths, examples["prefix"], width, builder.header_ids)
+        packed = PackedRows(examples, rows, builder.header_ids, headed)
+        tokens = packed.tokens()  # each row's header once
         info |= {"packed_rows": len(packed), "pack_width": width,
                  "pack_fill": round(tokens / (len(packed) * width), 3)}  # fmt: skip
         console.log(f"{len(examples)} examples packed into {len(packed)} rows of {width} tokens "
-                    f"({info['pack_fill']:.0%} full)")  # fmt: skip
+                    f"({info['pack_fill']:.0%} full, {sum(headed)} sharing one header)")  # fmt: skip
         examples = packed
+    info |= {"train_tokens": tokens, "tokens_per_interaction": round(tokens / max(interactions, 1), 3)}
     console.log(f"training on {len(examples)} rows, {info['tokens_per_interaction']} tokens per interaction; "
                 f"run directory {run.path}")  # fmt: skip
     objective = build_objective(cfg, ids, tokenizer, builder.end_token_id, anchor)

@@ -188,29 +188,38 @@ def test_patience_stops_training_and_a_resumed_run_stays_stopped(tmp_path):
     assert train()["steps"] == 6  # resuming does not train on
 
 
-def test_packed_rows_give_the_loss_of_the_unpacked_examples():
-    """Windows packed into shared rows see only themselves: the same loss (TokenLoss and the
-    catalogue softmax) as each window in a row of its own, on a tiny model, in float32."""
+@pytest.mark.parametrize("share_header", [False, True])
+def test_packed_rows_give_the_loss_of_the_unpacked_examples(share_header):
+    """Windows packed into shared rows see only themselves (and, sharing it, the row's one copy of
+    the header): the same loss (TokenLoss and the catalogue softmax) as each window in a row of its
+    own, on a tiny model, in float32; an example without the header (an alignment task) is packed
+    apart and sees no header."""
     from llmrec.train.packing import pack_examples
 
     tok, model, rows = with_new_tokens([f"<item_{n}>" for n in range(6)])
     gen = torch.Generator().manual_seed(0)
+    header = tok("Items:\n", add_special_tokens=False).input_ids
     examples = []
     for n in (5, 9, 3, 12, 7, 4, 6, 2):
         items = [rows[int(i)] for i in torch.randint(0, 6, (n,), generator=gen)]
-        ids = tok("Items:\n", add_special_tokens=False).input_ids + items
+        ids = header + items
         examples.append({"input_ids": ids, "labels": [-100] * (len(ids) - n + 1) + items[1:]})
-    packed = pack_examples(examples, width=24)
+    text = tok("Film 3 is", add_special_tokens=False).input_ids
+    examples.append({"input_ids": [*text, rows[3]], "labels": [-100] * len(text) + [rows[3]]})
+    packed = pack_examples(examples, width=24, header=header if share_header else ())
     assert len(packed) < len(examples) and all(len(r["input_ids"]) <= 24 for r in packed)
     assert sorted(t for r in packed for t in r["labels"] if t != -100) == sorted(
         t for x in examples for t in x["labels"] if t != -100
     )  # every target kept, once
+    tokens = sum(len(r["input_ids"]) for r in packed)
+    whole = sum(len(x["input_ids"]) for x in examples)
+    assert tokens == (whole - (8 - len(packed) + 1) * len(header) if share_header else whole)
     for objective in (TokenLoss(), CatalogueLoss(rows, len(tok))):
         plain = objective(model, collate(examples, tok.pad_token_id))
         torch.testing.assert_close(objective(model, collate(packed, tok.pad_token_id)), plain)
     # the mask is what makes it so: the same rows with one causal mask across examples differ
     leaky = collate(packed, tok.pad_token_id)
-    del leaky["position_ids"]
+    del leaky["segment_ids"]
     assert not torch.allclose(TokenLoss()(model, leaky), TokenLoss()(model, collate(examples, 0)))
 
 

@@ -82,6 +82,7 @@ class PromptBuilder:
             if len(self.header_ids) > cfg.max_prompt_tokens:
                 raise self._template_too_long()
         else:
+            self.header_ids = []  # a next-item prompt is one text; no header is shared between examples
             self.end_token_id = tokenizer.eos_token_id
 
     def _template_too_long(self) -> InputError:

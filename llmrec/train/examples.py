@@ -1,7 +1,8 @@
 """Training examples as token ids, in a memory-mapped Hugging Face Dataset.
 
 `encode_training` turns a prepared table (item-list windows, or prompt/target pairs) into
-`input_ids`, `labels` and `length` columns (and `gaps`, each token's time-gap code, with
+`input_ids`, `labels`, `length` and `prefix` (how many leading tokens are the item list's header,
+which packed rows share: `packing.plan_rows`) columns (and `gaps`, each token's time-gap code, with
 `prompts.time: gaps` on windows with times) with a batched `Dataset.map` that writes its result to
 an Arrow file in the run folder, so the encoded examples of a large log live on disk, not in Python
 lists; the loop reads rows as it needs them (`packing.PackedRows`). Alignment examples join as a
@@ -21,7 +22,12 @@ from llmrec.prompts import PromptBuilder
 from llmrec.train.loop import encode_examples
 
 FEATURES = Features(
-    {"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")), "length": Value("int32")}
+    {
+        "input_ids": Sequence(Value("int32")),
+        "labels": Sequence(Value("int32")),
+        "length": Value("int32"),
+        "prefix": Value("int32"),
+    }  # fmt: skip
 )
 TIMED_FEATURES = Features({**FEATURES, "gaps": Sequence(Value("int32"))})
 
@@ -59,7 +65,10 @@ def encode_training(
             targets = id_token_ids(tokenizer, [ids.id_of(t) for t in batch["target"]])
             encoded = encode_examples(tokenizer, batch["prompt"], targets, align_to)
             out = {"input_ids": [x["input_ids"] for x in encoded], "labels": [x["labels"] for x in encoded]}
-        return out | {"length": [len(x) for x in out["input_ids"]]}
+        # an item list's window starts with the header unless it was left-filled (prompts.align_to > 1)
+        header = builder.header_ids if "items" in batch else None
+        prefix = [len(header) if header and x[: len(header)] == header else 0 for x in out["input_ids"]]
+        return out | {"length": [len(x) for x in out["input_ids"]], "prefix": prefix}
 
     cache_file.unlink(missing_ok=True)  # encoded for this run's settings, never another's
     return table.map(
@@ -75,5 +84,6 @@ def with_examples(encoded: Dataset, extra: list[dict]) -> Dataset:
         return encoded
     if "gaps" in encoded.column_names:  # alignment examples carry no times
         extra = [x | {"gaps": [0] * len(x["input_ids"])} for x in extra]
-    rows = Dataset.from_list([x | {"length": len(x["input_ids"])} for x in extra], features=encoded.features)
+    extra = [x | {"length": len(x["input_ids"]), "prefix": 0} for x in extra]
+    rows = Dataset.from_list(extra, features=encoded.features)
     return concatenate_datasets([encoded, rows])

@@ -56,14 +56,15 @@ def encode_examples(
 
 
 def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded tensors; packed rows (`packing.PackedRows`) also carry their `position_ids`, and
-    time-gap examples their `gaps` (0 on the pad)."""
+    """Right-padded tensors; packed rows (`packing.PackedRows`) also carry their `position_ids` and
+    `segment_ids`, and time-gap examples their `gaps` (0 on the pad)."""
     width = max(len(x["input_ids"]) for x in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), -100, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     packed = "position_ids" in batch[0]
     positions = torch.zeros((len(batch), width), dtype=torch.long)
+    segments = torch.zeros((len(batch), width), dtype=torch.long)
     for r, x in enumerate(batch):
         n = len(x["input_ids"])
         ids[r, :n] = torch.tensor(x["input_ids"])
@@ -71,13 +72,14 @@ def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
         mask[r, :n] = 1
         if packed:
             positions[r, :n] = torch.tensor(x["position_ids"])
+            segments[r, :n] = torch.tensor(x["segment_ids"])
     out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
     if "gaps" in batch[0]:
         gaps = torch.zeros((len(batch), width), dtype=torch.long)
         for r, x in enumerate(batch):
             gaps[r, : len(x["gaps"])] = torch.tensor(x["gaps"])
         out["gaps"] = gaps
-    return out | {"position_ids": positions} if packed else out
+    return out | {"position_ids": positions, "segment_ids": segments} if packed else out
 
 
 def fit(

@@ -34,11 +34,12 @@ def model_parts(model: PreTrainedModel | PeftModel) -> tuple[torch.nn.Module, to
 
 def decoder_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """What the decoder is called with: the batch's ids and mask, or for packed rows (a batch with
-    `position_ids`) each example's own positions and the block-diagonal mask that keeps it apart."""
+    `segment_ids`) each example's own positions and the block-diagonal mask that keeps it apart (and
+    lets it see the row's shared header)."""
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    if "position_ids" in batch:
+    if "segment_ids" in batch:
         dtype = model.get_input_embeddings().weight.dtype
-        inputs["attention_mask"] = block_causal_mask(batch["position_ids"], batch["attention_mask"], dtype)
+        inputs["attention_mask"] = block_causal_mask(batch["segment_ids"], batch["attention_mask"], dtype)
         inputs["position_ids"] = batch["position_ids"]
     return inputs
 
