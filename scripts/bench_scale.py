@@ -14,6 +14,11 @@ resident set, from wait4) are the command's alone:
 - score: `llmrec score` of the first `--score-users` users to Parquet: users/s over the whole
   command, model load included, and its peak RSS.
 
+The sizes differ in catalogue too (1k to 100k items), and the catalogue softmax and trainable item
+rows cost compute of their own; so a control row, the smallest log over the largest size's catalogue
+(`same_catalogue`), isolates what the data's size costs: training tokens/s at the largest size over
+the control's says whether streaming the examples from disk costs anything.
+
     python scripts/bench_scale.py [--sizes 100000 1000000 10000000] [--steps 20] [--score-users 200]
 
 Results are resumable per size and stage (runs/scale/N/*.json); the report is rewritten each time.
@@ -43,10 +48,13 @@ OUT = ROOT / "docs" / "benchmarks" / "scale.json"
 SIZES = (100_000, 1_000_000, 10_000_000)
 
 
-def synthetic_log(folder: Path, interactions: int, seed: int = 0) -> dict:
+def catalogue_size(interactions: int) -> int:
+    return min(100_000, max(1_000, interactions // 100))
+
+
+def synthetic_log(folder: Path, interactions: int, n_items: int, seed: int = 0) -> dict:
     """interactions.parquet (user, item, timestamp) and items.parquet (item, title) in `folder`."""
     rng = np.random.default_rng(seed)
-    n_items = min(100_000, max(1_000, interactions // 100))
     lengths = 5 + rng.geometric(1 / 46, size=interactions // 20)  # more users than needed, then cut
     ends = np.cumsum(lengths)
     users = int(np.searchsorted(ends, interactions)) + 1
@@ -109,10 +117,12 @@ def stage(folder: Path, name: str, run) -> dict:
     return json.loads(path.read_text())
 
 
-def measure(size: int, steps: int, score_users: int) -> dict:
-    folder = WORK / str(size)
+def measure(size: int, steps: int, score_users: int, n_items: int | None = None) -> dict:
+    """One size's stages; `n_items`: the catalogue (default `catalogue_size(size)`)."""
+    n_items = n_items or catalogue_size(size)
+    folder = WORK / (str(size) if n_items == catalogue_size(size) else f"{size}-items{n_items}")
     folder.mkdir(parents=True, exist_ok=True)
-    data = stage(folder, "data", lambda: synthetic_log(folder, size))
+    data = stage(folder, "data", lambda: synthetic_log(folder, size, n_items))
     config = write_config(folder)
     prepare = stage(folder, "prepare", lambda: timed(["prepare", str(config)], folder / "prepare.log"))
 
@@ -183,6 +193,13 @@ def main() -> None:
         result["train_tokens_per_s_largest_over_smallest"] = round(
             sizes[-1]["train_tokens_per_s"] / sizes[0]["train_tokens_per_s"], 3
         )
+        largest, smallest = max(args.sizes), min(args.sizes)
+        if catalogue_size(largest) != catalogue_size(smallest):
+            control = measure(smallest, args.steps, args.score_users, catalogue_size(largest))
+            result["same_catalogue"] = control
+            result["train_tokens_per_s_largest_over_same_catalogue"] = round(
+                sizes[-1]["train_tokens_per_s"] / control["train_tokens_per_s"], 3
+            )
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
