@@ -279,6 +279,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=128, help="users decoded per row")
     ap.add_argument("--decode-batch", type=int, default=16, help="users per decoding batch")
     ap.add_argument("--epochs", type=float, default=4, help="ML-100K training epochs (the real-weights run)")
+    ap.add_argument("--only", nargs="+", default=None, help="run these sections (-> gpu-suite-NAME-....json)")
     args = ap.parse_args()
     if args.dry_run:
         args.steps, args.train_batches, args.beams = 2, [4], [4]
@@ -287,7 +288,7 @@ def main() -> None:
         raise SystemExit("no CUDA device: run with --dry-run to check the suite on this machine")
     budget = Budget(args.budget_s)
     archs = TINY if args.dry_run else ARCHS
-    out = Path(args.out) / "gpu-suite.json"
+    out = Path(args.out) / ("gpu-suite.json" if not args.only else f"gpu-suite-{'-'.join(args.only)}.json")
     report: dict = {"dry_run": args.dry_run, "budget_s": args.budget_s,
                     "weights": "random init except the ml100k section", "sections": {}}  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="gpu-suite-"))
@@ -299,6 +300,8 @@ def main() -> None:
         ("ml100k", 120, lambda: ml100k(args, budget, work)),
         ("qlora", 20, lambda: qlora(args, device, work)),
     ]
+    if args.only:
+        sections = [s for s in sections if s[0] in args.only]
     started = time.time()
     for name, needs, run in sections:
         if budget.left() < (1 if args.dry_run else needs):

@@ -7,6 +7,11 @@ token per beam. The selection rule follows transformers' beam search with `lengt
 (scores are sequence log-probabilities): the top 2W continuations are ranked, an end token (EOS
 there) among the top W closes an item, the best W others keep running, and a user is done when
 its W finished items all score above its best running beam.
+
+Each step gathers, from every beam's next-token log-probs, only the tokens the trie allows there (a
+few dozen for semantic ids) and ranks those: the vocabulary-wide mask and top-k it replaces, and the
+copy of every row's whole vocabulary off the device, cost more than the model's step on a GPU
+(docs/benchmarks/gpu-suite.json).
 """
 
 from __future__ import annotations
@@ -41,13 +46,24 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
 
 
 Advance = Callable[[list[int] | None, list[int] | None, list[int]], torch.Tensor]
-"""`advance(parents, tokens, nodes)` -> next-token log-probs, one row per beam (rows x vocab).
+"""`advance(parents, tokens, nodes)` -> next-token log-probs, one row per beam (rows x vocab), on
+any device.
 
 The first call has `parents = tokens = None` and one row per prompt (the prefill). Later calls
 have batch x num_beams rows: beam r continues previous row `parents[r]` with `tokens[r]` and now
 sits at trie node `nodes[r]` (-1: a dead beam, whose row is ignored). Rows need hold correct values
-only for the tokens the trie allows at the node; the search masks the rest.
+only for the tokens the trie allows at the node; the search reads no others.
 """
+
+
+def allowed_logp(
+    logp: torch.Tensor, trie: ItemTrie, nodes: list[int], blocked: list[dict[int, set[int]] | None]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, cols): each row's log-probs at the tokens the trie allows at its node (-inf in the
+    fill), gathered where `logp` is and brought to the CPU, and those tokens."""
+    cols, valid = trie.allowed_matrix(nodes, blocked)
+    values = logp.gather(1, cols.to(logp.device)).float().cpu()
+    return values.masked_fill(~valid, NEG), cols
 
 
 def trie_beam_search(
@@ -67,24 +83,26 @@ def trie_beam_search(
     blocked = [trie.blocked(ex) if ex else None for ex in (exclude or [None] * batch)]
     row_blocked = [blocked[r // width] for r in range(batch * width)]
 
-    logp = advance(None, None, [0] * batch).float().cpu()
-    vocab = logp.shape[-1]
+    values, cols = allowed_logp(advance(None, None, [0] * batch), trie, [0] * batch, blocked)
     # Step 0 has one real beam per user; the other W-1 start at -inf so only beam 0 expands.
     scores = torch.full((batch, width), NEG)
     scores[:, 0] = 0.0
     nodes = [0] * (batch * width)
-    logp = logp.repeat_interleave(width, dim=0)
+    values, cols = values.repeat_interleave(width, dim=0), cols.repeat_interleave(width, dim=0)
 
     pool: list[list[tuple[float, int]]] = [[] for _ in range(batch)]
     done = [False] * batch
     for _ in range(trie.max_depth):
-        masked = logp + trie.mask(nodes, vocab, row_blocked)
-        acc = (scores.view(batch, width, 1) + masked.view(batch, width, vocab)).view(batch, -1)
+        allowed = values.shape[1]
+        acc = (scores.view(batch, width, 1) + values.view(batch, width, allowed)).view(batch, -1)
+        if acc.shape[1] < 2 * width:  # fewer (beam, token) pairs than candidates ranked: fill with -inf
+            acc = torch.cat([acc, torch.full((batch, 2 * width - acc.shape[1]), NEG)], dim=1)
         top_scores, top_idx = torch.topk(acc, k=2 * width, dim=-1)
+        top_idx = top_idx.clamp(max=width * allowed - 1)  # a fill column: its score is -inf anyway
         # Python lists: the per-candidate bookkeeping below is scalar work, slow on tensors.
         cand_scores = top_scores.tolist()
-        cand_parent = (top_idx // vocab).tolist()
-        cand_token = (top_idx % vocab).tolist()
+        cand_parent = (top_idx // allowed).tolist()
+        cand_token = cols.view(batch, width * allowed).gather(1, top_idx).tolist()
 
         new_scores = torch.full((batch, width), NEG)
         new_nodes, new_parents, new_tokens = [], [], []
@@ -113,7 +131,7 @@ def trie_beam_search(
         if all(done) or not torch.isfinite(new_scores).any():
             break
         scores, nodes = new_scores, new_nodes
-        logp = advance(new_parents, new_tokens, nodes).float().cpu()
+        values, cols = allowed_logp(advance(new_parents, new_tokens, nodes), trie, nodes, row_blocked)
 
     return [[Scored(item, s) for s, item in pool[b][:top_k] if s > NEG] for b in range(batch)]
 

@@ -94,6 +94,21 @@ class ItemTrie:
             path.append(tok)
         return path[::-1]
 
+    def allowed_matrix(
+        self, nodes: list[int], blocked: list[dict[int, set[int]] | None]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cols, valid), both (len(nodes) x the most tokens any of the nodes allows): row r's
+        allowed tokens in ascending order, filled with token 0 where `valid` is False. What a search
+        gathers from each row's log-probs instead of masking the whole vocabulary."""
+        toks = [self.allowed(node, blk) for node, blk in zip(nodes, blocked, strict=True)]
+        width = max((len(t) for t in toks), default=0) or 1
+        cols = torch.zeros((len(nodes), width), dtype=torch.long)
+        valid = torch.zeros((len(nodes), width), dtype=torch.bool)
+        for r, t in enumerate(toks):
+            cols[r, : len(t)] = t
+            valid[r, : len(t)] = True
+        return cols, valid
+
     def mask(
         self, nodes: list[int], vocab_size: int, blocked: list[dict[int, set[int]] | None]
     ) -> torch.Tensor:
