@@ -303,3 +303,24 @@ def test_a_resumed_timed_run_continues_with_its_gap_rows(tmp_path, tiny_backbone
     assert any(k.startswith("time_gaps.") for k in straight) and straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert straight["time_gaps.before.weight"].abs().sum() > 0
+
+
+def test_time_gaps_train_beside_anchored_item_rows(tmp_path, tiny_backbone):
+    """Both attached modules in one run: each in the checkpoint and beside the adapter, both loaded."""
+    from safetensors.torch import load_file
+
+    config = write_config(tmp_path, tiny_backbone, "atomic", {"prompts": {"objective": "every_item",
+                          "template": "item_list.j2", "include_titles": False, "time": "gaps"},
+                          "model": {"item_rows": "anchored"}}, max_steps=3, eval_every=0)  # fmt: skip
+    assert runner.invoke(app, ["prepare", config]).exit_code == 0
+    result = runner.invoke(app, ["train", config])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    assert {"time_gaps.safetensors", "item_anchor.safetensors"} <= {
+        p.name for p in (run / "adapter").iterdir()
+    }
+    state = load_file(run / "checkpoint" / "weights.safetensors")
+    assert any(k.startswith("time_gaps.") for k in state) and any(k.startswith("item_anchor.") for k in state)
+    rec = Recommender.from_run(run)
+    assert rec.model.time_gaps is not None
+    assert len(rec.recommend([["m1", "m2"]], k=5, times=[[T0, T0 + 60]])[0]) == 5

@@ -102,8 +102,9 @@ class TimedTuning:
         self.inner, self.gaps = inner, TimeGapEmbedding(width)
         self.folder, self.kind = inner.folder, inner.kind
 
-    def __getattr__(self, name: str):  # what the inner mode offers besides (AnchoredTuning.validator)
-        return getattr(self.inner, name)
+    def validator(self, validate):
+        """The inner mode's (`AnchoredTuning` writes its rows in before validating)."""
+        return self.inner.validator(validate)
 
     def prepare(self, model, cfg, new_token_ids: list[int]):
         model = self.inner.prepare(model, cfg, new_token_ids)
