@@ -21,6 +21,7 @@ counts: an added item has none).
 
     python scripts/bench_cold_start.py split ml100k              # data + config under runs/cold-start/ml100k
     python scripts/bench_cold_start.py train ml100k [--seeds 0 1 2] [--epochs 8]   # resumable
+    python scripts/bench_cold_start.py train industrial --titles   # + anchored rows with titles in the prompt
     python scripts/bench_cold_start.py measure ml100k [--seeds 0 1 2]              # items add + every model
     python scripts/bench_cold_start.py report                    # docs/benchmarks/cold-start.json
 """
@@ -63,6 +64,10 @@ WORK = Path(os.environ.get("COLD_START_WORK", ROOT / "runs" / "cold-start"))  # 
 OUT = ROOT / "docs" / "benchmarks" / "cold-start.json"
 COLD_SHARE = {"ml100k": 0.20, "industrial": 0.10}
 VARIANTS = {"free": [], "anchored": ["--set", "model.item_rows=anchored"]}
+# issue 26's "titles where they pay": anchored rows plus the titles of the history in the prompt (the
+# next_item template, one target a prompt), trained for the wall time its seed's anchored run took
+TITLES = ["--set", "model.item_rows=anchored", "--set", "prompts.objective=next_item",
+          "--set", "prompts.template=next_item.j2", "--set", "prompts.include_titles=true"]  # fmt: skip
 
 
 def source_data(name: str) -> DataConfig:
@@ -133,10 +138,11 @@ def llmrec(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "llmrec", *args], check=True)
 
 
-def train(name: str, seeds: list[int], epochs: float) -> None:
+def train(name: str, seeds: list[int], epochs: float, titles: bool = False) -> None:
     """Per seed: SASRec-CE, then the LLM with free and with anchored item rows, on the warm data;
     each step is skipped when its output is there. `epochs`: the LLM's epoch cap (patience 2 stops
-    it earlier), the same for both variants, so machine load changes wall time, not the numbers."""
+    it earlier), the same for both variants, so machine load changes wall time, not the numbers.
+    `titles`: also the titles variant, capped at the wall time of the seed's anchored run."""
     folder = WORK / name
     config = str(folder / "config.yaml")
     if not (folder / "prepared" / "manifest.json").exists():
@@ -150,6 +156,13 @@ def train(name: str, seeds: list[int], epochs: float) -> None:
             if not (folder / run / "train_summary.json").exists():
                 llmrec("train", config, "--set", f"run_dir={run}", "--set", f"train.seed={seed}",
                        "--set", f"train.epochs={epochs}", *sets)  # fmt: skip
+        anchored = folder / f"anchored-seed{seed}" / "train_summary.json"
+        run = f"titles-seed{seed}"
+        if titles and not (folder / run / "train_summary.json").exists():
+            minutes = json.loads(anchored.read_text())["train_wall_s"] / 60
+            llmrec("train", config, "--set", f"run_dir={run}", "--set", f"train.seed={seed}",
+                   "--set", f"train.epochs={epochs}", "--set", f"train.max_minutes={minutes:.2f}",
+                   *TITLES)  # fmt: skip
 
 
 def eval_users(name: str, split_name: str) -> tuple[list[list[str]], list[str], np.ndarray]:
@@ -220,8 +233,10 @@ def measure(name: str, seeds: list[int], split_name: str) -> dict:
         result["content_by_profile"][str(last or "all")] = split_metrics(lists, targets, is_cold, catalogue)
     models = result["models"]
     for seed in seeds if split_name == "test" else []:
-        for variant in VARIANTS:
+        for variant in (*VARIANTS, "titles"):
             run = f"{variant}-seed{seed}"
+            if not (folder / run / "train_summary.json").exists():
+                continue  # the titles variant is optional (train --titles)
             added = added_run(folder, run)
             named = llm_lists(added, histories)
             entry = split_metrics(named, targets, is_cold, catalogue) | {
@@ -315,6 +330,13 @@ def report(names: list[str]) -> None:
         entry["targets"]["warm_ndcg@10_llm_anchored_minus_free"] = round(
             models["llm_anchored"]["warm"]["ndcg@10"] - models["llm_free"]["warm"]["ndcg@10"], 4
         )
+        if "llm_titles" in models:
+            entry["targets"]["titles_over_anchored"] = {
+                f"{part}_{metric}": round(models["llm_titles"][part][metric] / anchored[part][metric], 3)
+                for part in ("cold", "warm")
+                for metric in ("hr@10", "ndcg@10")
+                if anchored[part][metric]
+            }
         entry["split"] = json.loads((folder / "split.json").read_text())
         runs = [run for run in sorted(folder.glob("*-seed?")) if (run / "train_summary.json").exists()]
         keys = ("epochs_run", "best_epoch", "stop_reason", "train_wall_s")
@@ -326,6 +348,10 @@ def report(names: list[str]) -> None:
         }
         entry["wall_s"] = {"valid": valid["wall_s"], "test": test["wall_s"]}
         out["datasets"][name] = entry
+    if OUT.exists():  # a data set not measured in this checkout keeps its committed entry, marked
+        for name, entry in json.loads(OUT.read_text())["datasets"].items():
+            if name not in out["datasets"]:
+                out["datasets"][name] = entry | {"kept_from": entry.get("kept_from", "an earlier report")}
     OUT.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {OUT}")
 
@@ -336,6 +362,7 @@ def main() -> None:
     parser.add_argument("name", nargs="?", choices=tuple(COLD_SHARE))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=8, help="the LLM's epoch cap (both variants)")
+    parser.add_argument("--titles", action="store_true", help="train: also the titles-in-prompt variant")
     args = parser.parse_args()
     if args.stage == "report":
         report([n for n in COLD_SHARE if (WORK / n / "measure-test.json").exists()])
@@ -345,7 +372,7 @@ def main() -> None:
     if args.stage == "split":
         split(args.name)
     elif args.stage == "train":
-        train(args.name, args.seeds, args.epochs)
+        train(args.name, args.seeds, args.epochs, args.titles)
     else:
         for split_name in ("valid", "test"):
             print(json.dumps(measure(args.name, args.seeds, split_name), indent=1))
