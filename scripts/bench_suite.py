@@ -229,6 +229,27 @@ def _row(files: list[tuple[int, Path]], train_s) -> dict | None:
     }
 
 
+def _merge(row: dict | None, earlier: dict | None) -> dict | None:
+    """Per seed, a measurement whose files are not in this checkout keeps its value from the last
+    report (runs/ is not committed; a seed re-run here replaces it)."""
+    if not earlier or not row:
+        return row or earlier
+    values = {s: (n, h, t) for s, n, h, t in zip(earlier["seeds"], earlier["ndcg@10"], earlier["hr@10"],
+                                                 earlier["train_s"], strict=True)}  # fmt: skip
+    values |= {s: (n, h, t) for s, n, h, t in zip(row["seeds"], row["ndcg@10"], row["hr@10"], row["train_s"],
+                                                   strict=True)}  # fmt: skip
+    seeds = sorted(values)
+    ndcg = [values[s][0] for s in seeds]
+    return {
+        "seeds": seeds,
+        "ndcg@10": ndcg,
+        "hr@10": [values[s][1] for s in seeds],
+        "train_s": [values[s][2] for s in seeds],
+        "mean_ndcg@10": round(statistics.mean(ndcg), 5),
+        "sd_ndcg@10": round(statistics.stdev(ndcg), 5) if len(ndcg) > 1 else None,
+    }
+
+
 def report(seeds: list[int]) -> dict:
     # a data set not run in this checkout (runs/ is not committed) keeps its row from the last report
     earlier = json.loads(OUT.read_text())["datasets"] if OUT.exists() else {}
@@ -267,12 +288,21 @@ def report(seeds: list[int]) -> dict:
             ),
         }
         row |= {k: v for k, v in anchored.items() if v}  # rows only where the variant ran
-        chosen = []
+        for key in ("llm", "hybrid", "sasrec", "popularity", "content", "anchored", "anchored_hybrid"):
+            merged = _merge(row.get(key), earlier.get(name, {}).get(key))
+            if merged:
+                row[key] = merged
+        chosen, retrievers = [], []
         for s in seeds:
             choice = folder / f"llm-seed{s}" / "retriever" / "choice.json"
             if choice.exists():
-                chosen.append(json.loads(choice.read_text())["chosen"])
+                made = json.loads(choice.read_text())
+                chosen.append(made["chosen"])
+                # the SASRec-CE run shortlisting for the hybrid (its folder name: which seed)
+                weights = made.get("retriever_weights")
+                retrievers.append(Path(weights).parent.parent.name if weights else None)
         row["chosen_by_seed"] = chosen
+        row["retriever_by_seed"] = retrievers
         row["chosen"] = max(set(chosen), key=chosen.count) if chosen else None
         summaries = [folder / f"llm-seed{s}" / "train_summary.json" for s in seeds]
         row["llm_training"] = [
