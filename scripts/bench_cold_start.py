@@ -156,9 +156,9 @@ def train(name: str, seeds: list[int], epochs: float, titles: bool = False) -> N
             if not (folder / run / "train_summary.json").exists():
                 llmrec("train", config, "--set", f"run_dir={run}", "--set", f"train.seed={seed}",
                        "--set", f"train.epochs={epochs}", *sets)  # fmt: skip
-        anchored = folder / f"anchored-seed{seed}" / "train_summary.json"
         run = f"titles-seed{seed}"
         if titles and not (folder / run / "train_summary.json").exists():
+            anchored = folder / f"anchored-seed{seed}" / "train_summary.json"
             minutes = json.loads(anchored.read_text())["train_wall_s"] / 60
             llmrec("train", config, "--set", f"run_dir={run}", "--set", f"train.seed={seed}",
                    "--set", f"train.epochs={epochs}", "--set", f"train.max_minutes={minutes:.2f}",

@@ -214,19 +214,25 @@ def _llm_cell(config: Path, folder: Path, base: str, name: str, seed: int, extra
         (run / "metrics-test-hybrid.json").write_bytes((run / "metrics-test.json").read_bytes())
 
 
+def _summary(seeds: list[int], ndcg: list[float], hr: list[float], train_s: list) -> dict:
+    """A suite row: per-seed values (rounded) and the mean and sd of NDCG@10 over the seeds."""
+    return {
+        "seeds": seeds,
+        "ndcg@10": [round(x, 5) for x in ndcg],
+        "hr@10": [round(x, 5) for x in hr],
+        "train_s": train_s,
+        "mean_ndcg@10": round(statistics.mean(ndcg), 5),
+        "sd_ndcg@10": round(statistics.stdev(ndcg), 5) if len(ndcg) > 1 else None,
+    }
+
+
 def _row(files: list[tuple[int, Path]], train_s) -> dict | None:
     done = [(seed, json.loads(path.read_text())) for seed, path in files if path.exists()]
     if not done:
         return None
-    ndcg = [m["ndcg@10"] for _, m in done]
-    return {
-        "seeds": [seed for seed, _ in done],
-        "ndcg@10": [round(x, 5) for x in ndcg],
-        "hr@10": [round(m["hr@10"], 5) for _, m in done],
-        "train_s": [train_s(m) for _, m in done],
-        "mean_ndcg@10": round(statistics.mean(ndcg), 5),
-        "sd_ndcg@10": round(statistics.stdev(ndcg), 5) if len(ndcg) > 1 else None,
-    }
+    seeds, metrics = [seed for seed, _ in done], [m for _, m in done]
+    ndcg, hr = [m["ndcg@10"] for m in metrics], [m["hr@10"] for m in metrics]
+    return _summary(seeds, ndcg, hr, [train_s(m) for m in metrics])
 
 
 def _merge(row: dict | None, earlier: dict | None) -> dict | None:
@@ -234,20 +240,13 @@ def _merge(row: dict | None, earlier: dict | None) -> dict | None:
     report (runs/ is not committed; a seed re-run here replaces it)."""
     if not earlier or not row:
         return row or earlier
-    values = {s: (n, h, t) for s, n, h, t in zip(earlier["seeds"], earlier["ndcg@10"], earlier["hr@10"],
-                                                 earlier["train_s"], strict=True)}  # fmt: skip
-    values |= {s: (n, h, t) for s, n, h, t in zip(row["seeds"], row["ndcg@10"], row["hr@10"], row["train_s"],
-                                                   strict=True)}  # fmt: skip
+    values = {}
+    for source in (earlier, row):  # the row's own seeds last: they replace the earlier values
+        values |= dict(zip(source["seeds"], zip(source["ndcg@10"], source["hr@10"], source["train_s"],
+                                                strict=True), strict=True))  # fmt: skip
     seeds = sorted(values)
-    ndcg = [values[s][0] for s in seeds]
-    return {
-        "seeds": seeds,
-        "ndcg@10": ndcg,
-        "hr@10": [values[s][1] for s in seeds],
-        "train_s": [values[s][2] for s in seeds],
-        "mean_ndcg@10": round(statistics.mean(ndcg), 5),
-        "sd_ndcg@10": round(statistics.stdev(ndcg), 5) if len(ndcg) > 1 else None,
-    }
+    ndcg, hr, train_s = map(list, zip(*(values[s] for s in seeds), strict=True))
+    return _summary(seeds, ndcg, hr, train_s)
 
 
 def report(seeds: list[int]) -> dict:
