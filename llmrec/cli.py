@@ -104,8 +104,9 @@ Backend = Annotated[
 Retriever = Annotated[
     str | None,
     typer.Option(
-        help="none (the LLM ranks the catalogue) or sasrec (SASRec-CE shortlists, the LLM scores; fitted "
-        "once per run); default: the run's generate.retriever"
+        help="none (the LLM ranks the catalogue), sasrec (SASRec-CE shortlists, the LLM scores) or content "
+        "(the LLM's scores + the item text's similarity to the history; atomic ids), each fitted once per "
+        "run; default: the run's generate.retriever"
     ),
 ]
 

@@ -258,12 +258,14 @@ class GenerateConfig(_Section):
     top_k: int = Field(10, ge=1)
     batch_size: int = Field(8, ge=1, description="users per batch on the hf backend")
     exclude_history: bool = True
-    retriever: Literal["auto", "none", "sasrec"] = Field(
+    retriever: Literal["auto", "none", "sasrec", "content"] = Field(
         "auto",
         description="sasrec: SASRec-CE (baselines.sasrec settings, trained on the run's split) shortlists "
-        "and the LLM scores the shortlist; the two mix (llmrec.hybrid). none: the LLM ranks the whole "
-        "catalogue. auto: when a SASRec-CE is available (retriever_weights, or `llmrec baseline`'s in "
-        "baselines_dir), `train` compares both on validation and keeps the better as the run's default",
+        "and the LLM scores the shortlist; the two mix (llmrec.hybrid). content (atomic ids): the LLM's "
+        "catalogue log-probs + w * the item text's cosine with the recent history. none: the LLM ranks "
+        "the whole catalogue. auto: `train` compares the LLM alone with each available mix (the hybrid "
+        "when a SASRec-CE is available: retriever_weights, or `llmrec baseline`'s in baselines_dir; the "
+        "content mix when items have text) on validation and keeps the best as the run's default",
     )
     shortlist: int = Field(50, ge=1, description="retriever: items shortlisted per user for the LLM to score")
     mix_weight: float | None = Field(

@@ -39,7 +39,13 @@ from llmrec.evaluate import ranking_metrics
 from llmrec.evaluate.metrics import by_history_length
 from llmrec.explain import Explainer
 from llmrec.generate import Recommendation, Recommender
-from llmrec.hybrid import HybridRecommender, choose_retriever, fit_retriever, load_recommender
+from llmrec.hybrid import (
+    ContentMixRecommender,
+    HybridRecommender,
+    choose_retriever,
+    fit_retriever,
+    load_recommender,
+)
 from llmrec.ids import ItemIds, build_item_ids
 from llmrec.ids.embeddings import item_texts as embedding_texts
 from llmrec.ids.embeddings import text_embeddings
@@ -291,13 +297,14 @@ def evaluate(
     split_name: Literal["valid", "test"] = "test",
     limit: Count | None = None,
     seed: int = 0,
-    recommender: Recommender | HybridRecommender | None = None,
+    recommender: Recommender | HybridRecommender | ContentMixRecommender | None = None,
     backend: str | None = None,
-    retriever: Literal["none", "sasrec"] | None = None,
+    retriever: Literal["none", "sasrec", "content"] | None = None,
 ) -> dict:
     """Evaluate the run and popularity on the same users; write `metrics-<split>.json` and each
     user's list (`lists-<split>.parquet`: user, target, items), for paired comparisons.
-    `retriever`: none (the LLM alone) or sasrec (the hybrid); default: the run's generate.retriever."""
+    `retriever`: none (the LLM alone), sasrec (the hybrid) or content (the content mix); default: the
+    run's generate.retriever."""
     run = RunDir(run_dir)
     cfg = run.load_config()
     split = run.load_split()
@@ -331,6 +338,8 @@ def evaluate(
     }
     if isinstance(rec, HybridRecommender):
         metrics["retriever"] = {"model": "sasrec", "shortlist": rec.shortlist, "weight": str(rec.weight)}
+    elif isinstance(rec, ContentMixRecommender):
+        metrics["retriever"] = {"model": "content", "profile": rec.profile or "all", "weight": rec.weight}
     else:
         metrics["retriever"] = {"model": "none"}
     if (choice_file := run.path / "retriever" / "choice.json").exists():
@@ -459,7 +468,7 @@ def recommend(
     k: Count = 10,
     backend: Literal["hf", "vllm"] | None = None,
     explain: bool = False,
-    retriever: Literal["none", "sasrec"] | None = None,
+    retriever: Literal["none", "sasrec", "content"] | None = None,
     times: list[float] | None = None,
     now: float | None = None,
 ) -> list[Recommendation]:
@@ -486,7 +495,9 @@ def recommend(
     return recs[0]
 
 
-def explainer(run: RunDir, rec: Recommender | HybridRecommender, split: SplitData | None = None) -> Explainer:
+def explainer(
+    run: RunDir, rec: Recommender | HybridRecommender | ContentMixRecommender, split: SplitData | None = None
+) -> Explainer:
     """The run's explainer; with the vLLM backend the short reasons come from a transformers copy.
     `split`: the run's prepared data, when the caller has loaded it already."""
     cfg = run.load_config()
@@ -540,7 +551,7 @@ def score(
     strict: bool = False,
     backend: Literal["hf", "vllm"] | None = None,
     explain: bool = False,
-    retriever: Literal["none", "sasrec"] | None = None,
+    retriever: Literal["none", "sasrec", "content"] | None = None,
 ) -> dict:
     """Batch top-K for a users file (full known history) or an evaluation split (its history).
     Everything about the command line is checked before the model loads; a second `score` on the

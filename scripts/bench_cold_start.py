@@ -23,6 +23,7 @@ counts: an added item has none).
     python scripts/bench_cold_start.py train ml100k [--seeds 0 1 2] [--epochs 8]   # resumable
     python scripts/bench_cold_start.py train industrial --titles   # + anchored rows with titles in the prompt
     python scripts/bench_cold_start.py measure ml100k [--seeds 0 1 2]              # items add + every model
+    python scripts/bench_cold_start.py mix ml100k [--seeds 0 1 2]   # + the content mix rows (after measure)
     python scripts/bench_cold_start.py report                    # docs/benchmarks/cold-start.json
 """
 
@@ -54,6 +55,7 @@ from llmrec.data.importers import load_catalog
 from llmrec.data.split import leave_one_out
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
+from llmrec.hybrid import ContentMixRecommender, fit_content_mix
 from llmrec.train.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -265,6 +267,43 @@ def measure(name: str, seeds: list[int], split_name: str) -> dict:
     return result
 
 
+def content_mix(name: str, seeds: list[int]) -> None:
+    """The content mix rows (`generate.retriever: content`, what `train`'s auto choice fits when items
+    have text): profile and weight picked on the warm run's training validation sample, then the
+    added run ranks the test users with them (default slots); merged into measure-test.json as
+    llm_<variant>_mix."""
+    folder = WORK / name
+    started = time.time()
+    histories, targets, is_cold = eval_users(name, "test")
+    cold = set(pd.read_csv(folder / "data" / "items-cold.csv", dtype=str)["item"])
+    path = folder / "measure-test.json"
+    test = json.loads(path.read_text())
+    defaults = GenerateConfig()
+    for seed in seeds:
+        for variant in VARIANTS:
+            run = RunDir(folder / f"{variant}-seed{seed}")
+            if not run.summary.exists():
+                continue
+            cfg, split = run.load_config(), run.load_split()
+            users = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
+            settings = fit_content_mix(run.path, users=users)
+            added = added_run(folder, run.path.name)
+            (added / "retriever").mkdir(exist_ok=True)
+            (added / "retriever" / "content_mix.json").write_text(json.dumps(settings, indent=2))
+            rec = ContentMixRecommender.from_run(added)
+            rec.cfg.new_item_slots = defaults.new_item_slots
+            rec.cfg.new_item_neighbours = defaults.new_item_neighbours
+            named = [[r.item for r in row] for row in rec.recommend(histories, k=10, progress=True)]
+            entry = split_metrics(named, targets, is_cold, set(rec.item_ids.items)) | {
+                "cold_share_in_top10": cold_share(named, cold),
+                "profile": settings["profile"],
+                "weight": settings["weight"],
+            }
+            test["models"].setdefault(f"llm_{variant}_mix", {})[str(seed)] = entry
+    test["content_mix_wall_s"] = round(time.time() - started, 1)
+    path.write_text(json.dumps(test, indent=2))
+
+
 def over_seeds(per_seed: dict) -> dict:
     """{seed: {cold: {...}, warm: {...}}} -> per part: mean HR@10/NDCG@10, their values by seed, sd."""
     out = {}
@@ -358,7 +397,7 @@ def report(names: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=("split", "train", "measure", "report"))
+    parser.add_argument("stage", choices=("split", "train", "measure", "mix", "report"))
     parser.add_argument("name", nargs="?", choices=tuple(COLD_SHARE))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=8, help="the LLM's epoch cap (both variants)")
@@ -373,6 +412,8 @@ def main() -> None:
         split(args.name)
     elif args.stage == "train":
         train(args.name, args.seeds, args.epochs, args.titles)
+    elif args.stage == "mix":
+        content_mix(args.name, args.seeds)
     else:
         for split_name in ("valid", "test"):
             print(json.dumps(measure(args.name, args.seeds, split_name), indent=1))

@@ -167,15 +167,17 @@ class Recommender:
         reference: bool,
         latest: list[list[int]] | None = None,
         gaps: list[list[int]] | None = None,
+        bonus: torch.Tensor | None = None,
     ) -> list[list[Scored]]:
         """`latest[b]`: catalogue indices of prompt b's latest history items (new items' slots);
-        `gaps`: the prompts' time-gap codes (`PromptBuilder.gap_codes`), if any."""
+        `gaps`: the prompts' time-gap codes (`PromptBuilder.gap_codes`), if any; `bonus`: (prompts,
+        catalogue) scores added to the catalogue log-probs (atomic ids)."""
         num_beams = max(self.cfg.num_beams, k)  # k = a shortlist's length when reranking
         if gaps is not None and (reference or self.vllm_decoder is not None):
             raise InputError("time gaps are decoded by the transformers backend's own search only "
                              "(not vLLM, not the model.generate reference)", field="backend")  # fmt: skip
         if self.item_tokens is not None and not (reference and self.vllm_decoder is None):
-            return self._rank_catalogue(prompts, k, exclude, latest, gaps)
+            return self._rank_catalogue(prompts, k, exclude, latest, gaps, bonus)
         if self.vllm_decoder is not None:
             return self.vllm_decoder.decode(prompts, self.trie, num_beams=num_beams, top_k=k, exclude=exclude)
         was_training = self.model.training
@@ -195,6 +197,22 @@ class Recommender:
         self.model.train(was_training)
         return out
 
+    def _catalogue_scores(
+        self, prompts: list[list[int]], exclude: list[list[int]] | None, gaps: list[list[int]] | None = None
+    ) -> torch.Tensor:
+        """Atomic ids: (prompts, catalogue) log-probs under the catalogue softmax, excluded items -inf."""
+        if self.vllm_decoder is not None:
+            return self.vllm_decoder.catalogue_scores(prompts, self.item_tokens, exclude=exclude)
+        was_training = self.model.training
+        self.model.eval()
+        with torch.inference_mode():
+            pad_id = self.tokenizer.pad_token_id
+            scores = catalogue_scores(
+                self.model, prompts, self.item_tokens, pad_id=pad_id, exclude=exclude, gaps=gaps
+            )
+        self.model.train(was_training)
+        return scores
+
     def _rank_catalogue(
         self,
         prompts: list[list[int]],
@@ -202,19 +220,12 @@ class Recommender:
         exclude: list[list[int]] | None,
         latest: list[list[int]] | None,
         gaps: list[list[int]] | None = None,
+        bonus: torch.Tensor | None = None,
     ) -> list[list[Scored]]:
-        """Atomic ids: the catalogue softmax of every item, top-`k`, with added items' slots."""
-        if self.vllm_decoder is not None:
-            scores = self.vllm_decoder.catalogue_scores(prompts, self.item_tokens, exclude=exclude)
-        else:
-            was_training = self.model.training
-            self.model.eval()
-            with torch.inference_mode():
-                pad_id = self.tokenizer.pad_token_id
-                scores = catalogue_scores(
-                    self.model, prompts, self.item_tokens, pad_id=pad_id, exclude=exclude, gaps=gaps
-                )
-            self.model.train(was_training)
+        """Atomic ids: the catalogue softmax of every item (+ `bonus`), top-`k`, with added items' slots."""
+        scores = self._catalogue_scores(prompts, exclude, gaps)
+        if bonus is not None:
+            scores = scores + bonus.to(scores)  # excluded items stay -inf
         if not (self.cfg.new_item_slots and self.new_items.any()):
             return top_scored(scores, k)
         affinity = None
@@ -225,27 +236,15 @@ class Recommender:
         return top_with_new_items(scores, self.new_items, k, self.cfg.new_item_slots, affinity,
                                   self.cfg.new_item_neighbours)  # fmt: skip
 
-    def recommend(
+    def _requests(
         self,
         histories: list[list[str]],
-        k: int | None = None,
-        exclude_history: bool | None = None,
-        progress: bool = False,
-        reference: bool = False,
-        candidates: list[list[str]] | None = None,
-        times: list[list[float] | None] | None = None,
-        now: list[float | None] | None = None,
-    ) -> list[list[Recommendation]]:
-        """Top-`k` distinct catalogue items per history (oldest item first), best first.
-        `reference=True` decodes with `model.generate` instead of the prefill-once beam search.
-        `candidates[u]`: rank only these items for user u (rerank another model's shortlist); the
-        search widens its beam to the shortlist's length, so every candidate gets its exact score.
-        `times[u]`: the unix times (seconds) of history u's items, `now[u]`: the request's (default:
-        the last item's time + the user's median gap); used by runs trained with `prompts.time: gaps`,
-        ignored by others. A history without times (None) is ranked without them."""
-        k = self.cfg.top_k if k is None else k
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a whole number >= 1 (got {k!r})", field="k")
+        exclude_history: bool | None,
+        candidates: list[list[str]] | None,
+        times: list[list[float] | None] | None,
+        now: list[float | None] | None,
+    ) -> tuple[list[list[int]], list[list[int]] | None, list[set[str]]]:
+        """Checked requests as prompts, their gap codes (None without) and each one's excluded items."""
         exclude_history = self.cfg.exclude_history if exclude_history is None else exclude_history
         check_shape(histories, "histories")
         if candidates is not None:
@@ -265,6 +264,66 @@ class Recommender:
         # item lists carry the gaps beside the ids, for a model that has time-gap rows to add
         has_gaps = getattr(self.model, "time_gaps", None) is not None
         gaps = self.builder.gap_codes(histories, times, now) if has_gaps else None
+        return prompts, gaps, excluded
+
+    def score_catalogue(
+        self,
+        histories: list[list[str]],
+        exclude_history: bool | None = None,
+        times: list[list[float] | None] | None = None,
+        now: list[float | None] | None = None,
+    ) -> torch.Tensor:
+        """Atomic ids: (histories, catalogue) float32 log-probabilities of every item as the next one
+        (the catalogue softmax training optimised), excluded and unavailable items -inf, columns in
+        `item_ids.items` order: what a mix with another score starts from (`llmrec.hybrid`)."""
+        if self.item_tokens is None:
+            raise InputError("scoring the whole catalogue needs atomic item ids (ids.scheme: atomic)",
+                             field="ids.scheme")  # fmt: skip
+        prompts, gaps, excluded = self._requests(histories, exclude_history, None, times, now)
+        out = torch.empty(len(prompts), len(self.item_ids.items))
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
+        batch_size = self.cfg.vllm.batch_size if self.vllm_decoder else self.cfg.batch_size
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            exclude = [[self.item_ids.index[i] for i in excluded[j]] for j in idx]
+            out[idx] = self._catalogue_scores(
+                [prompts[j] for j in idx], exclude if any(exclude) else None,
+                [gaps[j] for j in idx] if gaps is not None else None,
+            ).float()  # fmt: skip
+        return out
+
+    def recommend(
+        self,
+        histories: list[list[str]],
+        k: int | None = None,
+        exclude_history: bool | None = None,
+        progress: bool = False,
+        reference: bool = False,
+        candidates: list[list[str]] | None = None,
+        times: list[list[float] | None] | None = None,
+        now: list[float | None] | None = None,
+        bonus: torch.Tensor | None = None,
+    ) -> list[list[Recommendation]]:
+        """Top-`k` distinct catalogue items per history (oldest item first), best first.
+        `reference=True` decodes with `model.generate` instead of the prefill-once beam search.
+        `candidates[u]`: rank only these items for user u (rerank another model's shortlist); the
+        search widens its beam to the shortlist's length, so every candidate gets its exact score.
+        `times[u]`: the unix times (seconds) of history u's items, `now[u]`: the request's (default:
+        the last item's time + the user's median gap); used by runs trained with `prompts.time: gaps`,
+        ignored by others. A history without times (None) is ranked without them.
+        `bonus`: atomic ids, a (histories, catalogue) tensor added to the items' log-probs before
+        ranking (another model's scores, as the content mix adds text similarity)."""
+        k = self.cfg.top_k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a whole number >= 1 (got {k!r})", field="k")
+        if bonus is not None and (self.item_tokens is None or reference):
+            raise InputError("a score bonus needs atomic item ids ranked by the catalogue softmax",
+                             field="bonus")  # fmt: skip
+        if bonus is not None and tuple(bonus.shape) != (len(histories), len(self.item_ids.items)):
+            expected = (len(histories), len(self.item_ids.items))
+            raise InputError(f"bonus must be (histories, catalogue items) = {expected}; "
+                             f"got {tuple(bonus.shape)}", field="bonus")  # fmt: skip
+        prompts, gaps, excluded = self._requests(histories, exclude_history, candidates, times, now)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
         results: list[list[Scored]] = [[] for _ in histories]
         batch_size = self.cfg.vllm.batch_size if self.vllm_decoder else self.cfg.batch_size
@@ -276,6 +335,7 @@ class Recommender:
             out = self._decode(
                 [prompts[j] for j in idx], k, exclude if any(exclude) else None, reference, latest,
                 [gaps[j] for j in idx] if gaps is not None else None,
+                bonus[idx] if bonus is not None else None,
             )  # fmt: skip
             for j, scored in zip(idx, out, strict=True):
                 results[j] = scored

@@ -1,7 +1,10 @@
-"""Stage 8, on top of generate and baselines: the hybrid recommender (`generate.retriever: sasrec`).
-SASRec-CE shortlists, the LLM scores every shortlisted item exactly, and the two scores mix with a
-weight chosen on validation and stored in the run."""
+"""Stage 8, on top of generate and baselines: the LLM with another model. The hybrid
+(`generate.retriever: sasrec`): SASRec-CE shortlists, the LLM scores every shortlisted item exactly,
+the two scores mix. The content mix (`generate.retriever: content`, atomic ids): the LLM's catalogue
+log-probs plus the item text's similarity to the recent history. Weights are chosen on validation
+and stored in the run; `train` keeps the best of LLM alone / hybrid / content mix as the default."""
 
+from llmrec.hybrid.content_mix import ContentMixRecommender, fit_content_mix
 from llmrec.hybrid.shortlist import (
     HybridRecommender,
     choose_retriever,
@@ -12,8 +15,10 @@ from llmrec.hybrid.shortlist import (
 )
 
 __all__ = [
+    "ContentMixRecommender",
     "HybridRecommender",
     "choose_retriever",
+    "fit_content_mix",
     "fit_retriever",
     "load_recommender",
     "mix",

@@ -28,6 +28,7 @@ from llmrec.errors import InputError
 from llmrec.evaluate import ranking_metrics
 from llmrec.generate import Recommendation, Recommender
 from llmrec.generate.recommender import check_shape
+from llmrec.hybrid.content_mix import ContentMixRecommender, fit_content_mix, has_text
 from llmrec.io import read_json, write_json
 from llmrec.train.run_dir import RunDir
 
@@ -209,21 +210,23 @@ def available_retriever(run_dir: str | Path) -> Path | None:
 def choose_retriever(
     run_dir: str | Path, log: Callable[[str], None] = print, llm_ndcg: float | None = None
 ) -> dict:
-    """`generate.retriever: auto` after training: with a SASRec-CE available, the LLM alone and the
-    hybrid are both ranked on the same validation users (training's sample, `SplitData.eval_sample`)
-    and the better becomes the run's default (RUN_DIR/retriever/choice.json, read by
-    `load_recommender`); without one, the LLM alone, said so. `llm_ndcg`: the LLM's NDCG@10 on those
-    users when the caller has it (training's best validation), else it is computed. The hybrid's
-    weight is picked on those users too, so its number is the better of a dozen mixes: a slight edge
-    the choice gives it."""
+    """`generate.retriever: auto` after training: the LLM alone, the hybrid (with a SASRec-CE
+    available) and the content mix (atomic ids on a catalogue with text) are ranked on the same
+    validation users (training's sample, `SplitData.eval_sample`) and the best becomes the run's
+    default (RUN_DIR/retriever/choice.json, read by `load_recommender`); with neither available, the
+    LLM alone, said so. `llm_ndcg`: the LLM's NDCG@10 on those users when the caller has it
+    (training's best validation), else it is computed. Each mix's weight is picked on those users
+    too, so its number is the better of a dozen mixes: a slight edge the choice gives it."""
     run = RunDir(run_dir)
     cfg = run.load_config()
     folder = run.path / "retriever"
     weights = available_retriever(run.path)
-    if weights is None:
+    mixable = cfg.ids.scheme == "atomic" and has_text(run)
+    if weights is None and not mixable:
         log("retriever: none available (set generate.retriever_weights, or run `llmrec baseline CONFIG "
-            "--model sasrec` before training): the LLM alone ranks the catalogue")  # fmt: skip
-        choice = {"chosen": "llm", "reason": "no SASRec-CE retriever available"}
+            "--model sasrec` before training; a content mix needs atomic ids and item text): the LLM "
+            "alone ranks the catalogue")  # fmt: skip
+        choice = {"chosen": "llm", "reason": "no SASRec-CE retriever available and no item text to mix"}
     else:
         split = run.load_split()
         users = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
@@ -235,16 +238,28 @@ def choose_retriever(
             )
             targets, catalogue = users["valid"].tolist(), set(split.items["item"])
             alone = ranking_metrics(targets, [[r.item for r in row] for row in lists], catalogue)["ndcg@10"]
-        hybrid = fit_retriever(run.path, llm, log, sasrec_weights=weights, users=users)
-        mixed = hybrid["valid_ndcg@10_by_weight"][str(hybrid["weight"])]
-        chosen = "hybrid" if mixed > alone else "llm"
-        choice = {"chosen": chosen, "valid_users": len(users), "retriever_weights": str(weights),
-                  "valid_ndcg@10": {"llm": alone, "hybrid": mixed}}  # fmt: skip
-        log(f"retriever: validation NDCG@10 LLM alone {alone:.4f}, SASRec-CE shortlist + LLM {mixed:.4f}: "
-            f"the run's default is {'the hybrid' if chosen == 'hybrid' else 'the LLM alone'}")  # fmt: skip
+        ndcg = {"llm": alone}
+        choice = {"valid_users": len(users)}
+        if weights is not None:
+            hybrid = fit_retriever(run.path, llm, log, sasrec_weights=weights, users=users)
+            ndcg["hybrid"] = hybrid["valid_ndcg@10_by_weight"][str(hybrid["weight"])]
+            choice["retriever_weights"] = str(weights)
+        else:
+            log("retriever: no SASRec-CE available (generate.retriever_weights, or `llmrec baseline "
+                "CONFIG --model sasrec` before training): no hybrid to compare")  # fmt: skip
+        if mixable:
+            ndcg["content"] = fit_content_mix(run.path, llm, log, users=users)["valid_ndcg@10"]
+        chosen = max(ndcg, key=lambda name: (ndcg[name], name == "llm"))  # ties: the LLM alone
+        choice = {"chosen": chosen, **choice, "valid_ndcg@10": ndcg}
+        names = {"llm": "the LLM alone", "hybrid": "SASRec-CE shortlist + LLM", "content": "the content mix"}
+        log("retriever: validation NDCG@10 " + ", ".join(f"{names[n]} {v:.4f}" for n, v in ndcg.items())
+            + f": the run's default is {names[chosen]}")  # fmt: skip
     folder.mkdir(exist_ok=True)
     write_json(folder / "choice.json", choice)
     return choice
+
+
+RETRIEVER_BY_CHOICE = {"llm": "none", "hybrid": "sasrec", "content": "content"}
 
 
 def run_retriever(run_dir: str | Path) -> str:
@@ -255,7 +270,7 @@ def run_retriever(run_dir: str | Path) -> str:
     if configured != "auto":
         return configured
     choice = run.path / "retriever" / "choice.json"
-    return "sasrec" if choice.exists() and read_json(choice)["chosen"] == "hybrid" else "none"
+    return RETRIEVER_BY_CHOICE[read_json(choice)["chosen"]] if choice.exists() else "none"
 
 
 def load_recommender(
@@ -263,15 +278,22 @@ def load_recommender(
     backend: str | None = None,
     retriever: str | None = None,
     log: Callable[[str], None] = print,
-) -> Recommender | HybridRecommender:
+) -> Recommender | HybridRecommender | ContentMixRecommender:
     """The run's recommender: the LLM alone, or with `retriever` (default: the run's
-    `generate.retriever`, auto as chosen on validation) 'sasrec', the hybrid; a run without a fitted
-    retriever gets one now (once)."""
+    `generate.retriever`, auto as chosen on validation) 'sasrec', the hybrid, or 'content', the
+    content mix; a run without a fitted retriever gets one now (once)."""
     run = RunDir(run_dir)
     retriever = retriever or run_retriever(run.path)
+    if retriever not in RETRIEVER_BY_CHOICE.values():
+        raise InputError(f"unknown retriever {retriever!r}: use none, sasrec or content", field="retriever")
     llm = Recommender.from_run(run.path, backend=backend)
     if retriever == "none":
         return llm
+    if retriever == "content":
+        if not (run.path / "retriever" / "content_mix.json").exists():
+            log(f"{run.path}: no content mix fitted yet; fitting it now (saved in {run.path / 'retriever'})")
+            fit_content_mix(run.path, llm, log)
+        return ContentMixRecommender.from_run(run.path, llm=llm)
     if not (run.path / "retriever" / "hybrid.json").exists():
         log(f"{run.path}: no retriever fitted yet; fitting it now (saved in {run.path / 'retriever'})")
         fit_retriever(run.path, llm, log)

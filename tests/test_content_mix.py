@@ -1,0 +1,133 @@
+"""The content mix (`generate.retriever: content`): the LLM's catalogue log-probs plus a weight times
+the item text's cosine with the recent history, profile and weight chosen on validation; a score
+bonus on `Recommender.recommend`; honoured by train's choice, evaluate, recommend and serve."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import ATOMIC_PROMPTS as ATOMIC
+from test_pipeline import runner, write_config
+
+from llmrec.cli import app
+from llmrec.errors import InputError
+from llmrec.generate import Recommender
+from llmrec.hybrid import ContentMixRecommender, choose_retriever, fit_content_mix
+from llmrec.hybrid.content_mix import WEIGHTS
+from llmrec.train.run_dir import RunDir
+
+HISTORIES = [["m1", "m2", "m3"], ["m7", "m8"], ["m20"]]
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory, tiny_backbone):
+    """A tiny atomic run on the synthetic catalogue (titles "Film i", genres as text), retriever none
+    so training fits nothing; the tests fit what they need."""
+    root = tmp_path_factory.mktemp("content-mix")
+    config = write_config(root, tiny_backbone, "atomic", ATOMIC | {"generate": {"retriever": "none"}},
+                          max_steps=2, eval_every=0)  # fmt: skip
+    for args in (["prepare", config], ["train", config]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    return RunDir(root / "run")
+
+
+def test_bonus_is_added_to_the_catalogue_log_probs(text_run):
+    rec = Recommender.from_run(text_run.path)
+    scores = rec.score_catalogue(HISTORIES)
+    assert scores.shape == (3, len(rec.item_ids.items))
+    history_cols = [rec.item_ids.index[i] for i in HISTORIES[0]]
+    assert torch.isinf(scores[0, history_cols]).all()  # the history is excluded
+    plain = rec.recommend(HISTORIES, k=5)
+    top = scores.topk(5, dim=-1)
+    for row, values in zip(plain, top.values.tolist(), strict=True):
+        assert [r.score for r in row] == pytest.approx(values, abs=1e-5)
+    bonus = torch.zeros_like(scores)
+    last = rec.item_ids.items.index("m29")
+    bonus[:, last] = 100.0  # a bonus this large puts its item first for every user
+    boosted = rec.recommend(HISTORIES, k=5, bonus=bonus)
+    assert all(row[0].item == "m29" for row in boosted)
+    assert boosted[0][0].score == pytest.approx(float(scores[0, last]) + 100.0, abs=1e-4)
+    with pytest.raises(InputError, match="bonus must be"):
+        rec.recommend(HISTORIES, k=5, bonus=bonus[:2])
+
+
+def test_the_mix_is_llm_plus_weight_times_cosine_and_chosen_on_validation(text_run):
+    settings = fit_content_mix(text_run.path, log=lambda _: None)
+    saved = json.loads((text_run.path / "retriever" / "content_mix.json").read_text())
+    assert saved == settings and saved["valid_users"] == 40
+    sweep = saved["valid_ndcg@10_by_profile_weight"]
+    assert set(sweep) == {"1", "2", "3", "5", "10", "all"} and set(sweep["1"]) == {str(w) for w in WEIGHTS}
+    assert saved["valid_ndcg@10"] == max(v for by_w in sweep.values() for v in by_w.values())
+    assert saved["valid_ndcg@10_llm_alone"] == sweep["1"]["0.0"]
+    assert (text_run.path / "item_text_vectors.npy").exists()  # embedded once, kept for `items add`
+
+    mixed = ContentMixRecommender.from_run(text_run.path)
+    mixed.weight, mixed.profile = 5.0, 2
+    llm = mixed.llm.score_catalogue(HISTORIES)
+    cos = mixed.cosines(HISTORIES, 2)
+    for n, row in enumerate(mixed.recommend(HISTORIES, k=6)):
+        expected = (llm[n] + 5.0 * cos[n]).topk(6)
+        assert [r.item for r in row] == [mixed.item_ids.items[j] for j in expected.indices.tolist()]
+        assert [r.score for r in row] == pytest.approx(expected.values.tolist(), abs=1e-4)
+    # the cosine: the profile of the last two items' text vectors against each item's
+    vectors = mixed.content.vectors
+    profile = torch.nn.functional.normalize(vectors[[mixed.content.index["m2"], mixed.content.index["m3"]]]
+                                            .mean(0), dim=0)  # fmt: skip
+    assert cos[0] == pytest.approx((vectors @ profile).tolist(), abs=1e-5)
+    with pytest.raises(InputError, match="unknown item"):
+        mixed.recommend([["m1", "nope"]], k=3)
+
+
+def test_train_chooses_among_llm_and_the_content_mix_and_every_verb_honours_it(tmp_path, tiny_backbone):
+    from llmrec.serve.app import Engine
+
+    config = write_config(tmp_path, tiny_backbone, "atomic", ATOMIC, max_steps=2, eval_every=0)
+    for args in (["prepare", config], ["train", config]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    run = RunDir(tmp_path / "run")
+    choice_file = run.path / "retriever" / "choice.json"
+    choice = json.loads(choice_file.read_text())
+    # no SASRec-CE available: the LLM alone and the content mix, on training's validation users
+    assert set(choice["valid_ndcg@10"]) == {"llm", "content"} and choice["valid_users"] == 8
+    best = max(choice["valid_ndcg@10"], key=lambda k: (choice["valid_ndcg@10"][k], k == "llm"))
+    assert choice["chosen"] == best
+    mix_file = run.path / "retriever" / "content_mix.json"
+    assert json.loads(mix_file.read_text())["valid_ndcg@10"] == choice["valid_ndcg@10"]["content"]
+    # a heavy weight, so the two recommenders differ and the test can tell which one answered
+    mix_file.write_text(json.dumps(json.loads(mix_file.read_text()) | {"weight": 40.0, "profile": "1"}))
+    history = ["m1", "m2", "m3", "m4"]
+    expected = {
+        "llm": [r.item for r in Recommender.from_run(run.path).recommend([history], k=5)[0]],
+        "content": [r.item for r in ContentMixRecommender.from_run(run.path).recommend([history], k=5)[0]],
+    }
+    assert expected["llm"] != expected["content"]
+    for chosen, model in (("content", "content"), ("llm", "none")):
+        choice_file.write_text(json.dumps(choice | {"chosen": chosen}))
+        result = runner.invoke(app, ["evaluate", str(run.path), "--split", "test"])
+        assert result.exit_code == 0, result.output
+        metrics = json.loads(run.metrics("test").read_text())
+        assert metrics["retriever"]["model"] == model
+        result = runner.invoke(app, ["recommend", str(run.path), "--history", ",".join(history), "-k", "5",
+                                     "--json"])  # fmt: skip
+        assert [json.loads(line)["item"] for line in result.stdout.splitlines()] == expected[chosen]
+        engine = Engine(run.path, None, None)
+        assert isinstance(engine.rec, ContentMixRecommender) == (chosen == "content")
+    result = runner.invoke(app, ["evaluate", str(run.path), "--split", "test", "--retriever", "content"])
+    assert result.exit_code == 0 and json.loads(run.metrics("test").read_text())["retriever"]["weight"] == 40.0
+
+
+def test_a_catalogue_without_text_has_no_content_mix(tmp_path, tiny_backbone):
+    config = write_config(tmp_path, tiny_backbone, "atomic", ATOMIC, max_steps=2, eval_every=0)
+    items = tmp_path / "items.csv"
+    items.write_text("iid,name,genre\n" + "".join(f"m{i},," + "\n" for i in range(30)))
+    for args in (["prepare", config], ["train", config]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    choice = choose_retriever(tmp_path / "run", log=lambda _: None)
+    assert choice["chosen"] == "llm" and "no item text" in choice["reason"]
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--retriever", "content"])
+    assert result.exit_code == 2 and "text" in result.output
