@@ -355,17 +355,27 @@ def report(names: list[str]) -> None:
         entry["content_profile"] = profile
         content = models["content"]
         anchored = models["llm_anchored"]
-        entry["targets"] = {
-            f"{part}_{metric}_llm_anchored_over_content": round(
-                anchored[part][metric] / content[part][metric], 3
+        entry["targets"] = {}
+        # the LLM rows the targets are about: anchored rows alone, and each variant with the content mix
+        for row in ("llm_anchored", "llm_anchored_mix", "llm_free_mix"):
+            if row not in models:
+                continue
+            entry["targets"] |= {
+                f"{part}_{metric}_{row}_over_content": round(
+                    models[row][part][metric] / content[part][metric], 3
+                )
+                for part in ("cold", "warm")
+                for metric in ("hr@10", "ndcg@10")
+                if content[part][metric]
+            }
+            entry["targets"][f"warm_ndcg@10_{row}_over_sasrec_ce"] = round(
+                models[row]["warm"]["ndcg@10"] / models["sasrec_ce"]["warm"]["ndcg@10"], 3
             )
-            for part in ("cold", "warm")
-            for metric in ("hr@10", "ndcg@10")
-            if content[part][metric]
-        }
-        entry["targets"]["warm_ndcg@10_llm_anchored_over_sasrec_ce"] = round(
-            models["llm_anchored"]["warm"]["ndcg@10"] / models["sasrec_ce"]["warm"]["ndcg@10"], 3
-        )
+        mixes = {row: [test["models"][row][s]["profile"] + "/" + str(test["models"][row][s]["weight"])
+                       for s in sorted(test["models"][row], key=int)]
+                 for row in ("llm_anchored_mix", "llm_free_mix") if row in test["models"]}  # fmt: skip
+        if mixes:
+            entry["content_mix_profile_weight_by_seed"] = mixes
         entry["targets"]["warm_ndcg@10_llm_anchored_minus_free"] = round(
             models["llm_anchored"]["warm"]["ndcg@10"] - models["llm_free"]["warm"]["ndcg@10"], 4
         )
@@ -386,6 +396,8 @@ def report(names: list[str]) -> None:
             for run in runs
         }
         entry["wall_s"] = {"valid": valid["wall_s"], "test": test["wall_s"]}
+        if "content_mix_wall_s" in test:
+            entry["wall_s"]["content_mix"] = test["content_mix_wall_s"]
         out["datasets"][name] = entry
     if OUT.exists():  # a data set not measured in this checkout keeps its committed entry, marked
         for name, entry in json.loads(OUT.read_text())["datasets"].items():
