@@ -31,6 +31,7 @@ from llmrec.catalogue.change import base_model, catalogue_text_vectors
 from llmrec.errors import InputError
 from llmrec.evaluate import ranking_metrics
 from llmrec.generate import Recommendation, Recommender
+from llmrec.hybrid.surface import MixedRecommender
 from llmrec.io import atomic_path, read_json, write_json
 from llmrec.train.run_dir import RunDir
 
@@ -59,7 +60,7 @@ def has_text(run: RunDir) -> bool:
     return any(text.strip() for text in run.load_split().title_or_text().values())
 
 
-class ContentMixRecommender:
+class ContentMixRecommender(MixedRecommender):
     """The `Recommender` surface (recommend, check_history, model, tokenizer, item_ids, backend)
     over the LLM's catalogue log-probs plus `weight` times the content cosine."""
 
@@ -69,11 +70,8 @@ class ContentMixRecommender:
         if content.items != llm.item_ids.items:
             raise InputError("the content vectors and the run's catalogue list different items",
                              field="item_text_vectors.npy")  # fmt: skip
-        self.llm, self.content, self.profile, self.weight = llm, content, profile, weight
-        self.model, self.tokenizer, self.item_ids = llm.model, llm.tokenizer, llm.item_ids
-        self.titles, self.cfg = llm.titles, llm.cfg
-        self.backend = f"{llm.backend}+content"
-        self.check_history = llm.check_history
+        super().__init__(llm, "content")
+        self.content, self.profile, self.weight = content, profile, weight
 
     @classmethod
     def from_run(cls, run_dir: str | Path, backend: str | None = None, llm: Recommender | None = None):

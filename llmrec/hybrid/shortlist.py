@@ -29,6 +29,7 @@ from llmrec.evaluate import ranking_metrics
 from llmrec.generate import Recommendation, Recommender
 from llmrec.generate.recommender import check_shape
 from llmrec.hybrid.content_mix import ContentMixRecommender, fit_content_mix, has_text
+from llmrec.hybrid.surface import MixedRecommender
 from llmrec.io import read_json, write_json
 from llmrec.train.run_dir import RunDir
 
@@ -51,16 +52,13 @@ def mix(rows: list[list[Scored]], weight: float, k: int) -> list[list[tuple[str,
     return out
 
 
-class HybridRecommender:
+class HybridRecommender(MixedRecommender):
     """The `Recommender` surface (recommend, check_history, model, tokenizer, item_ids, backend)
     over SASRec-CE's shortlist and the LLM's scores."""
 
     def __init__(self, llm: Recommender, sasrec: SasrecRecommender, shortlist: int, weight: float) -> None:
-        self.llm, self.sasrec, self.shortlist, self.weight = llm, sasrec, shortlist, weight
-        self.model, self.tokenizer, self.item_ids = llm.model, llm.tokenizer, llm.item_ids
-        self.titles, self.cfg = llm.titles, llm.cfg
-        self.backend = f"{llm.backend}+sasrec"
-        self.check_history = llm.check_history
+        super().__init__(llm, "sasrec")
+        self.sasrec, self.shortlist, self.weight = sasrec, shortlist, weight
 
     @classmethod
     def from_run(cls, run_dir: str | Path, backend: str | None = None, llm: Recommender | None = None):
