@@ -113,8 +113,9 @@ def report(seeds: list[int]) -> dict:
         "variants": variants,
         "gaps_over_none": round(with_time / base, 4),
         "difference": round(with_time - base, 5),
-        "largest_seed_sd": round(spread, 5),
-        "beyond_seed_spread": abs(with_time - base) > spread,
+        "largest_seed_sd": round(spread, 5) if len(seeds) > 1 else None,
+        # one seed has no spread to compare with: say so rather than compare with 0
+        "beyond_seed_spread": abs(with_time - base) > spread if len(seeds) > 1 else None,
         "paired_seed_mean_user_ndcg@10_gaps_minus_none": paired_bootstrap(
             (gaps - none.loc[gaps.index]).to_numpy()
         ),
