@@ -158,3 +158,25 @@ def test_a_mix_is_kept_when_the_text_points_at_the_target(text_run, monkeypatch)
     saved = fit_content_mix(text_run.path, log=lambda _: None)
     assert saved["weight"] > 0 and saved["valid_ndcg@10"] == pytest.approx(1.0)
     assert saved["best_gain"] > saved["best_gain_se"] > 0
+
+
+def test_an_added_item_gets_its_similarity_from_its_text_at_once(text_run, tmp_path):
+    """`llmrec items add` on a run with a content mix: the new item's cosine comes from its text (the
+    same text as m2 gives m2's cosine), and it can be recommended by the mix."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint"))
+    fit_content_mix(run, log=lambda _: None)
+    (tmp_path / "new.csv").write_text("iid,name,genre\nm99,Film 2,action\n")
+    result = runner.invoke(app, ["items", "add", str(run), str(tmp_path / "new.csv")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    mixed = ContentMixRecommender.from_run(run)
+    assert mixed.item_ids.items[-1] == "m99" and len(mixed.content.items) == 31
+    cos = mixed.cosines([["m5", "m1"]], 1)[0]
+    assert float(cos[-1]) == pytest.approx(float(cos[mixed.content.index["m2"]]), abs=1e-3)
+    mixed.weight, mixed.profile = 1000.0, 1  # the text decides: m99 and m2 rank side by side
+    ranked = mixed.recommend([["m5", "m1"]], k=29)[0]
+    where = {r.item: n for n, r in enumerate(ranked)}
+    assert abs(where["m99"] - where["m2"]) == 1
+    assert ranked[where["m99"]].score == pytest.approx(ranked[where["m2"]].score, rel=0.01)
