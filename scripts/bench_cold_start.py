@@ -56,6 +56,7 @@ from llmrec.data.split import leave_one_out
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
 from llmrec.hybrid import ContentMixRecommender, fit_content_mix
+from llmrec.io import write_json
 from llmrec.train.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -289,7 +290,7 @@ def content_mix(name: str, seeds: list[int]) -> None:
             settings = fit_content_mix(run.path, users=users)
             added = added_run(folder, run.path.name)
             (added / "retriever").mkdir(exist_ok=True)
-            (added / "retriever" / "content_mix.json").write_text(json.dumps(settings, indent=2))
+            write_json(added / "retriever" / "content_mix.json", settings)
             rec = ContentMixRecommender.from_run(added)
             rec.cfg.new_item_slots = defaults.new_item_slots
             rec.cfg.new_item_neighbours = defaults.new_item_neighbours

@@ -8,6 +8,7 @@ rec.recommend([["50", "172"]], times=[[881250949, 881251000]], now=[881300000]) 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -281,16 +282,23 @@ class Recommender:
                              field="ids.scheme")  # fmt: skip
         prompts, gaps, excluded = self._requests(histories, exclude_history, None, times, now)
         out = torch.empty(len(prompts), len(self.item_ids.items))
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
+        for idx, exclude in self._batches(prompts, excluded):
+            out[idx] = self._catalogue_scores(
+                [prompts[j] for j in idx], exclude, [gaps[j] for j in idx] if gaps is not None else None
+            ).float()
+        return out
+
+    def _batches(
+        self, prompts: list[list[int]], excluded: list[set[str]]
+    ) -> Iterator[tuple[list[int], list[list[int]] | None]]:
+        """Batches of request indices, similar prompt lengths together (less padding), each with its
+        excluded catalogue indices (None when nothing is excluded)."""
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         batch_size = self.cfg.vllm.batch_size if self.vllm_decoder else self.cfg.batch_size
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             exclude = [[self.item_ids.index[i] for i in excluded[j]] for j in idx]
-            out[idx] = self._catalogue_scores(
-                [prompts[j] for j in idx], exclude if any(exclude) else None,
-                [gaps[j] for j in idx] if gaps is not None else None,
-            ).float()  # fmt: skip
-        return out
+            yield idx, exclude if any(exclude) else None
 
     def recommend(
         self,
@@ -324,16 +332,12 @@ class Recommender:
             raise InputError(f"bonus must be (histories, catalogue items) = {expected}; "
                              f"got {tuple(bonus.shape)}", field="bonus")  # fmt: skip
         prompts, gaps, excluded = self._requests(histories, exclude_history, candidates, times, now)
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding per batch
         results: list[list[Scored]] = [[] for _ in histories]
-        batch_size = self.cfg.vllm.batch_size if self.vllm_decoder else self.cfg.batch_size
-        bar = tqdm(total=len(order), desc="recommending", unit="user", disable=not progress)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            exclude = [[self.item_ids.index[i] for i in excluded[j]] for j in idx]
+        bar = tqdm(total=len(prompts), desc="recommending", unit="user", disable=not progress)
+        for idx, exclude in self._batches(prompts, excluded):
             latest = [[self.item_ids.index[i] for i in histories[j][-PROFILE_ITEMS:]] for j in idx]
             out = self._decode(
-                [prompts[j] for j in idx], k, exclude if any(exclude) else None, reference, latest,
+                [prompts[j] for j in idx], k, exclude, reference, latest,
                 [gaps[j] for j in idx] if gaps is not None else None,
                 bonus[idx] if bonus is not None else None,
             )  # fmt: skip

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from llmrec.baselines.content import PROFILES, ContentRecommender
 from llmrec.catalogue.change import base_model, catalogue_text_vectors
+from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.evaluate.metrics import user_ndcg
 from llmrec.generate import Recommendation, Recommender
@@ -45,21 +46,20 @@ def profile_name(last: int | None) -> str:
     return str(last or "all")
 
 
-def run_text_vectors(run: RunDir, log: Callable[[str], None] = print) -> np.ndarray:
-    """Each catalogue item's text embedding by the run's base model (RUN_DIR/item_text_vectors.npy,
-    the file `llmrec items add` extends), embedded and saved on first use."""
-    split = run.load_split()
-    vectors = run.load_text_vectors(len(split.items))
+def run_text_vectors(run: RunDir, items: pd.DataFrame, log: Callable[[str], None] = print) -> np.ndarray:
+    """Each catalogue item's (`items`, the run's split) text embedding by the run's base model
+    (RUN_DIR/item_text_vectors.npy, the file `llmrec items add` extends), embedded and saved on first use."""
+    vectors = run.load_text_vectors(len(items))
     if vectors is None:
-        log(f"content mix: embedding {len(split.items)} item texts with the base model (once per run)")
-        vectors = catalogue_text_vectors(*base_model(run.load_config()), split.items)
+        log(f"content mix: embedding {len(items)} item texts with the base model (once per run)")
+        vectors = catalogue_text_vectors(*base_model(run.load_config()), items)
         with atomic_path(run.text_vectors) as tmp, open(tmp, "wb") as f:
             np.save(f, vectors)
     return vectors
 
 
-def has_text(run: RunDir) -> bool:
-    return any(text.strip() for text in run.load_split().title_or_text().values())
+def has_text(split: SplitData) -> bool:
+    return any(text.strip() for text in split.title_or_text().values())
 
 
 class ContentMixRecommender(MixedRecommender):
@@ -80,7 +80,8 @@ class ContentMixRecommender(MixedRecommender):
         run = RunDir(run_dir)
         settings = read_json(run.path / "retriever" / "content_mix.json")
         llm = llm or Recommender.from_run(run.path, backend=backend)
-        content = ContentRecommender(run.load_split(), run_text_vectors(run))
+        split = run.load_split()
+        content = ContentRecommender(split, run_text_vectors(run, split.items))
         profile = None if settings["profile"] == "all" else int(settings["profile"])
         return cls(llm, content, profile, float(settings["weight"]))
 
@@ -131,12 +132,13 @@ def fit_content_mix(
     run = RunDir(run_dir)
     cfg = run.load_config()
     split = run.load_split()
-    if not has_text(run):
+    if not has_text(split):
         raise InputError("the content mix needs item text (titles or text columns); this catalogue has none",
                          field="generate.retriever")  # fmt: skip
     t0 = time.time()
     llm = llm or Recommender.from_run(run.path)
-    mixer = ContentMixRecommender(llm, ContentRecommender(split, run_text_vectors(run, log)), 1, 0.0)
+    content = ContentRecommender(split, run_text_vectors(run, split.items, log))
+    mixer = ContentMixRecommender(llm, content, 1, 0.0)
     users = split.eval_users("valid") if users is None else users
     histories, targets = split.histories(users, "valid"), users["valid"].tolist()
     log(f"content mix: the LLM scores the catalogue for {len(users)} validation users")

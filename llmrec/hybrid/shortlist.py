@@ -219,14 +219,14 @@ def choose_retriever(
     cfg = run.load_config()
     folder = run.path / "retriever"
     weights = available_retriever(run.path)
-    mixable = cfg.ids.scheme == "atomic" and has_text(run)
+    split = run.load_split()
+    mixable = cfg.ids.scheme == "atomic" and has_text(split)
     if weights is None and not mixable:
         log("retriever: none available (set generate.retriever_weights, or run `llmrec baseline CONFIG "
             "--model sasrec` before training; a content mix needs atomic ids and item text): the LLM "
             "alone ranks the catalogue")  # fmt: skip
         choice = {"chosen": "llm", "reason": "no SASRec-CE retriever available and no item text to mix"}
     else:
-        split = run.load_split()
         users = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
         llm = Recommender.from_run(run.path)
         alone = llm_ndcg
