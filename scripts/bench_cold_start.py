@@ -24,6 +24,7 @@ counts: an added item has none).
     python scripts/bench_cold_start.py train industrial --titles   # + anchored rows with titles in the prompt
     python scripts/bench_cold_start.py measure ml100k [--seeds 0 1 2]              # items add + every model
     python scripts/bench_cold_start.py mix ml100k [--seeds 0 1 2]   # + the content mix rows (after measure)
+    python scripts/bench_cold_start.py frontier industrial   # cold vs warm as added items get a score offset
     python scripts/bench_cold_start.py report                    # docs/benchmarks/cold-start.json
 """
 
@@ -305,6 +306,37 @@ def content_mix(name: str, seeds: list[int]) -> None:
     path.write_text(json.dumps(test, indent=2))
 
 
+OFFSETS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)  # nats added to every added item's mixed score
+
+
+def frontier(name: str, seeds: list[int]) -> None:
+    """What a cold target costs warm users: the anchored runs' content mix (as `mix` fitted it) with
+    a constant offset added to every added item's score (no slots), swept over OFFSETS on the test
+    users: cold and warm HR@10/NDCG@10 and NDCG@10 over all users, per offset. A diagnostic of the
+    trade-off, read on test, not a setting picked there; merged into measure-test.json."""
+    folder = WORK / name
+    histories, targets, is_cold = eval_users(name, "test")
+    path = folder / "measure-test.json"
+    test = json.loads(path.read_text())
+    rows: dict = {}
+    for seed in seeds:
+        added = folder / f"anchored-seed{seed}-added"
+        if not (added / "retriever" / "content_mix.json").exists():
+            continue  # the mix stage fits it
+        rec = ContentMixRecommender.from_run(added)
+        mixed = rec.llm.score_catalogue(histories) + rec.weight * rec.cosines(histories, rec.profile)
+        new = rec.llm.new_items.float()
+        catalogue = set(rec.item_ids.items)
+        for offset in OFFSETS:
+            top = (mixed + offset * new).topk(10, dim=1).indices.tolist()
+            named = [[rec.item_ids.items[i] for i in row] for row in top]
+            entry = split_metrics(named, targets, is_cold, catalogue)
+            entry["all_ndcg@10"] = round(ranking_metrics(targets, named, catalogue)["ndcg@10"], 4)
+            rows.setdefault(str(offset), {})[str(seed)] = entry
+    test["anchored_mix_new_item_offset"] = rows
+    path.write_text(json.dumps(test, indent=2))
+
+
 def over_seeds(per_seed: dict) -> dict:
     """{seed: {cold: {...}, warm: {...}}} -> per part: mean HR@10/NDCG@10, their values by seed, sd."""
     out = {}
@@ -380,6 +412,12 @@ def report(names: list[str]) -> None:
         entry["targets"]["warm_ndcg@10_llm_anchored_minus_free"] = round(
             models["llm_anchored"]["warm"]["ndcg@10"] - models["llm_free"]["warm"]["ndcg@10"], 4
         )
+        if "anchored_mix_new_item_offset" in test:  # the frontier stage: mean over seeds per offset
+            entry["anchored_mix_new_item_offset"] = {
+                offset: over_seeds(per_seed)
+                | {"all_ndcg@10": round(statistics.mean(e["all_ndcg@10"] for e in per_seed.values()), 4)}
+                for offset, per_seed in test["anchored_mix_new_item_offset"].items()
+            }
         if "llm_titles" in models:
             entry["targets"]["titles_over_anchored"] = {
                 f"{part}_{metric}": round(models["llm_titles"][part][metric] / anchored[part][metric], 3)
@@ -410,7 +448,7 @@ def report(names: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=("split", "train", "measure", "mix", "report"))
+    parser.add_argument("stage", choices=("split", "train", "measure", "mix", "frontier", "report"))
     parser.add_argument("name", nargs="?", choices=tuple(COLD_SHARE))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=8, help="the LLM's epoch cap (both variants)")
@@ -427,6 +465,8 @@ def main() -> None:
         train(args.name, args.seeds, args.epochs, args.titles)
     elif args.stage == "mix":
         content_mix(args.name, args.seeds)
+    elif args.stage == "frontier":
+        frontier(args.name, args.seeds)
     else:
         for split_name in ("valid", "test"):
             print(json.dumps(measure(args.name, args.seeds, split_name), indent=1))
