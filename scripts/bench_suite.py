@@ -195,9 +195,13 @@ LLM_VARIANTS = {"llm": [], "anchored": ["--set", "model.item_rows=anchored"]}
 
 
 def _llm_cell(config: Path, folder: Path, base: str, name: str, seed: int, extra: list[str]) -> None:
-    """Train one LLM run (resumable) and evaluate it alone and as the hybrid on the test split."""
+    """Train one LLM run (resumable) and evaluate it on the test split alone, as the hybrid (with a
+    SASRec-CE) and with the content mix (when training fitted one: atomic ids and item text)."""
     run = folder / name
-    if (run / "metrics-test-hybrid.json").exists():
+    mixed = run / "retriever" / "content_mix.json"
+    if (run / "metrics-test-hybrid.json").exists() and (
+        (run / "metrics-test-mix.json").exists() or not mixed.exists()
+    ):
         return
     if not (folder / "prepared" / "manifest.json").exists():
         llmrec("prepare", str(config))
@@ -212,6 +216,9 @@ def _llm_cell(config: Path, folder: Path, base: str, name: str, seed: int, extra
     if weights.exists():
         llmrec("evaluate", str(run), "--split", "test", "--retriever", "sasrec")
         (run / "metrics-test-hybrid.json").write_bytes((run / "metrics-test.json").read_bytes())
+    if mixed.exists():
+        llmrec("evaluate", str(run), "--split", "test", "--retriever", "content")
+        (run / "metrics-test-mix.json").write_bytes((run / "metrics-test.json").read_bytes())
 
 
 def _summary(seeds: list[int], ndcg: list[float], hr: list[float], train_s: list) -> dict:
@@ -279,6 +286,7 @@ def report(seeds: list[int]) -> dict:
         if (folder / "content-metrics.json").exists():
             row["content"] = _row([(0, folder / "content-metrics.json")], lambda m: 0.0)
         anchored = {
+            "mix": _row([(s, folder / f"llm-seed{s}" / "metrics-test-mix.json") for s in seeds], llm_train),
             "anchored": _row(
                 [(s, folder / f"anchored-seed{s}" / "metrics-test-llm.json") for s in seeds], llm_train
             ),
@@ -287,7 +295,7 @@ def report(seeds: list[int]) -> dict:
             ),
         }
         row |= {k: v for k, v in anchored.items() if v}  # rows only where the variant ran
-        for key in ("llm", "hybrid", "sasrec", "popularity", "content", "anchored", "anchored_hybrid"):
+        for key in ("llm", "hybrid", "mix", "sasrec", "popularity", "content", "anchored", "anchored_hybrid"):
             merged = _merge(row.get(key), earlier.get(name, {}).get(key))
             if merged:
                 row[key] = merged
@@ -296,7 +304,7 @@ def report(seeds: list[int]) -> dict:
             choice = folder / f"llm-seed{s}" / "retriever" / "choice.json"
             if choice.exists():
                 made = json.loads(choice.read_text())
-                chosen.append(made["chosen"])
+                chosen.append(ROW_BY_CHOICE[made["chosen"]])
                 # the SASRec-CE run shortlisting for the hybrid (its folder name: which seed)
                 weights = made.get("retriever_weights")
                 retrievers.append(Path(weights).parent.parent.name if weights else None)
@@ -320,6 +328,9 @@ def report(seeds: list[int]) -> dict:
     return result
 
 
+# train's choice (hybrid.shortlist.choose_retriever) -> the suite row measuring it ("content" is the
+# content baseline's row, so the LLM + content mix is "mix")
+ROW_BY_CHOICE = {"llm": "llm", "hybrid": "hybrid", "content": "mix"}
 STOP_KEYS = ("steps", "epochs_run", "best_epoch", "stop_reason", "train_wall_s", "tokens_per_interaction")
 
 

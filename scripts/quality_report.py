@@ -270,7 +270,7 @@ def budget(metrics: dict) -> str:
 
 def suite_table() -> list[str]:
     """The default recipe on every suite data set (scripts/bench_suite.py -> suite.json): test NDCG@10,
-    mean over the training seeds that ran (their count in brackets), beside anchored item rows,
+    mean over the training seeds that ran (their count in brackets), the content mix, anchored item rows,
     SASRec-CE, the content baseline and popularity."""
     path = DOCS / "suite.json"
     if not path.exists():
@@ -293,9 +293,10 @@ def suite_table() -> list[str]:
         "those rows are lower bounds of the recipe. ml100k-notext's baselines are ML-100K's (the same split "
         "to the item index, checked; SASRec-CE and popularity read no text).",
         "",
-        "| data set | users | LLM (default recipe) | hybrid | LLM, anchored rows | hybrid, anchored rows | "
-        "SASRec-CE (swept) | content | popularity | chosen | chosen / SASRec-CE | LLM epochs (best), stop |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| data set | users | LLM (default recipe) | hybrid | content mix | LLM, anchored rows | "
+        "hybrid, anchored rows | SASRec-CE (swept) | content | popularity | chosen | chosen / SASRec-CE | "
+        "LLM epochs (best), stop |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in suite["datasets"].items():
         ratio = row.get("chosen_over_sasrec")
@@ -304,7 +305,9 @@ def suite_table() -> list[str]:
             + (f" {t['max_minutes']:g} min" if t.get("max_minutes") else "")
             for t in row["llm_training"]
         )
-        models = [cell(row.get(k)) for k in ("llm", "hybrid", "anchored", "anchored_hybrid", "sasrec")]
+        mix = cell(row.get("mix")) if row.get("text", True) else "no text"
+        models = [cell(row.get(k)) for k in ("llm", "hybrid")] + [mix]
+        models += [cell(row.get(k)) for k in ("anchored", "anchored_hybrid", "sasrec")]
         models += [cell(row.get("content")) if row.get("text", True) else "no text", cell(row["popularity"])]
         cells = [name, row["users"], *models, row["chosen"] or "", f"{ratio:.3f}x" if ratio else "", runs]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
