@@ -218,6 +218,13 @@ class TrainConfig(_Section):
         description="stop after this many validations in a row without a better NDCG@10, keeping the best "
         "weights; none: train the whole budget (epochs, max_steps)",
     )
+    min_steps: int = Field(
+        100,
+        ge=0,
+        description="patience stops training no earlier than this many optimizer steps: the first "
+        "validations, during and just after the warmup, are noise, and on a small catalogue an epoch "
+        "is a few steps (Industrial's 3,285 users pack into 7)",
+    )
     pack: bool = Field(
         True,
         description="pack short examples into rows of prompts.max_prompt_tokens (each example sees only "

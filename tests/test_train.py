@@ -165,7 +165,16 @@ def test_patience_stops_training_and_a_resumed_run_stays_stopped(tmp_path):
 
     tok, _, new_ids = with_new_tokens(["<a_0>", "<a_1>"])
     cfg = Config.model_validate(
-        {"train": {"max_steps": 40, "batch_size": 2, "eval_every": 2, "patience": 2, "save_every": 1}}
+        {
+            "train": {
+                "max_steps": 40,
+                "batch_size": 2,
+                "eval_every": 2,
+                "patience": 2,
+                "save_every": 1,
+                "min_steps": 0,
+            }
+        }  # fmt: skip
     )
     examples = encode_examples(tok, ["Next item:\n"] * 8, [[new_ids[0]]] * 8)
     (tmp_path / "run").mkdir()
@@ -230,7 +239,8 @@ def _fit(tmp_path, name: str, scores: list[float], kill_at: int | None = None, *
     from llmrec.train.run_dir import RunDir
 
     tok, model, new_ids = with_new_tokens(["<a_0>", "<a_1>"])
-    cfg = Config.model_validate({"train": {"batch_size": 2, "warmup_steps": 2, "save_every": 1, **train}})
+    settings = {"batch_size": 2, "warmup_steps": 2, "save_every": 1, "min_steps": 0}
+    cfg = Config.model_validate({"train": settings | train})
     examples = encode_examples(tok, ["Next item:\n", "a b\n"] * 4, [[new_ids[0]], [new_ids[1]]] * 4)
     (tmp_path / name).mkdir(exist_ok=True)
     run = RunDir(tmp_path / name)
@@ -254,6 +264,14 @@ def _fit(tmp_path, name: str, scores: list[float], kill_at: int | None = None, *
     except KeyboardInterrupt:
         summary = None
     return summary, peft_model, run, [json.loads(line) for line in run.log.read_text().splitlines()]
+
+
+def test_patience_waits_for_min_steps(tmp_path):
+    # one validation an epoch (4 steps); the 1st is best, so patience 2 is reached at step 12, but
+    # min_steps 14 keeps it training to the next validation (step 16), which stops it
+    summary, _, _, log = _fit(tmp_path, "run", [0.3, 0.1], epochs=30, patience=2, min_steps=14)
+    assert summary["stop_reason"] == "patience" and summary["steps"] == 16 and summary["best_step"] == 4
+    assert [r["step"] for r in log if "valid_ndcg@10" in r] == [4, 8, 12, 16]
 
 
 def test_early_stopping_keeps_and_restores_the_best_weights(tmp_path):

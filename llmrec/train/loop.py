@@ -82,6 +82,12 @@ def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     return out | {"position_ids": positions, "segment_ids": segments} if packed else out
 
 
+def patience_stops(tc, stale: int, step: int) -> bool:
+    """Whether early stopping ends training now: `tc.patience` validations in a row without a better
+    NDCG@10, and at least `tc.min_steps` steps trained (earlier validations are too noisy to stop on)."""
+    return bool(tc.patience) and stale >= tc.patience and step >= tc.min_steps
+
+
 def fit(
     cfg: Config,
     model: PreTrainedModel,
@@ -142,7 +148,7 @@ def fit(
         step, best, best_metrics = state["step"], state["best"], state.get("best_metrics", {})
         elapsed_before, stale = state.get("elapsed", 0.0), state.get("stale", 0)
         best_step, validated_at = state.get("best_step", 0), state.get("validated_at", -1)
-        if tc.patience and stale >= tc.patience:
+        if patience_stops(tc, stale, step):
             total, stop_reason = step, "patience"  # it had stopped early; a larger budget does not undo that
         accelerator.print(f"resuming from step {step} of {total}")
     if accelerator.is_main_process:
@@ -250,7 +256,7 @@ def fit(
                 )
             if eval_every and step % eval_every == 0 and step < total:
                 run_validation()
-                if tc.patience and stale >= tc.patience:
+                if patience_stops(tc, stale, step):
                     stop_reason = "patience"
                     accelerator.print(
                         f"stopping early at step {step}: no better validation NDCG@10 in {stale} evaluations"
