@@ -285,7 +285,7 @@ def report(seeds: list[int]) -> dict:
         }
         if (folder / "content-metrics.json").exists():
             row["content"] = _row([(0, folder / "content-metrics.json")], lambda m: 0.0)
-        anchored = {
+        variants = {  # the content mix of the default runs, and the anchored-rows runs
             "mix": _row([(s, folder / f"llm-seed{s}" / "metrics-test-mix.json") for s in seeds], llm_train),
             "anchored": _row(
                 [(s, folder / f"anchored-seed{s}" / "metrics-test-llm.json") for s in seeds], llm_train
@@ -294,7 +294,7 @@ def report(seeds: list[int]) -> dict:
                 [(s, folder / f"anchored-seed{s}" / "metrics-test-hybrid.json") for s in seeds], llm_train
             ),
         }
-        row |= {k: v for k, v in anchored.items() if v}  # rows only where the variant ran
+        row |= {k: v for k, v in variants.items() if v}  # rows only where the variant ran
         for key in ("llm", "hybrid", "mix", "sasrec", "popularity", "content", "anchored", "anchored_hybrid"):
             merged = _merge(row.get(key), earlier.get(name, {}).get(key))
             if merged:

@@ -305,10 +305,10 @@ def suite_table() -> list[str]:
             + (f" {t['max_minutes']:g} min" if t.get("max_minutes") else "")
             for t in row["llm_training"]
         )
-        mix = cell(row.get("mix")) if row.get("text", True) else "no text"
-        models = [cell(row.get(k)) for k in ("llm", "hybrid")] + [mix]
+        text = row.get("text", True)
+        models = [cell(row.get(k)) for k in ("llm", "hybrid")] + [cell(row.get("mix")) if text else "no text"]
         models += [cell(row.get(k)) for k in ("anchored", "anchored_hybrid", "sasrec")]
-        models += [cell(row.get("content")) if row.get("text", True) else "no text", cell(row["popularity"])]
+        models += [cell(row.get("content")) if text else "no text", cell(row["popularity"])]
         cells = [name, row["users"], *models, row["chosen"] or "", f"{ratio:.3f}x" if ratio else "", runs]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines

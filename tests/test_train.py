@@ -164,18 +164,8 @@ def test_patience_stops_training_and_a_resumed_run_stays_stopped(tmp_path):
     from llmrec.train.run_dir import RunDir
 
     tok, _, new_ids = with_new_tokens(["<a_0>", "<a_1>"])
-    cfg = Config.model_validate(
-        {
-            "train": {
-                "max_steps": 40,
-                "batch_size": 2,
-                "eval_every": 2,
-                "patience": 2,
-                "save_every": 1,
-                "min_steps": 0,
-            }
-        }  # fmt: skip
-    )
+    settings = {"max_steps": 40, "batch_size": 2, "eval_every": 2, "patience": 2, "save_every": 1}
+    cfg = Config.model_validate({"train": settings | {"min_steps": 0}})
     examples = encode_examples(tok, ["Next item:\n"] * 8, [[new_ids[0]]] * 8)
     (tmp_path / "run").mkdir()
     run = RunDir(tmp_path / "run")

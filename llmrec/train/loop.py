@@ -30,7 +30,7 @@ from transformers import (
     get_cosine_schedule_with_warmup,
 )
 
-from llmrec.config import Config
+from llmrec.config import Config, TrainConfig
 from llmrec.errors import InputError
 from llmrec.io import atomic_path, write_json
 from llmrec.prompts import encode_prompts
@@ -82,7 +82,7 @@ def collate(batch: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     return out | {"position_ids": positions, "segment_ids": segments} if packed else out
 
 
-def patience_stops(tc, stale: int, step: int) -> bool:
+def patience_stops(tc: TrainConfig, stale: int, step: int) -> bool:
     """Whether early stopping ends training now: `tc.patience` validations in a row without a better
     NDCG@10, and at least `tc.min_steps` steps trained (earlier validations are too noisy to stop on)."""
     return bool(tc.patience) and stale >= tc.patience and step >= tc.min_steps
