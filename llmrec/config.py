@@ -206,6 +206,13 @@ class TrainConfig(_Section):
     eval_every: int | Literal["epoch"] = Field(
         "epoch", description="validation runs: every epoch, or every N steps; 0 = only at the end"
     )
+    eval_min_gap: int = Field(
+        20,
+        ge=1,
+        description="with eval_every: epoch, validation runs every whole number of epochs at least this "
+        "many optimizer steps apart: on a small catalogue an epoch is a few steps, and validating each "
+        "one took ~40% of the run (Industrial's epochs are 7 steps: validation every 3 epochs)",
+    )
     eval_users: int = Field(
         1000,
         ge=1,

@@ -20,7 +20,7 @@ chosen on validation by cold HR@10, the choice most favourable to it) and popula
 counts: an added item has none).
 
     python scripts/bench_cold_start.py split ml100k              # data + config under runs/cold-start/ml100k
-    python scripts/bench_cold_start.py train ml100k [--seeds 0 1 2] [--epochs 8]   # resumable
+    python scripts/bench_cold_start.py train ml100k [--seeds 0 1 2] [--variants free]   # resumable
     python scripts/bench_cold_start.py train industrial --titles   # + anchored rows with titles in the prompt
     python scripts/bench_cold_start.py measure ml100k [--seeds 0 1 2]              # items add + every model
     python scripts/bench_cold_start.py mix ml100k [--seeds 0 1 2]   # + the content mix rows (after measure)
@@ -142,7 +142,7 @@ def llmrec(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "llmrec", *args], check=True)
 
 
-def train(name: str, seeds: list[int], epochs: float, titles: bool = False) -> None:
+def train(name: str, seeds: list[int], epochs: float, variants: list[str], titles: bool = False) -> None:
     """Per seed: SASRec-CE, then the LLM with free and with anchored item rows, on the warm data;
     each step is skipped when its output is there. `epochs`: the LLM's epoch cap (patience 2 stops
     it earlier), the same for both variants, so machine load changes wall time, not the numbers.
@@ -155,11 +155,11 @@ def train(name: str, seeds: list[int], epochs: float, titles: bool = False) -> N
         if not (folder / f"baselines-seed{seed}" / "sasrec" / "model.pt").exists():
             llmrec("baseline", config, "--model", "sasrec", "--set", f"baselines_dir=baselines-seed{seed}",
                    "--set", f"baselines.sasrec.seed={seed}")  # fmt: skip
-        for variant, sets in VARIANTS.items():
+        for variant in variants:
             run = f"{variant}-seed{seed}"
             if not (folder / run / "train_summary.json").exists():
                 llmrec("train", config, "--set", f"run_dir={run}", "--set", f"train.seed={seed}",
-                       "--set", f"train.epochs={epochs}", *sets)  # fmt: skip
+                       "--set", f"train.epochs={epochs}", *VARIANTS[variant])  # fmt: skip
         run = f"titles-seed{seed}"
         if titles and not (folder / run / "train_summary.json").exists():
             anchored = folder / f"anchored-seed{seed}" / "train_summary.json"
@@ -219,9 +219,11 @@ def llm_lists(run_dir: Path, histories: list[list[str]], slots: int | None = Non
     return [[r.item for r in row] for row in rec.recommend(histories, k=10, progress=True)]
 
 
-def measure(name: str, seeds: list[int], split_name: str) -> dict:
-    """Every model on `split_name`'s users, each LLM and SASRec-CE per training seed; on the
-    validation split only the content baseline (its profile length is chosen there)."""
+def measure(name: str, seeds: list[int], split_name: str, variants: list[str]) -> dict:
+    """Every model on `split_name`'s users, each LLM (of `variants`, and titles when trained) and
+    SASRec-CE per training seed; on the validation split only the content baseline (its profile
+    length is chosen there). Merged into measure-<split>.json, so variants and seeds can be measured
+    as their training ends."""
     folder = WORK / name
     started = time.time()
     histories, targets, is_cold = eval_users(name, split_name)
@@ -237,7 +239,7 @@ def measure(name: str, seeds: list[int], split_name: str) -> dict:
         result["content_by_profile"][str(last or "all")] = split_metrics(lists, targets, is_cold, catalogue)
     models = result["models"]
     for seed in seeds if split_name == "test" else []:
-        for variant in (*VARIANTS, "titles"):
+        for variant in (*variants, "titles"):
             run = f"{variant}-seed{seed}"
             if not (folder / run / "train_summary.json").exists():
                 continue  # the titles variant is optional (train --titles)
@@ -246,30 +248,52 @@ def measure(name: str, seeds: list[int], split_name: str) -> dict:
             entry = split_metrics(named, targets, is_cold, catalogue) | {
                 "cold_share_in_top10": cold_share(named, cold)
             }
-            models.setdefault(f"llm_{variant}", {})[seed] = entry
+            models.setdefault(f"llm_{variant}", {})[str(seed)] = entry
             named = llm_lists(added, histories, slots=0)
             entry = split_metrics(named, targets, is_cold, catalogue) | {
                 "cold_share_in_top10": cold_share(named, cold)
             }
-            models.setdefault(f"llm_{variant}_plain", {})[seed] = entry
+            models.setdefault(f"llm_{variant}_plain", {})[str(seed)] = entry
             before = llm_lists(folder / run, histories, slots=0)
-            models.setdefault(f"llm_{variant}_before_add", {})[seed] = split_metrics(before, targets, is_cold,
-                                                                                     catalogue)  # fmt: skip
+            before_add = split_metrics(before, targets, is_cold, catalogue)
+            models.setdefault(f"llm_{variant}_before_add", {})[str(seed)] = before_add
         warm_split = SplitData.load(folder / "prepared")
         sasrec = SasrecRecommender(warm_split, load_config(folder / "config.yaml").baselines.sasrec)
         sasrec.load(folder / f"baselines-seed{seed}" / "sasrec" / "model.pt")
         sasrec_lists = sasrec.recommend(histories, 10)
-        models.setdefault("sasrec_ce", {})[seed] = split_metrics(sasrec_lists, targets, is_cold, catalogue)
+        sasrec_entry = split_metrics(sasrec_lists, targets, is_cold, catalogue)
+        models.setdefault("sasrec_ce", {})[str(seed)] = sasrec_entry
     pop = Popularity(SplitData.load(folder / "prepared"))
     result["popularity"] = split_metrics(
         [pop.recommend(h, 10) for h in histories], targets, is_cold, catalogue
     )
     result["wall_s"] = round(time.time() - started, 1)
-    (folder / f"measure-{split_name}.json").write_text(json.dumps(result, indent=2))
-    return result
+    return merge_measured(folder / f"measure-{split_name}.json", result)
 
 
-def content_mix(name: str, seeds: list[int]) -> None:
+def merge_measured(path: Path, new: dict) -> dict:
+    """Merge a stage's results into measure-<split>.json, read just before the write, so stages on
+    other variants and seeds may run beside it: per-seed rows are added, walls add up, the rest is
+    replaced. The file is replaced in one step."""
+
+    def merge(old: dict, update: dict) -> dict:
+        for key, value in update.items():
+            if key.endswith("wall_s"):
+                old[key] = round(old.get(key, 0) + value, 1)
+            elif isinstance(value, dict) and isinstance(old.get(key), dict) and key != "content_by_profile":
+                old[key] = merge(old[key], value)
+            else:
+                old[key] = value
+        return old
+
+    merged = merge(json.loads(path.read_text()) if path.exists() else {}, new)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(merged, indent=2))
+    partial.replace(path)
+    return merged
+
+
+def content_mix(name: str, seeds: list[int], variants: list[str]) -> None:
     """The content mix rows (`generate.retriever: content`, what `train`'s auto choice fits when items
     have text): profile and weight picked on the warm run's training validation sample, then the
     added run ranks the test users with them (default slots); merged into measure-test.json as
@@ -278,11 +302,10 @@ def content_mix(name: str, seeds: list[int]) -> None:
     started = time.time()
     histories, targets, is_cold = eval_users(name, "test")
     cold = set(pd.read_csv(folder / "data" / "items-cold.csv", dtype=str)["item"])
-    path = folder / "measure-test.json"
-    test = json.loads(path.read_text())
+    mixes: dict = {}
     defaults = GenerateConfig()
     for seed in seeds:
-        for variant in VARIANTS:
+        for variant in variants:
             run = RunDir(folder / f"{variant}-seed{seed}")
             if not run.summary.exists():
                 continue
@@ -301,9 +324,9 @@ def content_mix(name: str, seeds: list[int]) -> None:
                 "profile": settings["profile"],
                 "weight": settings["weight"],
             }
-            test["models"].setdefault(f"llm_{variant}_mix", {})[str(seed)] = entry
-    test["content_mix_wall_s"] = round(time.time() - started, 1)
-    path.write_text(json.dumps(test, indent=2))
+            mixes.setdefault(f"llm_{variant}_mix", {})[str(seed)] = entry
+    wall = round(time.time() - started, 1)
+    merge_measured(folder / "measure-test.json", {"models": mixes, "content_mix_wall_s": wall})
 
 
 OFFSETS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)  # nats added to every added item's mixed score
@@ -316,8 +339,6 @@ def frontier(name: str, seeds: list[int]) -> None:
     trade-off, read on test, not a setting picked there; merged into measure-test.json."""
     folder = WORK / name
     histories, targets, is_cold = eval_users(name, "test")
-    path = folder / "measure-test.json"
-    test = json.loads(path.read_text())
     rows: dict = {}
     for seed in seeds:
         added = folder / f"anchored-seed{seed}-added"
@@ -333,8 +354,7 @@ def frontier(name: str, seeds: list[int]) -> None:
             entry = split_metrics(named, targets, is_cold, catalogue)
             entry["all_ndcg@10"] = round(ranking_metrics(targets, named, catalogue)["ndcg@10"], 4)
             rows.setdefault(str(offset), {})[str(seed)] = entry
-    test["anchored_mix_new_item_offset"] = rows
-    path.write_text(json.dumps(test, indent=2))
+    merge_measured(folder / "measure-test.json", {"anchored_mix_new_item_offset": rows})
 
 
 def over_seeds(per_seed: dict) -> dict:
@@ -451,8 +471,10 @@ def main() -> None:
     parser.add_argument("stage", choices=("split", "train", "measure", "mix", "frontier", "report"))
     parser.add_argument("name", nargs="?", choices=tuple(COLD_SHARE))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=float, default=8, help="the LLM's epoch cap (both variants)")
+    parser.add_argument("--epochs", type=float, default=30, help="the LLM's epoch cap (both variants)")
     parser.add_argument("--titles", action="store_true", help="train: also the titles-in-prompt variant")
+    parser.add_argument("--variants", nargs="*", choices=tuple(VARIANTS), default=list(VARIANTS),
+                        help="train/measure/mix: the item-row variants (default both)")  # fmt: skip
     args = parser.parse_args()
     if args.stage == "report":
         report([n for n in COLD_SHARE if (WORK / n / "measure-test.json").exists()])
@@ -462,14 +484,14 @@ def main() -> None:
     if args.stage == "split":
         split(args.name)
     elif args.stage == "train":
-        train(args.name, args.seeds, args.epochs, args.titles)
+        train(args.name, args.seeds, args.epochs, args.variants, args.titles)
     elif args.stage == "mix":
-        content_mix(args.name, args.seeds)
+        content_mix(args.name, args.seeds, args.variants)
     elif args.stage == "frontier":
         frontier(args.name, args.seeds)
     else:
         for split_name in ("valid", "test"):
-            print(json.dumps(measure(args.name, args.seeds, split_name), indent=1))
+            print(json.dumps(measure(args.name, args.seeds, split_name, args.variants), indent=1))
 
 
 if __name__ == "__main__":

@@ -229,7 +229,7 @@ def _fit(tmp_path, name: str, scores: list[float], kill_at: int | None = None, *
     from llmrec.train.run_dir import RunDir
 
     tok, model, new_ids = with_new_tokens(["<a_0>", "<a_1>"])
-    settings = {"batch_size": 2, "warmup_steps": 2, "save_every": 1, "min_steps": 0}
+    settings = {"batch_size": 2, "warmup_steps": 2, "save_every": 1, "min_steps": 0, "eval_min_gap": 1}
     cfg = Config.model_validate({"train": settings | train})
     examples = encode_examples(tok, ["Next item:\n", "a b\n"] * 4, [[new_ids[0]], [new_ids[1]]] * 4)
     (tmp_path / name).mkdir(exist_ok=True)
@@ -262,6 +262,14 @@ def test_patience_waits_for_min_steps(tmp_path):
     summary, _, _, log = _fit(tmp_path, "run", [0.3, 0.1], epochs=30, patience=2, min_steps=14)
     assert summary["stop_reason"] == "patience" and summary["steps"] == 16 and summary["best_step"] == 4
     assert [r["step"] for r in log if "valid_ndcg@10" in r] == [4, 8, 12, 16]
+
+
+def test_epoch_validation_waits_for_whole_epochs_min_gap_steps_apart(tmp_path):
+    # 4-step epochs and eval_min_gap 10: validation every 3 epochs (12 steps); patience 2 measured in
+    # those validations, so the best (1st) is followed by two stale ones
+    summary, _, _, log = _fit(tmp_path, "run", [0.3, 0.1], epochs=30, patience=2, eval_min_gap=10)
+    assert [r["step"] for r in log if "valid_ndcg@10" in r] == [12, 24, 36]
+    assert summary["stop_reason"] == "patience" and summary["steps"] == 36 and summary["best_step"] == 12
 
 
 def test_early_stopping_keeps_and_restores_the_best_weights(tmp_path):

@@ -128,7 +128,10 @@ def fit(
     batches_per_epoch = max(1, len(examples) // (tc.batch_size * accelerator.num_processes))
     steps_per_epoch = max(1, batches_per_epoch // tc.grad_accum)
     total = tc.max_steps or max(1, math.ceil(tc.epochs * steps_per_epoch))
-    eval_every = steps_per_epoch if tc.eval_every == "epoch" else tc.eval_every
+    if tc.eval_every == "epoch":
+        eval_every = steps_per_epoch * math.ceil(tc.eval_min_gap / steps_per_epoch)
+    else:
+        eval_every = tc.eval_every
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     warmup = min(tc.warmup_steps, total // 10 + 1)
