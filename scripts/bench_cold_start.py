@@ -25,6 +25,7 @@ counts: an added item has none).
     python scripts/bench_cold_start.py measure ml100k [--seeds 0 1 2]              # items add + every model
     python scripts/bench_cold_start.py mix ml100k [--seeds 0 1 2]   # + the content mix rows (after measure)
     python scripts/bench_cold_start.py frontier industrial   # cold vs warm as added items get a score offset
+    python scripts/bench_cold_start.py newness industrial    # does history newness predict a cold target?
     python scripts/bench_cold_start.py report                    # docs/benchmarks/cold-start.json
 """
 
@@ -357,6 +358,31 @@ def frontier(name: str, seeds: list[int]) -> None:
     merge_measured(folder / "measure-test.json", {"anchored_mix_new_item_offset": rows})
 
 
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: the chance a positive outranks a negative (ties count half)."""
+    ranks = pd.Series(scores).rank().to_numpy()
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def newness(name: str) -> None:
+    """Whether a per-user "wants something new" signal is in the history: how well the newness of
+    the user's latest items (the percentile of their first interaction among warm items) separates
+    cold from warm targets, as an AUC, on validation and test users; merged into measure-test.json."""
+    catalog = load_catalog(source_data(name))
+    first_seen = catalog.interactions.groupby("item")["timestamp"].min().rank(pct=True)
+    out = {}
+    for split_name in ("valid", "test"):
+        histories, _, is_cold = eval_users(name, split_name)
+        out[split_name] = {
+            f"last_{n}": round(auc(is_cold, np.array([first_seen[h[-n:]].mean() for h in histories])), 3)
+            for n in (1, 3)
+        } | {"cold_users": int(is_cold.sum()), "users": len(is_cold)}
+    merge_measured(WORK / name / "measure-test.json", {"newness_auc": out})
+    print(json.dumps(out))
+
+
 def over_seeds(per_seed: dict) -> dict:
     """{seed: {cold: {...}, warm: {...}}} -> per part: mean HR@10/NDCG@10, their values by seed, sd."""
     out = {}
@@ -438,6 +464,8 @@ def report(names: list[str]) -> None:
                 | {"all_ndcg@10": round(statistics.mean(e["all_ndcg@10"] for e in per_seed.values()), 4)}
                 for offset, per_seed in test["anchored_mix_new_item_offset"].items()
             }
+        if "newness_auc" in test:
+            entry["newness_auc"] = test["newness_auc"]
         if "llm_titles" in models:
             entry["targets"]["titles_over_anchored"] = {
                 f"{part}_{metric}": round(models["llm_titles"][part][metric] / anchored[part][metric], 3)
@@ -468,7 +496,8 @@ def report(names: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=("split", "train", "measure", "mix", "frontier", "report"))
+    stages = ("split", "train", "measure", "mix", "frontier", "newness", "report")
+    parser.add_argument("stage", choices=stages)
     parser.add_argument("name", nargs="?", choices=tuple(COLD_SHARE))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=30, help="the LLM's epoch cap (both variants)")
@@ -489,6 +518,8 @@ def main() -> None:
         content_mix(args.name, args.seeds, args.variants)
     elif args.stage == "frontier":
         frontier(args.name, args.seeds)
+    elif args.stage == "newness":
+        newness(args.name)
     else:
         for split_name in ("valid", "test"):
             print(json.dumps(measure(args.name, args.seeds, split_name, args.variants), indent=1))
