@@ -275,22 +275,20 @@ def measure(name: str, seeds: list[int], split_name: str, variants: list[str]) -
 def merge_measured(path: Path, new: dict) -> dict:
     """Merge a stage's results into measure-<split>.json, read just before the write, so stages on
     other variants and seeds may run beside it: per-seed rows are added, walls add up, the rest is
-    replaced. The file is replaced in one step."""
+    replaced (`write_json`: in one step)."""
 
     def merge(old: dict, update: dict) -> dict:
         for key, value in update.items():
             if key.endswith("wall_s"):
                 old[key] = round(old.get(key, 0) + value, 1)
-            elif isinstance(value, dict) and isinstance(old.get(key), dict) and key != "content_by_profile":
+            elif isinstance(value, dict) and isinstance(old.get(key), dict):
                 old[key] = merge(old[key], value)
             else:
                 old[key] = value
         return old
 
     merged = merge(json.loads(path.read_text()) if path.exists() else {}, new)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(merged, indent=2))
-    partial.replace(path)
+    write_json(path, merged)
     return merged
 
 
