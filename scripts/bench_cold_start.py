@@ -25,6 +25,7 @@ counts: an added item has none).
     python scripts/bench_cold_start.py measure ml100k [--seeds 0 1 2]              # items add + every model
     python scripts/bench_cold_start.py mix ml100k [--seeds 0 1 2]   # + the content mix rows (after measure)
     python scripts/bench_cold_start.py frontier industrial   # cold vs warm as added items get a score offset
+    python scripts/bench_cold_start.py placement industrial  # added items by rank calibration, not slots
     python scripts/bench_cold_start.py newness industrial    # does history newness predict a cold target?
     python scripts/bench_cold_start.py report                    # docs/benchmarks/cold-start.json
 """
@@ -44,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import yaml
 
 from llmrec.backbone import resolve_dtype
@@ -57,6 +59,7 @@ from llmrec.data.importers import load_catalog
 from llmrec.data.split import leave_one_out
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
+from llmrec.generate.new_items import NEG
 from llmrec.hybrid import ContentMixRecommender, fit_content_mix
 from llmrec.io import write_json
 from llmrec.train.run_dir import RunDir
@@ -356,6 +359,69 @@ def frontier(name: str, seeds: list[int]) -> None:
     merge_measured(folder / "measure-test.json", {"anchored_mix_new_item_offset": rows})
 
 
+PLACEMENT_PRIORS = (0.5, 1.0, 2.0)  # an added item's chance relative to a warm item at its text rank
+CALIBRATION_DEPTH = 200  # ranks the calibration tables cover; deeper ranks count as chance 0
+
+
+def rank_shares(scores: torch.Tensor, targets: list[int]) -> torch.Tensor:
+    """The share of users whose target is at each rank (0-based, best first) of their row of `scores`."""
+    target = scores[torch.arange(len(targets)), torch.tensor(targets)]
+    ranks = (scores > target[:, None]).sum(1).clamp(max=CALIBRATION_DEPTH)
+    return torch.bincount(ranks, minlength=CALIBRATION_DEPTH + 1)[:CALIBRATION_DEPTH].double() / len(targets)
+
+
+def placement(name: str, seeds: list[int]) -> None:
+    """Added items placed by rank calibration instead of slots (a diagnostic, read on test): on the
+    warm run's validation sample, the share of targets at each rank of the content mix (p_mix) and of
+    the text similarity to the latest item (p_text). On test a warm item at mix rank j (among warm
+    items) has chance p_mix[j], an added item at text rank r (whole catalogue) prior * p_text[r], and
+    the top 10 by chance is the list; beside it the mix without slots (with the default slots: the
+    mix stage's llm_anchored_mix). Merged into measure-test.json."""
+    folder = WORK / name
+    histories, targets, is_cold = eval_users(name, "test")
+    rows: dict = {}
+    for seed in seeds:
+        added = folder / f"anchored-seed{seed}-added"
+        if not (added / "retriever" / "content_mix.json").exists():
+            continue  # the mix stage fits it
+        warm = RunDir(folder / f"anchored-seed{seed}")
+        cfg, split = warm.load_config(), warm.load_split()
+        users = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
+        valid_histories = split.histories(users, "valid")
+        warm_rec = ContentMixRecommender.from_run(warm.path)
+        index = {item: i for i, item in enumerate(warm_rec.item_ids.items)}
+        valid_targets = [index[t] for t in users["valid"]]
+        mixed = warm_rec.llm.score_catalogue(valid_histories) + warm_rec.weight * warm_rec.cosines(
+            valid_histories, warm_rec.profile
+        )
+        p_mix = rank_shares(mixed, valid_targets)
+        p_text = rank_shares(warm_rec.content.scores(valid_histories, profile=1), valid_targets)
+
+        rec = ContentMixRecommender.from_run(added)
+        catalogue, new = set(rec.item_ids.items), rec.llm.new_items
+        mixed = rec.llm.score_catalogue(histories) + rec.weight * rec.cosines(histories, rec.profile)
+        text = rec.content.scores(histories, profile=1).masked_fill(mixed == NEG, NEG)
+        lists = {"no_slots": mixed.topk(10, dim=1).indices.tolist()}  # with slots: the mix stage's row
+        warm_top = mixed.masked_fill(new, NEG).topk(10, dim=1).indices
+        text_rank = text.argsort(dim=1, descending=True).argsort(dim=1)  # each item's rank by text
+        text_chance = p_text[text_rank.clamp(max=CALIBRATION_DEPTH - 1)].masked_fill(
+            (text_rank >= CALIBRATION_DEPTH) | ~new, 0.0
+        )
+        new_top = text_chance.topk(10, dim=1)
+        for prior in PLACEMENT_PRIORS:
+            # warm candidates first, so a tie keeps the warm item
+            chance = torch.cat([p_mix[:10].expand(len(histories), 10), prior * new_top.values - 1e-12], dim=1)
+            columns = torch.cat([warm_top, new_top.indices], dim=1)
+            lists[f"calibrated_prior_{prior}"] = columns.gather(1, chance.topk(10, dim=1).indices).tolist()
+        for label, top in lists.items():
+            named = [[rec.item_ids.items[i] for i in row] for row in top]
+            entry = split_metrics(named, targets, is_cold, catalogue)
+            entry["all_ndcg@10"] = round(ranking_metrics(targets, named, catalogue)["ndcg@10"], 4)
+            rows.setdefault(label, {})[str(seed)] = entry
+        print(json.dumps({label: per_seed[str(seed)] for label, per_seed in rows.items()}), flush=True)
+    merge_measured(folder / "measure-test.json", {"anchored_mix_placement": rows})
+
+
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve: the chance a positive outranks a negative (ties count half)."""
     ranks = pd.Series(scores).rank().to_numpy()
@@ -462,6 +528,12 @@ def report(names: list[str]) -> None:
                 | {"all_ndcg@10": round(statistics.mean(e["all_ndcg@10"] for e in per_seed.values()), 4)}
                 for offset, per_seed in test["anchored_mix_new_item_offset"].items()
             }
+        if "anchored_mix_placement" in test:  # the placement stage: mean over seeds per rule
+            entry["anchored_mix_placement"] = {
+                rule: over_seeds(per_seed)
+                | {"all_ndcg@10": round(statistics.mean(e["all_ndcg@10"] for e in per_seed.values()), 4)}
+                for rule, per_seed in test["anchored_mix_placement"].items()
+            }
         if "newness_auc" in test:
             entry["newness_auc"] = test["newness_auc"]
         if "llm_titles" in models:
@@ -494,7 +566,7 @@ def report(names: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    stages = ("split", "train", "measure", "mix", "frontier", "newness", "report")
+    stages = ("split", "train", "measure", "mix", "frontier", "placement", "newness", "report")
     parser.add_argument("stage", choices=stages)
     parser.add_argument("name", nargs="?", choices=tuple(COLD_SHARE))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
@@ -516,6 +588,8 @@ def main() -> None:
         content_mix(args.name, args.seeds, args.variants)
     elif args.stage == "frontier":
         frontier(args.name, args.seeds)
+    elif args.stage == "placement":
+        placement(args.name, args.seeds)
     elif args.stage == "newness":
         newness(args.name)
     else:
