@@ -232,8 +232,19 @@ def measure(name: str, seeds: list[int], split_name: str, variants: list[str]) -
     started = time.time()
     histories, targets, is_cold = eval_users(name, split_name)
     cold = set(pd.read_csv(folder / "data" / "items-cold.csv", dtype=str)["item"])
-    # every added run has the same catalogue; the text vectors `items add` wrote serve the content baseline
-    added = RunDir(added_run(folder, f"free-seed{seeds[0]}"))
+    # every added run has the same catalogue; the text vectors `items add` wrote serve the content
+    # baseline, taken from the first trained run (a variant still training is skipped below)
+    trained = [
+        f"{v}-seed{s}"
+        for s in seeds
+        for v in variants
+        if (folder / f"{v}-seed{s}" / "train_summary.json").exists()
+    ]
+    if not trained:
+        sys.exit(
+            f"measure: no trained run of {variants} for seeds {seeds} under {folder} (run `train` first)"
+        )
+    added = RunDir(added_run(folder, trained[0]))
     added_split = added.load_split()
     catalogue = set(added_split.items["item"])
     content = ContentRecommender(added_split, added.load_text_vectors(len(catalogue)))
@@ -246,7 +257,7 @@ def measure(name: str, seeds: list[int], split_name: str, variants: list[str]) -
         for variant in (*variants, "titles"):
             run = f"{variant}-seed{seed}"
             if not (folder / run / "train_summary.json").exists():
-                continue  # the titles variant is optional (train --titles)
+                continue  # not trained (yet), or the optional titles variant (train --titles)
             added = added_run(folder, run)
             named = llm_lists(added, histories)
             entry = split_metrics(named, targets, is_cold, catalogue) | {
@@ -519,9 +530,10 @@ def report(names: list[str]) -> None:
                  for row in ("llm_anchored_mix", "llm_free_mix") if row in test["models"]}  # fmt: skip
         if mixes:
             entry["content_mix_profile_weight_by_seed"] = mixes
-        entry["targets"]["warm_ndcg@10_llm_anchored_minus_free"] = round(
-            models["llm_anchored"]["warm"]["ndcg@10"] - models["llm_free"]["warm"]["ndcg@10"], 4
-        )
+        if "llm_free" in models:  # a data set part-way through its seeds may lack a variant
+            entry["targets"]["warm_ndcg@10_llm_anchored_minus_free"] = round(
+                models["llm_anchored"]["warm"]["ndcg@10"] - models["llm_free"]["warm"]["ndcg@10"], 4
+            )
         if "anchored_mix_new_item_offset" in test:  # the frontier stage: mean over seeds per offset
             entry["anchored_mix_new_item_offset"] = {
                 offset: over_seeds(per_seed)
