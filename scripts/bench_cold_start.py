@@ -54,9 +54,7 @@ from llmrec.baselines.content import PROFILES
 from llmrec.baselines.popularity import Popularity
 from llmrec.baselines.sasrec import SasrecRecommender
 from llmrec.config import DataConfig, GenerateConfig, load_config
-from llmrec.data import SplitData
-from llmrec.data.importers import load_catalog
-from llmrec.data.split import leave_one_out
+from llmrec.data import Catalog, SplitData, leave_one_out, load_catalog
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
 from llmrec.generate.new_items import NEG
@@ -173,9 +171,12 @@ def train(name: str, seeds: list[int], epochs: float, variants: list[str], title
                    *TITLES)  # fmt: skip
 
 
-def eval_users(name: str, split_name: str) -> tuple[list[list[str]], list[str], np.ndarray]:
-    """The full data's `split_name` users: histories without cold items, targets, target-is-cold."""
-    full = leave_one_out(load_catalog(source_data(name)))
+def eval_users(
+    name: str, split_name: str, catalog: Catalog | None = None
+) -> tuple[list[list[str]], list[str], np.ndarray]:
+    """The full data's `split_name` users: histories without cold items, targets, target-is-cold
+    (`catalog`: the full data set when the caller has loaded it already)."""
+    full = leave_one_out(catalog or load_catalog(source_data(name)))
     cold = set(pd.read_csv(WORK / name / "data" / "items-cold.csv", dtype=str)["item"])
     users = full.eval_users(split_name)
     histories = [[i for i in h if i not in cold] for h in full.histories(users, split_name)]
@@ -259,16 +260,12 @@ def measure(name: str, seeds: list[int], split_name: str, variants: list[str]) -
             if not (folder / run / "train_summary.json").exists():
                 continue  # not trained (yet), or the optional titles variant (train --titles)
             added = added_run(folder, run)
-            named = llm_lists(added, histories)
-            entry = split_metrics(named, targets, is_cold, catalogue) | {
-                "cold_share_in_top10": cold_share(named, cold)
-            }
-            models.setdefault(f"llm_{variant}", {})[str(seed)] = entry
-            named = llm_lists(added, histories, slots=0)
-            entry = split_metrics(named, targets, is_cold, catalogue) | {
-                "cold_share_in_top10": cold_share(named, cold)
-            }
-            models.setdefault(f"llm_{variant}_plain", {})[str(seed)] = entry
+            for row, slots in ((f"llm_{variant}", None), (f"llm_{variant}_plain", 0)):  # default slots, none
+                named = llm_lists(added, histories, slots)
+                entry = split_metrics(named, targets, is_cold, catalogue)
+                models.setdefault(row, {})[str(seed)] = entry | {
+                    "cold_share_in_top10": cold_share(named, cold)
+                }
             before = llm_lists(folder / run, histories, slots=0)
             before_add = split_metrics(before, targets, is_cold, catalogue)
             models.setdefault(f"llm_{variant}_before_add", {})[str(seed)] = before_add
@@ -449,7 +446,7 @@ def newness(name: str) -> None:
     first_seen = catalog.interactions.groupby("item")["timestamp"].min().rank(pct=True)
     out = {}
     for split_name in ("valid", "test"):
-        histories, _, is_cold = eval_users(name, split_name)
+        histories, _, is_cold = eval_users(name, split_name, catalog)
         out[split_name] = {
             f"last_{n}": round(auc(is_cold, np.array([first_seen[h[-n:]].mean() for h in histories])), 3)
             for n in (1, 3)
