@@ -292,6 +292,13 @@ class GenerateConfig(_Section):
         description="retriever: SASRec-CE weights `llmrec baseline` saved (BASELINES_DIR/sasrec/model.pt) "
         "on the same split and baselines.sasrec settings; none: the run trains its own",
     )
+    new_item_placement: Literal["calibrated", "slots"] = Field(
+        "calibrated",
+        description="items added after training (`llmrec items add`) in content-mix runs "
+        "(`retriever: content`): calibrated, each list the top-K by the chance of a target at each "
+        "rank of the mix and of text similarity to the user's latest item, measured on validation by "
+        "the mix fit; slots: new_item_slots, as every other run",
+    )
     new_item_slots: int = Field(
         2,
         ge=0,

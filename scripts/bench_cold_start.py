@@ -45,7 +45,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 
 from llmrec.backbone import resolve_dtype
@@ -57,7 +56,7 @@ from llmrec.config import DataConfig, GenerateConfig, load_config
 from llmrec.data import Catalog, SplitData, leave_one_out, load_catalog
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
-from llmrec.generate.new_items import NEG
+from llmrec.generate.new_items import RankChance, top_by_chance
 from llmrec.hybrid import ContentMixRecommender, fit_content_mix
 from llmrec.io import write_json
 from llmrec.train.run_dir import RunDir
@@ -306,8 +305,9 @@ def merge_measured(path: Path, new: dict) -> dict:
 def content_mix(name: str, seeds: list[int], variants: list[str]) -> None:
     """The content mix rows (`generate.retriever: content`, what `train`'s auto choice fits when items
     have text): profile and weight picked on the warm run's training validation sample, then the
-    added run ranks the test users with them (default slots); merged into measure-test.json as
-    llm_<variant>_mix."""
+    added run ranks the test users with them, added items placed by the default rule (calibrated,
+    the fit's chance tables) and by the slots; merged into measure-test.json as llm_<variant>_mix
+    and llm_<variant>_mix_slots."""
     folder = WORK / name
     started = time.time()
     histories, targets, is_cold = eval_users(name, "test")
@@ -328,13 +328,17 @@ def content_mix(name: str, seeds: list[int], variants: list[str]) -> None:
             rec = ContentMixRecommender.from_run(added)
             rec.cfg.new_item_slots = defaults.new_item_slots
             rec.cfg.new_item_neighbours = defaults.new_item_neighbours
-            named = [[r.item for r in row] for row in rec.recommend(histories, k=10, progress=True)]
-            entry = split_metrics(named, targets, is_cold, set(rec.item_ids.items)) | {
-                "cold_share_in_top10": cold_share(named, cold),
-                "profile": settings["profile"],
-                "weight": settings["weight"],
-            }
-            mixes.setdefault(f"llm_{variant}_mix", {})[str(seed)] = entry
+            for label, placement_rule in ((f"llm_{variant}_mix", defaults.new_item_placement),
+                                        (f"llm_{variant}_mix_slots", "slots")):  # fmt: skip
+                rec.cfg.new_item_placement = placement_rule
+                named = [[r.item for r in row] for row in rec.recommend(histories, k=10, progress=True)]
+                entry = split_metrics(named, targets, is_cold, set(rec.item_ids.items)) | {
+                    "cold_share_in_top10": cold_share(named, cold),
+                    "profile": settings["profile"],
+                    "weight": settings["weight"],
+                    "new_item_placement": placement_rule,
+                }
+                mixes.setdefault(label, {})[str(seed)] = entry
     wall = round(time.time() - started, 1)
     merge_measured(folder / "measure-test.json", {"models": mixes, "content_mix_wall_s": wall})
 
@@ -368,23 +372,14 @@ def frontier(name: str, seeds: list[int]) -> None:
 
 
 PLACEMENT_PRIORS = (0.5, 1.0, 2.0)  # an added item's chance relative to a warm item at its text rank
-CALIBRATION_DEPTH = 200  # ranks the calibration tables cover; deeper ranks count as chance 0
-
-
-def rank_shares(scores: torch.Tensor, targets: list[int]) -> torch.Tensor:
-    """The share of users whose target is at each rank (0-based, best first) of their row of `scores`."""
-    target = scores[torch.arange(len(targets)), torch.tensor(targets)]
-    ranks = (scores > target[:, None]).sum(1).clamp(max=CALIBRATION_DEPTH)
-    return torch.bincount(ranks, minlength=CALIBRATION_DEPTH + 1)[:CALIBRATION_DEPTH].double() / len(targets)
 
 
 def placement(name: str, seeds: list[int]) -> None:
-    """Added items placed by rank calibration instead of slots (a diagnostic, read on test): on the
-    warm run's validation sample, the share of targets at each rank of the content mix (p_mix) and of
-    the text similarity to the latest item (p_text). On test a warm item at mix rank j (among warm
-    items) has chance p_mix[j], an added item at text rank r (whole catalogue) prior * p_text[r], and
-    the top 10 by chance is the list; beside it the mix without slots (with the default slots: the
-    mix stage's llm_anchored_mix). Merged into measure-test.json."""
+    """What calibrated placement (`generate.new_item_placement: calibrated`, the default) trades, a
+    diagnostic read on test: the anchored runs' content mix with the chance tables the `mix` stage's
+    fit stored (the share of validation targets at each rank of the mix and of text similarity to
+    the latest item), the added items' text chances times a prior (1: the library's rule), and the
+    mix without slots or placement; merged into measure-test.json."""
     folder = WORK / name
     histories, targets, is_cold = eval_users(name, "test")
     rows: dict = {}
@@ -392,35 +387,17 @@ def placement(name: str, seeds: list[int]) -> None:
         added = folder / f"anchored-seed{seed}-added"
         if not (added / "retriever" / "content_mix.json").exists():
             continue  # the mix stage fits it
-        warm = RunDir(folder / f"anchored-seed{seed}")
-        cfg, split = warm.load_config(), warm.load_split()
-        users = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
-        valid_histories = split.histories(users, "valid")
-        warm_rec = ContentMixRecommender.from_run(warm.path)
-        index = {item: i for i, item in enumerate(warm_rec.item_ids.items)}
-        valid_targets = [index[t] for t in users["valid"]]
-        mixed = warm_rec.llm.score_catalogue(valid_histories) + warm_rec.weight * warm_rec.cosines(
-            valid_histories, warm_rec.profile
-        )
-        p_mix = rank_shares(mixed, valid_targets)
-        p_text = rank_shares(warm_rec.content.scores(valid_histories, profile=1), valid_targets)
-
         rec = ContentMixRecommender.from_run(added)
-        catalogue, new = set(rec.item_ids.items), rec.llm.new_items
+        if rec.chance is None:
+            sys.exit(f"{added}: a content mix fitted before calibrated placement; re-run the mix stage")
+        catalogue = set(rec.item_ids.items)
         mixed = rec.llm.score_catalogue(histories) + rec.weight * rec.cosines(histories, rec.profile)
-        text = rec.content.scores(histories, profile=1).masked_fill(mixed == NEG, NEG)
-        lists = {"no_slots": mixed.topk(10, dim=1).indices.tolist()}  # with slots: the mix stage's row
-        warm_top = mixed.masked_fill(new, NEG).topk(10, dim=1).indices
-        text_rank = text.argsort(dim=1, descending=True).argsort(dim=1)  # each item's rank by text
-        text_chance = p_text[text_rank.clamp(max=CALIBRATION_DEPTH - 1)].masked_fill(
-            (text_rank >= CALIBRATION_DEPTH) | ~new, 0.0
-        )
-        new_top = text_chance.topk(10, dim=1)
+        lists = {"no_slots": mixed.topk(10, dim=1).indices.tolist()}
+        chance = rec.placement(histories)
         for prior in PLACEMENT_PRIORS:
-            # warm candidates first, so a tie keeps the warm item
-            chance = torch.cat([p_mix[:10].expand(len(histories), 10), prior * new_top.values - 1e-12], dim=1)
-            columns = torch.cat([warm_top, new_top.indices], dim=1)
-            lists[f"calibrated_prior_{prior}"] = columns.gather(1, chance.topk(10, dim=1).indices).tolist()
+            scaled = RankChance(chance.ranked, prior * chance.by_text, chance.similarity)
+            top = top_by_chance(mixed, rec.llm.new_items, 10, scaled)
+            lists[f"calibrated_prior_{prior}"] = [[s.item for s in row] for row in top]
         for label, top in lists.items():
             named = [[rec.item_ids.items[i] for i in row] for row in top]
             entry = split_metrics(named, targets, is_cold, catalogue)

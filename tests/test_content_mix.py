@@ -175,8 +175,56 @@ def test_an_added_item_gets_its_similarity_from_its_text_at_once(text_run, tmp_p
     assert mixed.item_ids.items[-1] == "m99" and len(mixed.content.items) == 31
     cos = mixed.cosines([["m5", "m1"]], 1)[0]
     assert float(cos[-1]) == pytest.approx(float(cos[mixed.content.index["m2"]]), abs=1e-3)
+    mixed.llm.cfg.new_item_placement = "slots"  # the score path (calibrated placement: the next test)
     mixed.weight, mixed.profile = 1000.0, 1  # the text decides: m99 and m2 rank side by side
     ranked = mixed.recommend([["m5", "m1"]], k=29)[0]
     where = {r.item: n for n, r in enumerate(ranked)}
     assert abs(where["m99"] - where["m2"]) == 1
     assert ranked[where["m99"]].score == pytest.approx(ranked[where["m2"]].score, rel=0.01)
+
+
+def test_chance_tables_are_fitted_on_validation_and_place_added_items(text_run, tmp_path):
+    """The fit stores, per rank, the share of validation targets there (of the kept ranking and of
+    text similarity to the latest item); after `items add` the mix lists by those chances: an added
+    item whose text rank has a higher chance than the first warm place leads the list, one whose
+    text rank has none stays out; `new_item_placement: slots` goes back to the slots."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint"))
+    saved = fit_content_mix(run, log=lambda _: None)
+    ranked, by_text = saved["rank_chance"]["ranked"], saved["rank_chance"]["by_text"]
+    assert len(ranked) == len(by_text) == 200 and 0 < sum(ranked) <= 1 + 1e-6 and 0 < sum(by_text) <= 1 + 1e-6
+    # each share is a whole number of the 40 validation users
+    assert all(abs(v * 40 - round(v * 40)) < 1e-3 for v in ranked + by_text)
+    (tmp_path / "new.csv").write_text("iid,name,genre\nm99,Film 2,action\n")  # m2's text
+    result = runner.invoke(app, ["items", "add", str(run), str(tmp_path / "new.csv")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    mixed = ContentMixRecommender.from_run(run)
+    history = [["m5", "m2"]]  # m2 is excluded, so m99 (same text) is the nearest item by text
+    text = mixed.content.scores(history, exclude_history=True, profile=1)[0]
+    assert int(text.argmax()) == mixed.item_ids.index["m99"]
+
+    mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.45])  # m99's text rank 0: between warm places 1 and 2
+    listed = [r.item for r in mixed.recommend(history, k=5)[0]]
+    warm = [i for i in [r.item for r in mixed.recommend(history, k=10)[0]] if i != "m99"]
+    assert listed == [warm[0], "m99", *warm[1:4]]
+    mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.0])  # text rank 0 never held a target: m99 stays out
+    assert "m99" not in [r.item for r in mixed.recommend(history, k=5)[0]]
+    mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.4])  # a tie keeps the warm item
+    assert [r.item for r in mixed.recommend(history, k=5)[0]][1:3] == [warm[1], "m99"]
+    mixed.llm.cfg.new_item_placement = "slots"
+    assert mixed.placement(history) is None
+
+
+def test_top_by_chance_keeps_score_order_within_equal_chances():
+    """Equal chances over warm ranks keep the score order; an excluded added item is never listed."""
+    from llmrec.generate.new_items import RankChance, rank_chance, top_by_chance
+
+    scores = torch.tensor([[5.0, 4.0, 3.0, 2.0, float("-inf"), 1.0]])
+    new = torch.tensor([False, False, False, False, True, True])
+    similarity = torch.tensor([[0.0, 0.0, 0.0, 0.0, 1.0, 0.5]])  # item 4 nearest, but excluded
+    chance = RankChance(torch.tensor([0.1, 0.1, 0.1, 0.1]), torch.tensor([0.3, 0.05]), similarity)
+    top = top_by_chance(scores, new, 4, chance)[0]
+    assert [s.item for s in top] == [5, 0, 1, 2] and top[0].score == 1.0
+    assert rank_chance(scores[:, :4].repeat(2, 1), [0, 2]).tolist()[:3] == [0.5, 0.0, 0.5]

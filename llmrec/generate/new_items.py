@@ -8,9 +8,19 @@ of the last warm ones. Which ones: with `affinity` (each item's text similarity 
 item), the most similar, and only those among the `neighbours` items (of the whole recommendable
 catalogue) most similar to it: a rank, not a cosine, so the rule does not depend on the embedding's
 scale; without `affinity`, those the LLM scores best.
+
+Calibrated placement (`generate.new_item_placement: calibrated`, content-mix runs) instead weighs
+what a place is worth. On validation the mix fit counts the share of targets at each rank of the
+ranking (`RankChance.ranked`) and at each rank of text similarity to the user's latest item
+(`RankChance.by_text`). A warm item at rank j among warm items then has chance ranked[j], an added
+item at text rank r (whole catalogue) by_text[r], and the list is the top-K by chance: where text
+predicts the next item, the nearest added item leads the list; where it does not, added items stay
+out instead of taking two places from every user (ML-100K, docs/benchmarks/cold-start.json).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -18,6 +28,28 @@ from llmrec.generate.beam import Scored
 
 NEG = float("-inf")
 PROFILE_ITEMS = 1  # the user's latest items whose mean text vector the new items are compared with
+CHANCE_DEPTH = 200  # ranks a chance table covers; deeper ranks have chance 0
+
+
+def rank_chance(scores: torch.Tensor, targets: list[int], depth: int = CHANCE_DEPTH) -> torch.Tensor:
+    """The share of rows whose target column is at each rank (0-based) of the row's `scores`."""
+    target = scores[torch.arange(len(targets)), torch.tensor(targets)]
+    ranks = (scores > target[:, None]).sum(1).clamp(max=depth)
+    return torch.bincount(ranks, minlength=depth + 1)[:depth].float() / max(1, len(targets))
+
+
+@dataclass(frozen=True)
+class RankChance:
+    """Per rank, the share of validation targets found there: of the run's ranking (`ranked`) and of
+    the text similarity to the user's latest item (`by_text`); `similarity`: the requests' (users x
+    catalogue) text similarity that `by_text` ranks."""
+
+    ranked: torch.Tensor
+    by_text: torch.Tensor
+    similarity: torch.Tensor
+
+    def rows(self, index: list[int]) -> RankChance:
+        return replace(self, similarity=self.similarity[index])
 
 
 def top_with_new_items(
@@ -57,3 +89,34 @@ def top_with_new_items(
             taken = [*extra, *taken] if first else sorted([*taken, *extra], key=lambda i: -float(row[i]))
         out.append([Scored(i, float(row[i])) for i in taken])
     return out
+
+
+def top_by_chance(
+    scores: torch.Tensor, new: torch.Tensor, top_k: int, chance: RankChance
+) -> list[list[Scored]]:
+    """Each row's top-`top_k` by calibrated chance: warm columns (not `new`, a mask over columns) at
+    rank j of `scores` among warm columns have chance.ranked[j], `new` columns at rank r of
+    chance.similarity (columns excluded in `scores`, -inf, left out) chance.by_text[r]. Equal chances
+    keep the warm item, then the better rank. Scores returned are `scores`' own."""
+    k = min(top_k, scores.shape[1])
+    depth = min(len(chance.by_text), scores.shape[1])
+    # float64 so that the tie-breaking steps (1e-12 a rank, 1e-9 for an added item) stay below the
+    # gap between two different chances (multiples of 1 / validation users) and above rounding
+    step = torch.arange(max(k, depth), dtype=torch.float64) * 1e-12
+    warm_top = scores.masked_fill(new, NEG).topk(k, dim=1)
+    ranked = torch.zeros(k, dtype=torch.float64)  # a table shorter than k: chance 0 below it
+    ranked[: min(k, len(chance.ranked))] = chance.ranked[:k].double()
+    warm_chance = (ranked - step[:k]).expand(len(scores), k).clone()
+    warm_chance[warm_top.values == NEG] = NEG
+    similarity = chance.similarity.to(scores).masked_fill(scores == NEG, NEG)
+    text_rank = similarity.topk(depth, dim=1)  # an added item deeper than the table has chance 0
+    new_chance = (chance.by_text[:depth].double() - 1e-9 - step[:depth]).expand(len(scores), depth).clone()
+    new_chance[~new[text_rank.indices] | (text_rank.values == NEG)] = NEG
+    new_top = new_chance.topk(min(k, depth), dim=1)
+    columns = torch.cat([warm_top.indices, text_rank.indices.gather(1, new_top.indices)], dim=1)
+    best = torch.cat([warm_chance, new_top.values], dim=1).topk(k, dim=1)
+    picked = columns.gather(1, best.indices).tolist()
+    return [
+        [Scored(i, float(row[i])) for i, v in zip(items, values, strict=True) if v > NEG]
+        for row, items, values in zip(scores, picked, best.values.tolist(), strict=True)
+    ]

@@ -22,7 +22,7 @@ from llmrec.config import GenerateConfig, PromptConfig
 from llmrec.errors import InputError
 from llmrec.generate.atomic import catalogue_scores, top_scored
 from llmrec.generate.beam import Scored, beam_search
-from llmrec.generate.new_items import PROFILE_ITEMS, top_with_new_items
+from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, top_by_chance, top_with_new_items
 from llmrec.generate.reference import generate_reference
 from llmrec.generate.trie import ItemTrie
 from llmrec.ids import ItemIds, id_token_ids
@@ -169,16 +169,18 @@ class Recommender:
         latest: list[list[int]] | None = None,
         gaps: list[list[int]] | None = None,
         bonus: torch.Tensor | None = None,
+        chance: RankChance | None = None,
     ) -> list[list[Scored]]:
         """`latest[b]`: catalogue indices of prompt b's latest history items (new items' slots);
         `gaps`: the prompts' time-gap codes (`PromptBuilder.gap_codes`), if any; `bonus`: (prompts,
-        catalogue) scores added to the catalogue log-probs (atomic ids)."""
+        catalogue) scores added to the catalogue log-probs (atomic ids); `chance`: added items placed
+        by calibrated chance instead of slots (atomic ids)."""
         num_beams = max(self.cfg.num_beams, k)  # k = a shortlist's length when reranking
         if gaps is not None and (reference or self.vllm_decoder is not None):
             raise InputError("time gaps are decoded by the transformers backend's own search only "
                              "(not vLLM, not the model.generate reference)", field="backend")  # fmt: skip
         if self.item_tokens is not None and not (reference and self.vllm_decoder is None):
-            return self._rank_catalogue(prompts, k, exclude, latest, gaps, bonus)
+            return self._rank_catalogue(prompts, k, exclude, latest, gaps, bonus, chance)
         if self.vllm_decoder is not None:
             return self.vllm_decoder.decode(prompts, self.trie, num_beams=num_beams, top_k=k, exclude=exclude)
         was_training = self.model.training
@@ -222,11 +224,15 @@ class Recommender:
         latest: list[list[int]] | None,
         gaps: list[list[int]] | None = None,
         bonus: torch.Tensor | None = None,
+        chance: RankChance | None = None,
     ) -> list[list[Scored]]:
-        """Atomic ids: the catalogue softmax of every item (+ `bonus`), top-`k`, with added items' slots."""
+        """Atomic ids: the catalogue softmax of every item (+ `bonus`), top-`k`, with added items
+        placed by `chance` if given, else in their slots."""
         scores = self._catalogue_scores(prompts, exclude, gaps)
         if bonus is not None:
             scores = scores + bonus.to(scores)  # excluded items stay -inf
+        if chance is not None and self.new_items.any():
+            return top_by_chance(scores, self.new_items, k, chance)
         if not (self.cfg.new_item_slots and self.new_items.any()):
             return top_scored(scores, k)
         affinity = None
@@ -311,6 +317,7 @@ class Recommender:
         times: list[list[float] | None] | None = None,
         now: list[float | None] | None = None,
         bonus: torch.Tensor | None = None,
+        chance: RankChance | None = None,
     ) -> list[list[Recommendation]]:
         """Top-`k` distinct catalogue items per history (oldest item first), best first.
         `reference=True` decodes with `model.generate` instead of the prefill-once beam search.
@@ -320,7 +327,9 @@ class Recommender:
         the last item's time + the user's median gap); used by runs trained with `prompts.time: gaps`,
         ignored by others. A history without times (None) is ranked without them.
         `bonus`: atomic ids, a (histories, catalogue) tensor added to the items' log-probs before
-        ranking (another model's scores, as the content mix adds text similarity)."""
+        ranking (another model's scores, as the content mix adds text similarity). `chance`: atomic
+        ids, items added after training placed by calibrated chance (`new_items.top_by_chance`, its
+        similarity one row per history) instead of `generate.new_item_slots`."""
         k = self.cfg.top_k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InputError(f"k must be a whole number >= 1 (got {k!r})", field="k")
@@ -331,6 +340,14 @@ class Recommender:
             expected = (len(histories), len(self.item_ids.items))
             raise InputError(f"bonus must be (histories, catalogue items) = {expected}; "
                              f"got {tuple(bonus.shape)}", field="bonus")  # fmt: skip
+        if chance is not None and (self.item_tokens is None or reference):
+            raise InputError("calibrated placement needs atomic item ids ranked by the catalogue softmax",
+                             field="chance")  # fmt: skip
+        if chance is not None and tuple(chance.similarity.shape) != (
+            len(histories),
+            len(self.item_ids.items),
+        ):
+            raise InputError("chance.similarity must be (histories, catalogue items)", field="chance")
         prompts, gaps, excluded = self._requests(histories, exclude_history, candidates, times, now)
         results: list[list[Scored]] = [[] for _ in histories]
         bar = tqdm(total=len(prompts), desc="recommending", unit="user", disable=not progress)
@@ -340,6 +357,7 @@ class Recommender:
                 [prompts[j] for j in idx], k, exclude, reference, latest,
                 [gaps[j] for j in idx] if gaps is not None else None,
                 bonus[idx] if bonus is not None else None,
+                chance.rows(idx) if chance is not None else None,
             )  # fmt: skip
             for j, scored in zip(idx, out, strict=True):
                 results[j] = scored

@@ -12,9 +12,12 @@ included:
 with the content baseline's vectors and profile (`llmrec.baselines.content`). L and w are picked on
 validation users from fixed grids (w = 0 is the LLM alone), and a mix is kept only when it beats the
 LLM alone there by more than one standard error (the best of 54 mixes on the same users also wins by
-luck). Items added after training (`llmrec items add`) get their cosine from their text at once,
-which moves them up from the bottom of the new-item slots. Stored in
-RUN_DIR/retriever/content_mix.json (profile, weight, the validation sweep, the gain and its error).
+luck). Items added after training (`llmrec items add`) get their cosine from their text at once, and
+are placed by calibrated chance (`generate.new_item_placement`, `generate.new_items.top_by_chance`):
+the fit also counts, on the same validation users, the share of targets at each rank of the kept
+ranking and at each rank of text similarity to the latest item. Stored in
+RUN_DIR/retriever/content_mix.json (profile, weight, the validation sweep, the gain and its error,
+the two chance tables).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.evaluate.metrics import user_ndcg
 from llmrec.generate import Recommendation, Recommender
+from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance
 from llmrec.hybrid.surface import MixedRecommender
 from llmrec.io import atomic_path, read_json, write_json
 from llmrec.train.run_dir import RunDir
@@ -67,13 +71,20 @@ class ContentMixRecommender(MixedRecommender):
     over the LLM's catalogue log-probs plus `weight` times the content cosine."""
 
     def __init__(
-        self, llm: Recommender, content: ContentRecommender, profile: int | None, weight: float
+        self,
+        llm: Recommender,
+        content: ContentRecommender,
+        profile: int | None,
+        weight: float,
+        chance: tuple[list[float], list[float]] | None = None,
     ) -> None:
+        """`chance`: the fit's (ranked, by_text) tables for placing added items (`new_item_placement`)."""
         if content.items != llm.item_ids.items:
             raise InputError("the content vectors and the run's catalogue list different items",
                              field="item_text_vectors.npy")  # fmt: skip
         super().__init__(llm, "content")
         self.content, self.profile, self.weight = content, profile, weight
+        self.chance = chance
 
     @classmethod
     def from_run(cls, run_dir: str | Path, backend: str | None = None, llm: Recommender | None = None):
@@ -83,13 +94,28 @@ class ContentMixRecommender(MixedRecommender):
         split = run.load_split()
         content = ContentRecommender(split, run_text_vectors(run, split.items))
         profile = None if settings["profile"] == "all" else int(settings["profile"])
-        return cls(llm, content, profile, float(settings["weight"]))
+        chance = settings.get("rank_chance")  # absent from fits before calibrated placement: slots
+        tables = (chance["ranked"], chance["by_text"]) if chance else None
+        return cls(llm, content, profile, float(settings["weight"]), tables)
 
     def cosines(self, histories: list[list[str]], profile: int | None) -> torch.Tensor:
         """(histories, catalogue) cosine with the profile; 0 for items without text (neutral)."""
         cos = self.content.scores(histories, exclude_history=False, profile=profile)
         cos[:, ~self.content.has_text] = 0.0
         return cos
+
+    def placement(self, histories: list[list[str]]) -> RankChance | None:
+        """Calibrated placement of added items for these histories, or None: slots (no added items,
+        `new_item_placement: slots`, or a fit without chance tables)."""
+        if (
+            self.chance is None
+            or self.llm.cfg.new_item_placement != "calibrated"
+            or not self.llm.new_items.any()
+        ):
+            return None
+        similarity = self.content.scores(histories, exclude_history=False, profile=PROFILE_ITEMS)
+        ranked, by_text = (torch.tensor(table) for table in self.chance)
+        return RankChance(ranked, by_text, similarity)
 
     def recommend(
         self,
@@ -115,6 +141,7 @@ class ContentMixRecommender(MixedRecommender):
                 times=times[part] if times is not None else None,
                 now=now[part] if now is not None else None,
                 bonus=self.weight * self.cosines(chunk, self.profile) if self.weight else None,
+                chance=self.placement(chunk),
             )  # fmt: skip
             bar.update(len(chunk))
         bar.close()
@@ -164,6 +191,14 @@ def fit_content_mix(
     se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else 0.0
     kept = weight == 0.0 or float(gain.mean()) > se
     alone = sweep["1"]["0.0"]
+    # where a target sits in the kept ranking and in text similarity to the latest item: the chances
+    # that place items added after training (generate.new_item_placement: calibrated)
+    index = llm.item_ids.index
+    columns = [index[t] for t in targets]
+    kept_last, kept_weight = (last, weight) if kept else (1, 0.0)
+    ranked = rank_chance(scores + kept_weight * mixer.cosines(histories, kept_last), columns)
+    text = content.scores(histories, exclude_history=False, profile=PROFILE_ITEMS)
+    by_text = rank_chance(text.masked_fill(scores == float("-inf"), float("-inf")), columns)
     settings = {
         "profile": profile_name(last) if kept else "1",
         "weight": weight if kept else 0.0,
@@ -173,6 +208,10 @@ def fit_content_mix(
         "best_gain": round(float(gain.mean()), 5),
         "best_gain_se": round(se, 5),
         "valid_ndcg@10_by_profile_weight": sweep,
+        "rank_chance": {
+            "ranked": [round(float(v), 6) for v in ranked],
+            "by_text": [round(float(v), 6) for v in by_text],
+        },
         "fit_wall_s": round(time.time() - t0, 1),
     }
     if kept:
