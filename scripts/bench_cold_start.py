@@ -346,6 +346,27 @@ def content_mix(name: str, seeds: list[int], variants: list[str]) -> None:
 OFFSETS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)  # nats added to every added item's mixed score
 
 
+def anchored_mixes(folder: Path, seeds: list[int], histories: list[list[str]]):
+    """Per seed whose anchored run the `mix` stage fitted: the seed, the added run's content mix and
+    its mixed scores (LLM log-probs + w x cosine) for `histories`."""
+    for seed in seeds:
+        added = folder / f"anchored-seed{seed}-added"
+        if not (added / "retriever" / "content_mix.json").exists():
+            continue  # the mix stage fits it
+        rec = ContentMixRecommender.from_run(added)
+        yield seed, rec, rec.llm.score_catalogue(histories) + rec.weight * rec.cosines(histories, rec.profile)
+
+
+def list_metrics(
+    rec: ContentMixRecommender, top: list[list[int]], targets: list[str], is_cold: np.ndarray
+) -> dict:
+    """Cold and warm HR/NDCG@10 of catalogue-index lists, and NDCG@10 over all users."""
+    catalogue = set(rec.item_ids.items)
+    named = [[rec.item_ids.items[i] for i in row] for row in top]
+    entry = split_metrics(named, targets, is_cold, catalogue)
+    return entry | {"all_ndcg@10": round(ranking_metrics(targets, named, catalogue)["ndcg@10"], 4)}
+
+
 def frontier(name: str, seeds: list[int]) -> None:
     """What a cold target costs warm users: the anchored runs' content mix (as `mix` fitted it) with
     a constant offset added to every added item's score (no slots), swept over OFFSETS on the test
@@ -354,20 +375,11 @@ def frontier(name: str, seeds: list[int]) -> None:
     folder = WORK / name
     histories, targets, is_cold = eval_users(name, "test")
     rows: dict = {}
-    for seed in seeds:
-        added = folder / f"anchored-seed{seed}-added"
-        if not (added / "retriever" / "content_mix.json").exists():
-            continue  # the mix stage fits it
-        rec = ContentMixRecommender.from_run(added)
-        mixed = rec.llm.score_catalogue(histories) + rec.weight * rec.cosines(histories, rec.profile)
+    for seed, rec, mixed in anchored_mixes(folder, seeds, histories):
         new = rec.llm.new_items.float()
-        catalogue = set(rec.item_ids.items)
         for offset in OFFSETS:
             top = (mixed + offset * new).topk(10, dim=1).indices.tolist()
-            named = [[rec.item_ids.items[i] for i in row] for row in top]
-            entry = split_metrics(named, targets, is_cold, catalogue)
-            entry["all_ndcg@10"] = round(ranking_metrics(targets, named, catalogue)["ndcg@10"], 4)
-            rows.setdefault(str(offset), {})[str(seed)] = entry
+            rows.setdefault(str(offset), {})[str(seed)] = list_metrics(rec, top, targets, is_cold)
     merge_measured(folder / "measure-test.json", {"anchored_mix_new_item_offset": rows})
 
 
@@ -383,15 +395,9 @@ def placement(name: str, seeds: list[int]) -> None:
     folder = WORK / name
     histories, targets, is_cold = eval_users(name, "test")
     rows: dict = {}
-    for seed in seeds:
-        added = folder / f"anchored-seed{seed}-added"
-        if not (added / "retriever" / "content_mix.json").exists():
-            continue  # the mix stage fits it
-        rec = ContentMixRecommender.from_run(added)
+    for seed, rec, mixed in anchored_mixes(folder, seeds, histories):
         if rec.chance is None:
-            sys.exit(f"{added}: a content mix fitted before calibrated placement; re-run the mix stage")
-        catalogue = set(rec.item_ids.items)
-        mixed = rec.llm.score_catalogue(histories) + rec.weight * rec.cosines(histories, rec.profile)
+            sys.exit(f"seed {seed}: a content mix fitted before calibrated placement; re-run the mix stage")
         lists = {"no_slots": mixed.topk(10, dim=1).indices.tolist()}
         chance = rec.placement(histories)
         for prior in PLACEMENT_PRIORS:
@@ -399,10 +405,7 @@ def placement(name: str, seeds: list[int]) -> None:
             top = top_by_chance(mixed, rec.llm.new_items, 10, scaled)
             lists[f"calibrated_prior_{prior}"] = [[s.item for s in row] for row in top]
         for label, top in lists.items():
-            named = [[rec.item_ids.items[i] for i in row] for row in top]
-            entry = split_metrics(named, targets, is_cold, catalogue)
-            entry["all_ndcg@10"] = round(ranking_metrics(targets, named, catalogue)["ndcg@10"], 4)
-            rows.setdefault(label, {})[str(seed)] = entry
+            rows.setdefault(label, {})[str(seed)] = list_metrics(rec, top, targets, is_cold)
         print(json.dumps({label: per_seed[str(seed)] for label, per_seed in rows.items()}), flush=True)
     merge_measured(folder / "measure-test.json", {"anchored_mix_placement": rows})
 
