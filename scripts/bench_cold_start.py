@@ -511,18 +511,14 @@ def report(names: list[str]) -> None:
             entry["targets"]["warm_ndcg@10_llm_anchored_minus_free"] = round(
                 models["llm_anchored"]["warm"]["ndcg@10"] - models["llm_free"]["warm"]["ndcg@10"], 4
             )
-        if "anchored_mix_new_item_offset" in test:  # the frontier stage: mean over seeds per offset
-            entry["anchored_mix_new_item_offset"] = {
-                offset: over_seeds(per_seed)
-                | {"all_ndcg@10": round(statistics.mean(e["all_ndcg@10"] for e in per_seed.values()), 4)}
-                for offset, per_seed in test["anchored_mix_new_item_offset"].items()
-            }
-        if "anchored_mix_placement" in test:  # the placement stage: mean over seeds per rule
-            entry["anchored_mix_placement"] = {
-                rule: over_seeds(per_seed)
-                | {"all_ndcg@10": round(statistics.mean(e["all_ndcg@10"] for e in per_seed.values()), 4)}
-                for rule, per_seed in test["anchored_mix_placement"].items()
-            }
+        # the frontier (per offset) and placement (per rule) stages: mean over seeds, all users too
+        for diagnostic in ("anchored_mix_new_item_offset", "anchored_mix_placement"):
+            if diagnostic in test:
+                entry[diagnostic] = {
+                    setting: over_seeds(per_seed)
+                    | {"all_ndcg@10": round(statistics.mean(e["all_ndcg@10"] for e in per_seed.values()), 4)}
+                    for setting, per_seed in test[diagnostic].items()
+                }
         if "newness_auc" in test:
             entry["newness_auc"] = test["newness_auc"]
         if "llm_titles" in models:

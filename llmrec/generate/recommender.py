@@ -333,21 +333,19 @@ class Recommender:
         k = self.cfg.top_k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InputError(f"k must be a whole number >= 1 (got {k!r})", field="k")
-        if bonus is not None and (self.item_tokens is None or reference):
-            raise InputError("a score bonus needs atomic item ids ranked by the catalogue softmax",
-                             field="bonus")  # fmt: skip
-        if bonus is not None and tuple(bonus.shape) != (len(histories), len(self.item_ids.items)):
+        # per-item matrices over the catalogue softmax: a score bonus, added items' text similarity
+        similarity = chance.similarity if chance is not None else None
+        matrices = (("a score bonus", "bonus", "bonus", bonus),
+                    ("calibrated placement", "chance.similarity", "chance", similarity))  # fmt: skip
+        for what, name, field, matrix in matrices:
+            if matrix is None:
+                continue
+            if self.item_tokens is None or reference:
+                raise InputError(f"{what} needs atomic item ids ranked by the catalogue softmax", field=field)
             expected = (len(histories), len(self.item_ids.items))
-            raise InputError(f"bonus must be (histories, catalogue items) = {expected}; "
-                             f"got {tuple(bonus.shape)}", field="bonus")  # fmt: skip
-        if chance is not None and (self.item_tokens is None or reference):
-            raise InputError("calibrated placement needs atomic item ids ranked by the catalogue softmax",
-                             field="chance")  # fmt: skip
-        if chance is not None and tuple(chance.similarity.shape) != (
-            len(histories),
-            len(self.item_ids.items),
-        ):
-            raise InputError("chance.similarity must be (histories, catalogue items)", field="chance")
+            if tuple(matrix.shape) != expected:
+                raise InputError(f"{name} must be (histories, catalogue items) = {expected}; "
+                                 f"got {tuple(matrix.shape)}", field=field)  # fmt: skip
         prompts, gaps, excluded = self._requests(histories, exclude_history, candidates, times, now)
         results: list[list[Scored]] = [[] for _ in histories]
         bar = tqdm(total=len(prompts), desc="recommending", unit="user", disable=not progress)

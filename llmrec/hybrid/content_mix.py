@@ -191,19 +191,18 @@ def fit_content_mix(
     se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else 0.0
     kept = weight == 0.0 or float(gain.mean()) > se
     alone = sweep["1"]["0.0"]
+    kept_last, kept_weight = (last, weight) if kept else (1, 0.0)  # not kept: the LLM alone
     # where a target sits in the kept ranking and in text similarity to the latest item: the chances
     # that place items added after training (generate.new_item_placement: calibrated)
-    index = llm.item_ids.index
-    columns = [index[t] for t in targets]
-    kept_last, kept_weight = (last, weight) if kept else (1, 0.0)
+    columns = [llm.item_ids.index[t] for t in targets]
     ranked = rank_chance(scores + kept_weight * mixer.cosines(histories, kept_last), columns)
     text = content.scores(histories, exclude_history=False, profile=PROFILE_ITEMS)
     by_text = rank_chance(text.masked_fill(scores == float("-inf"), float("-inf")), columns)
     settings = {
-        "profile": profile_name(last) if kept else "1",
-        "weight": weight if kept else 0.0,
+        "profile": profile_name(kept_last),
+        "weight": kept_weight,
         "valid_users": len(users),
-        "valid_ndcg@10": sweep[profile_name(last)][str(weight)] if kept else alone,
+        "valid_ndcg@10": sweep[profile_name(kept_last)][str(kept_weight)],
         "valid_ndcg@10_llm_alone": alone,
         "best_gain": round(float(gain.mean()), 5),
         "best_gain_se": round(se, 5),
