@@ -294,10 +294,11 @@ class GenerateConfig(_Section):
     )
     new_item_placement: Literal["calibrated", "slots"] = Field(
         "calibrated",
-        description="items added after training (`llmrec items add`) in content-mix runs "
-        "(`retriever: content`): calibrated, each list the top-K by the chance of a target at each "
-        "rank of the mix and of text similarity to the user's latest item, measured on validation by "
-        "the mix fit; slots: new_item_slots, as every other run",
+        description="items added after training (`llmrec items add`), atomic ids on a catalogue "
+        "with text: calibrated, each list the top-K by the chance of a target at each rank of the "
+        "ranking (the content mix's, or the LLM's alone) and of text similarity to the user's latest "
+        "item, measured on validation by the content mix fit (run once if the run has none); slots: "
+        "new_item_slots, as every other run",
     )
     new_item_slots: int = Field(
         2,

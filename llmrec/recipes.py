@@ -338,6 +338,8 @@ def evaluate(
     }
     if isinstance(rec, HybridRecommender):
         metrics["retriever"] = {"model": "sasrec", "shortlist": rec.shortlist, "weight": str(rec.weight)}
+    elif isinstance(rec, ContentMixRecommender) and rec.alone:
+        metrics["retriever"] = {"model": "none", "new_item_placement": "calibrated"}
     elif isinstance(rec, ContentMixRecommender):
         metrics["retriever"] = {"model": "content", "profile": rec.profile or "all", "weight": rec.weight}
     else:

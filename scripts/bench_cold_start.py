@@ -58,6 +58,7 @@ from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
 from llmrec.generate.new_items import RankChance, top_by_chance
 from llmrec.hybrid import ContentMixRecommender, fit_content_mix
+from llmrec.hybrid.shortlist import placed_by_chance
 from llmrec.io import write_json
 from llmrec.train.run_dir import RunDir
 
@@ -307,7 +308,8 @@ def content_mix(name: str, seeds: list[int], variants: list[str]) -> None:
     have text): profile and weight picked on the warm run's training validation sample, then the
     added run ranks the test users with them, added items placed by the default rule (calibrated,
     the fit's chance tables) and by the slots; merged into measure-test.json as llm_<variant>_mix
-    and llm_<variant>_mix_slots."""
+    and llm_<variant>_mix_slots. llm_<variant>_alone: the LLM alone as `retriever: none` serves it
+    (`load_recommender`), added items placed by the fit's `llm_alone` chance table."""
     folder = WORK / name
     started = time.time()
     histories, targets, is_cold = eval_users(name, "test")
@@ -328,14 +330,19 @@ def content_mix(name: str, seeds: list[int], variants: list[str]) -> None:
             rec = ContentMixRecommender.from_run(added)
             rec.cfg.new_item_slots = defaults.new_item_slots
             rec.cfg.new_item_neighbours = defaults.new_item_neighbours
-            for label, placement_rule in ((f"llm_{variant}_mix", defaults.new_item_placement),
-                                        (f"llm_{variant}_mix_slots", "slots")):  # fmt: skip
+            alone = placed_by_chance(RunDir(added), rec.llm)  # what load_recommender serves for none
+            if not isinstance(alone, ContentMixRecommender):
+                sys.exit(f"{added}: the LLM alone was not given calibrated placement")
+            calibrated = defaults.new_item_placement
+            rows = {"mix": (calibrated, rec), "mix_slots": ("slots", rec), "alone": (calibrated, alone)}
+            for suffix, (placement_rule, ranker) in rows.items():
+                label = f"llm_{variant}_{suffix}"
                 rec.cfg.new_item_placement = placement_rule
-                named = [[r.item for r in row] for row in rec.recommend(histories, k=10, progress=True)]
+                named = [[r.item for r in row] for row in ranker.recommend(histories, k=10, progress=True)]
                 entry = split_metrics(named, targets, is_cold, set(rec.item_ids.items)) | {
                     "cold_share_in_top10": cold_share(named, cold),
                     "profile": settings["profile"],
-                    "weight": settings["weight"],
+                    "weight": ranker.weight,
                     "new_item_placement": placement_rule,
                 }
                 mixes.setdefault(label, {})[str(seed)] = entry
@@ -488,7 +495,13 @@ def report(names: list[str]) -> None:
         anchored = models["llm_anchored"]
         entry["targets"] = {}
         # the LLM rows the targets are about: anchored rows alone, and each variant with the content mix
-        for row in ("llm_anchored", "llm_anchored_mix", "llm_free_mix"):
+        for row in (
+            "llm_anchored",
+            "llm_anchored_mix",
+            "llm_free_mix",
+            "llm_anchored_alone",
+            "llm_free_alone",
+        ):
             if row not in models:
                 continue
             entry["targets"] |= {

@@ -228,3 +228,50 @@ def test_top_by_chance_keeps_score_order_within_equal_chances():
     top = top_by_chance(scores, new, 4, chance)[0]
     assert [s.item for s in top] == [5, 0, 1, 2] and top[0].score == 1.0
     assert rank_chance(scores[:, :4].repeat(2, 1), [0, 2]).tolist()[:3] == [0.5, 0.0, 0.5]
+
+
+def test_the_llm_alone_places_added_items_by_its_own_chance_table(text_run, tmp_path):
+    """`retriever: none` with items added after training: the LLM's own ranking and scores, added
+    items placed by the fit's `llm_alone` table (the share of validation targets at each rank of
+    the LLM alone), the fit run on first use; without added items, or with slots, the plain LLM."""
+    import shutil
+
+    from llmrec.generate.new_items import rank_chance
+    from llmrec.hybrid import load_recommender
+
+    run = tmp_path / "run"
+    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "retriever"))
+    quiet = {"retriever": "none", "log": lambda _: None}
+    assert type(load_recommender(run, **quiet)) is Recommender  # nothing added: nothing to fit
+    assert not (run / "retriever").exists()
+    (tmp_path / "new.csv").write_text("iid,name,genre\nm99,Film 2,action\n")  # m2's text
+    result = runner.invoke(app, ["items", "add", str(run), str(tmp_path / "new.csv")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    alone = load_recommender(run, **quiet)
+    assert isinstance(alone, ContentMixRecommender) and alone.alone and alone.weight == 0.0
+    saved = json.loads((run / "retriever" / "content_mix.json").read_text())["rank_chance"]
+    split = RunDir(run).load_split()
+    users = split.eval_users("valid")
+    valid_scores = alone.llm.score_catalogue(
+        split.histories(users, "valid"), times=split.times(users, "valid")
+    )
+    expected = rank_chance(valid_scores, [alone.item_ids.index[t] for t in users["valid"]])
+    assert saved["llm_alone"] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert alone.chance == (saved["llm_alone"], saved["by_text"])
+
+    history = [["m5", "m2"]]  # m2 is excluded, so m99 (same text) is the nearest item by text
+    scores = alone.llm.score_catalogue(history)[0]
+    warm = [alone.item_ids.items[i] for i in scores.argsort(descending=True).tolist()]
+    warm = [i for i in warm if i != "m99"]
+    alone.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.45])  # m99's text rank 0: between warm places 1 and 2
+    listed = alone.recommend(history, k=5)[0]
+    assert [r.item for r in listed] == [warm[0], "m99", *warm[1:4]]
+    assert [r.score for r in listed] == pytest.approx(
+        [float(scores[alone.item_ids.index[r.item]]) for r in listed]
+    )
+    config = RunDir(run).config
+    assert "new_item_placement: calibrated" in config.read_text()
+    config.write_text(
+        config.read_text().replace("new_item_placement: calibrated", "new_item_placement: slots")
+    )
+    assert type(load_recommender(run, **quiet)) is Recommender

@@ -9,13 +9,14 @@ item), the most similar, and only those among the `neighbours` items (of the who
 catalogue) most similar to it: a rank, not a cosine, so the rule does not depend on the embedding's
 scale; without `affinity`, those the LLM scores best.
 
-Calibrated placement (`generate.new_item_placement: calibrated`, content-mix runs) instead weighs
-what a place is worth. On validation the mix fit counts the share of targets at each rank of the
-ranking (`RankChance.ranked`) and at each rank of text similarity to the user's latest item
-(`RankChance.by_text`). A warm item at rank j among warm items then has chance ranked[j], an added
-item at text rank r (whole catalogue) by_text[r], and the list is the top-K by chance: where text
-predicts the next item, the nearest added item leads the list; where it does not, added items stay
-out instead of taking two places from every user (ML-100K, docs/benchmarks/cold-start.json).
+Calibrated placement (`generate.new_item_placement: calibrated`, atomic ids with item text: the
+content mix, or the LLM alone) instead weighs what a place is worth. On validation the mix fit
+(llmrec.hybrid) counts the share of targets at each rank of the ranking (`RankChance.ranked`)
+and at each rank of text similarity to the user's latest item (`RankChance.by_text`). A warm item
+at rank j among warm items then has chance ranked[j], an added item at text rank r (whole
+catalogue) by_text[r], and the list is the top-K by chance: where text predicts the next item, the
+nearest added item leads the list; where it does not, added items stay out instead of taking two
+places from every user (ML-100K, docs/benchmarks/cold-start.json).
 """
 
 from __future__ import annotations

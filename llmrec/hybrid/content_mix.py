@@ -15,9 +15,10 @@ LLM alone there by more than one standard error (the best of 54 mixes on the sam
 luck). Items added after training (`llmrec items add`) get their cosine from their text at once, and
 are placed by calibrated chance (`generate.new_item_placement`, `generate.new_items.top_by_chance`):
 the fit also counts, on the same validation users, the share of targets at each rank of the kept
-ranking and at each rank of text similarity to the latest item. Stored in
+ranking, of the LLM's own ranking (for the LLM alone, `retriever: none`, which places added items
+the same way: `llm_alone`) and of text similarity to the latest item. Stored in
 RUN_DIR/retriever/content_mix.json (profile, weight, the validation sweep, the gain and its error,
-the two chance tables).
+the chance tables).
 """
 
 from __future__ import annotations
@@ -77,26 +78,36 @@ class ContentMixRecommender(MixedRecommender):
         profile: int | None,
         weight: float,
         chance: tuple[list[float], list[float]] | None = None,
+        alone: bool = False,
     ) -> None:
-        """`chance`: the fit's (ranked, by_text) tables for placing added items (`new_item_placement`)."""
+        """`chance`: the fit's (ranked, by_text) tables for placing added items (`new_item_placement`);
+        `alone`: the LLM alone (weight 0) whose added items are placed by `chance`, `retriever: none`."""
         if content.items != llm.item_ids.items:
             raise InputError("the content vectors and the run's catalogue list different items",
                              field="item_text_vectors.npy")  # fmt: skip
-        super().__init__(llm, "content")
-        self.content, self.profile, self.weight = content, profile, weight
-        self.chance = chance
+        super().__init__(llm, "text placement" if alone else "content")
+        self.content, self.profile, self.weight = content, profile, 0.0 if alone else weight
+        self.chance, self.alone = chance, alone
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, backend: str | None = None, llm: Recommender | None = None):
+    def from_run(
+        cls,
+        run_dir: str | Path,
+        backend: str | None = None,
+        llm: Recommender | None = None,
+        alone: bool = False,
+    ) -> ContentMixRecommender:
+        """The run's fitted mix; `alone`: the LLM alone with the fit's `llm_alone` chance table."""
         run = RunDir(run_dir)
         settings = read_json(run.path / "retriever" / "content_mix.json")
         llm = llm or Recommender.from_run(run.path, backend=backend)
         split = run.load_split()
         content = ContentRecommender(split, run_text_vectors(run, split.items))
         profile = None if settings["profile"] == "all" else int(settings["profile"])
-        chance = settings.get("rank_chance")  # absent from fits before calibrated placement: slots
-        tables = (chance["ranked"], chance["by_text"]) if chance else None
-        return cls(llm, content, profile, float(settings["weight"]), tables)
+        chance = settings.get("rank_chance") or {}  # absent from fits before calibrated placement: slots
+        ranked = chance.get("llm_alone" if alone else "ranked")
+        tables = (ranked, chance["by_text"]) if ranked is not None else None
+        return cls(llm, content, profile, float(settings["weight"]), tables, alone)
 
     def cosines(self, histories: list[list[str]], profile: int | None) -> torch.Tensor:
         """(histories, catalogue) cosine with the profile; 0 for items without text (neutral)."""
@@ -196,6 +207,7 @@ def fit_content_mix(
     # that place items added after training (generate.new_item_placement: calibrated)
     columns = [llm.item_ids.index[t] for t in targets]
     ranked = rank_chance(scores + kept_weight * mixer.cosines(histories, kept_last), columns)
+    llm_alone = rank_chance(scores, columns)
     text = content.scores(histories, exclude_history=False, profile=PROFILE_ITEMS)
     by_text = rank_chance(text.masked_fill(scores == float("-inf"), float("-inf")), columns)
     settings = {
@@ -209,6 +221,7 @@ def fit_content_mix(
         "valid_ndcg@10_by_profile_weight": sweep,
         "rank_chance": {
             "ranked": [round(float(v), 6) for v in ranked],
+            "llm_alone": [round(float(v), 6) for v in llm_alone],
             "by_text": [round(float(v), 6) for v in by_text],
         },
         "fit_wall_s": round(time.time() - t0, 1),

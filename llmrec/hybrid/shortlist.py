@@ -271,6 +271,30 @@ def run_retriever(run_dir: str | Path) -> str:
     return RETRIEVER_BY_CHOICE[read_json(choice)["chosen"]] if choice.exists() else "none"
 
 
+def placed_by_chance(
+    run: RunDir, llm: Recommender, log: Callable[[str], None] = print
+) -> Recommender | ContentMixRecommender:
+    """The LLM alone; when items were added after training (`llmrec items add`) and
+    `generate.new_item_placement` is calibrated, on atomic ids and a catalogue with text, with
+    those items placed by the content mix fit's chance tables (its `llm_alone` table: the mix's
+    weight is not used), fitted now if the run has none. On ML-100K this kept warm NDCG@10 that the
+    slots gave away (docs/benchmarks/cold-start.json). A fit from before the table: slots."""
+    if not (
+        llm.new_items.any() and llm.cfg.new_item_placement == "calibrated" and llm.item_tokens is not None
+    ):
+        return llm
+    fitted = run.path / "retriever" / "content_mix.json"
+    if not fitted.exists():
+        if not has_text(run.load_split()):
+            return llm
+        log(f"{run.path}: placing added items needs the content mix fit's chance tables; fitting it "
+            f"now (saved in {fitted.parent})")  # fmt: skip
+        fit_content_mix(run.path, llm, log)
+    if "llm_alone" not in read_json(fitted).get("rank_chance", {}):
+        return llm
+    return ContentMixRecommender.from_run(run.path, llm=llm, alone=True)
+
+
 def load_recommender(
     run_dir: str | Path,
     backend: str | None = None,
@@ -286,7 +310,7 @@ def load_recommender(
         raise InputError(f"unknown retriever {retriever!r}: use none, sasrec or content", field="retriever")
     llm = Recommender.from_run(run.path, backend=backend)
     if retriever == "none":
-        return llm
+        return placed_by_chance(run, llm, log)
     if retriever == "content":
         if not (run.path / "retriever" / "content_mix.json").exists():
             log(f"{run.path}: no content mix fitted yet; fitting it now (saved in {run.path / 'retriever'})")
