@@ -81,12 +81,12 @@ class ContentMixRecommender(MixedRecommender):
         alone: bool = False,
     ) -> None:
         """`chance`: the fit's (ranked, by_text) tables for placing added items (`new_item_placement`);
-        `alone`: the LLM alone (weight 0) whose added items are placed by `chance`, `retriever: none`."""
+        `alone`: the LLM alone (`weight` 0) whose added items are placed by `chance`, `retriever: none`."""
         if content.items != llm.item_ids.items:
             raise InputError("the content vectors and the run's catalogue list different items",
                              field="item_text_vectors.npy")  # fmt: skip
         super().__init__(llm, "text placement" if alone else "content")
-        self.content, self.profile, self.weight = content, profile, 0.0 if alone else weight
+        self.content, self.profile, self.weight = content, profile, weight
         self.chance, self.alone = chance, alone
 
     @classmethod
@@ -107,7 +107,7 @@ class ContentMixRecommender(MixedRecommender):
         chance = settings.get("rank_chance") or {}  # absent from fits before calibrated placement: slots
         ranked = chance.get("llm_alone" if alone else "ranked")
         tables = (ranked, chance["by_text"]) if ranked is not None else None
-        return cls(llm, content, profile, float(settings["weight"]), tables, alone)
+        return cls(llm, content, profile, 0.0 if alone else float(settings["weight"]), tables, alone)
 
     def cosines(self, histories: list[list[str]], profile: int | None) -> torch.Tensor:
         """(histories, catalogue) cosine with the profile; 0 for items without text (neutral)."""

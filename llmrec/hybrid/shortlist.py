@@ -283,16 +283,22 @@ def placed_by_chance(
         llm.new_items.any() and llm.cfg.new_item_placement == "calibrated" and llm.item_tokens is not None
     ):
         return llm
-    fitted = run.path / "retriever" / "content_mix.json"
-    if not fitted.exists():
-        if not has_text(run.load_split()):
-            return llm
-        log(f"{run.path}: placing added items needs the content mix fit's chance tables; fitting it "
-            f"now (saved in {fitted.parent})")  # fmt: skip
-        fit_content_mix(run.path, llm, log)
-    if "llm_alone" not in read_json(fitted).get("rank_chance", {}):
+    if not (has_content_mix(run) or has_text(run.load_split())):
         return llm
-    return ContentMixRecommender.from_run(run.path, llm=llm, alone=True)
+    fit_content_mix_once(run, llm, log, "placing added items needs the content mix fit's chance tables")
+    alone = ContentMixRecommender.from_run(run.path, llm=llm, alone=True)
+    return alone if alone.chance is not None else llm
+
+
+def has_content_mix(run: RunDir) -> bool:
+    return (run.path / "retriever" / "content_mix.json").exists()
+
+
+def fit_content_mix_once(run: RunDir, llm: Recommender, log: Callable[[str], None], why: str) -> None:
+    """Fit the content mix on the run's validation users unless the run has one (said, with `why`)."""
+    if not has_content_mix(run):
+        log(f"{run.path}: {why}; fitting it now (saved in {run.path / 'retriever'})")
+        fit_content_mix(run.path, llm, log)
 
 
 def load_recommender(
@@ -312,9 +318,7 @@ def load_recommender(
     if retriever == "none":
         return placed_by_chance(run, llm, log)
     if retriever == "content":
-        if not (run.path / "retriever" / "content_mix.json").exists():
-            log(f"{run.path}: no content mix fitted yet; fitting it now (saved in {run.path / 'retriever'})")
-            fit_content_mix(run.path, llm, log)
+        fit_content_mix_once(run, llm, log, "no content mix fitted yet")
         return ContentMixRecommender.from_run(run.path, llm=llm)
     if not (run.path / "retriever" / "hybrid.json").exists():
         log(f"{run.path}: no retriever fitted yet; fitting it now (saved in {run.path / 'retriever'})")
