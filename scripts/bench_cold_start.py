@@ -27,6 +27,7 @@ counts: an added item has none).
     python scripts/bench_cold_start.py frontier industrial   # cold vs warm as added items get a score offset
     python scripts/bench_cold_start.py placement industrial  # added items by rank calibration, not slots
     python scripts/bench_cold_start.py newness industrial    # does history newness predict a cold target?
+    python scripts/bench_cold_start.py textpath industrial   # the anchored rows' text path vs text similarity
     python scripts/bench_cold_start.py report                    # docs/benchmarks/cold-start.json
 """
 
@@ -41,22 +42,28 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import yaml
+from safetensors.torch import load_file
 
+import llmrec.generate.atomic as atomic_scoring
 from llmrec.backbone import resolve_dtype
 from llmrec.baselines import ContentRecommender
 from llmrec.baselines.content import PROFILES
 from llmrec.baselines.popularity import Popularity
 from llmrec.baselines.sasrec import SasrecRecommender
+from llmrec.catalogue.change import anchored_rows, base_model
 from llmrec.config import DataConfig, GenerateConfig, load_config
 from llmrec.data import Catalog, SplitData, leave_one_out, load_catalog
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
-from llmrec.generate.new_items import RankChance, top_by_chance
+from llmrec.generate.new_items import RankChance, rank_chance, top_by_chance
 from llmrec.hybrid import ContentMixRecommender, fit_content_mix
 from llmrec.hybrid.shortlist import placed_by_chance
 from llmrec.io import write_json
@@ -442,6 +449,110 @@ def newness(name: str) -> None:
     print(json.dumps(out))
 
 
+@contextmanager
+def text_path_logits(rows: torch.Tensor) -> Iterator[None]:
+    """Within: the catalogue scorer's item logits are the last hidden state times `rows` (every item's
+    text-path row, no id delta) instead of the trained rows; the history's item rows (the inputs)
+    stay as trained. A patch of the scorer, because the head's rows are tied to the inputs."""
+    original = atomic_scoring.item_logits
+    atomic_scoring.item_logits = lambda head, hidden, ids: hidden.float() @ rows.T.to(hidden.device)
+    try:
+        yield
+    finally:
+        atomic_scoring.item_logits = original
+
+
+def within_added(scores: torch.Tensor, new: torch.Tensor, target_columns: list[int]) -> dict:
+    """Where each row's target (an added item) ranks among the added items alone by `scores`."""
+    among = scores.masked_fill(~new, float("-inf"))
+    target = among[torch.arange(len(target_columns)), torch.tensor(target_columns)]
+    ranks = (among > target[:, None]).sum(1).float()
+    hits, reciprocal = (ranks < 10).float().mean(), (1 / (ranks + 1)).mean()
+    return {"hit@10": round(float(hits), 4), "mrr": round(float(reciprocal), 4)}
+
+
+def standardised(scores: torch.Tensor) -> torch.Tensor:
+    """Per row, finite scores minus their mean over their sd (-inf stays): two scales made comparable."""
+    finite = torch.isfinite(scores)
+    values = torch.where(finite, scores, torch.zeros_like(scores))
+    count = finite.sum(1, keepdim=True).clamp(min=1)
+    mean = values.sum(1, keepdim=True) / count
+    sd = ((values - mean) * finite).pow(2).sum(1, keepdim=True).div(count).sqrt().clamp(min=1e-6)
+    return torch.where(finite, (values - mean) / sd, scores)
+
+
+def reorder_added(similarity: torch.Tensor, order: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """`similarity` with the added columns' values given out again, per row: the highest to the added
+    item that `order` ranks first, and so on (the warm columns unchanged)."""
+    columns = new.nonzero().flatten()
+    values = similarity[:, columns].sort(dim=1, descending=True).values
+    ranked = columns[order[:, columns].argsort(dim=1, descending=True)]
+    return similarity.clone().scatter_(1, ranked, values)
+
+
+def text_path(name: str, seeds: list[int]) -> None:
+    """Does the anchored LLM's own view of an item's text place added items better than plain text
+    similarity to the latest item (what calibrated placement ranks them by)? A diagnostic read on
+    test, per anchored seed: every item scored by its text-path row (the anchor's map of its text, no
+    delta: an added item's row), (1) the share of validation targets (warm, the fit's users) in the
+    top 10 of the text path, of text similarity and of the LLM; (2) on cold test users, the target's
+    rank among the added items by text similarity, the text path and their equal standardised sum;
+    (3) the anchored mix with added items placed by the text path's calibrated chance (its validation
+    table) instead of text similarity's, and placed by text similarity's but filled in the order of
+    the standardised sum; merged into measure-test.json."""
+    folder = WORK / name
+    histories, targets, is_cold = eval_users(name, "test")
+    rows: dict = {}
+    for seed, rec, mixed in anchored_mixes(folder, seeds, histories):
+        added, warm = RunDir(folder / f"anchored-seed{seed}-added"), RunDir(folder / f"anchored-seed{seed}")
+        items, new = rec.llm.item_ids.items, rec.llm.new_items
+        table = added.load_split().items.set_index("item").loc[items].reset_index()
+        path_rows = anchored_rows(*base_model(added.load_config()), load_file(added.anchor), table).float()
+        cfg, split = warm.load_config(), warm.load_split()
+        users = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)  # the mix fit's users
+        valid_histories = split.histories(users, "valid")
+        columns = [rec.llm.item_ids.index[t] for t in users["valid"]]
+        valid_llm = rec.llm.score_catalogue(valid_histories).masked_fill(new, float("-inf"))
+        with text_path_logits(path_rows):
+            valid_path = rec.llm.score_catalogue(valid_histories).masked_fill(new, float("-inf"))
+            test_path = rec.llm.score_catalogue(histories)
+        valid_text = rec.content.scores(valid_histories, exclude_history=False, profile=1)
+        valid_text = valid_text.masked_fill(valid_llm == float("-inf"), float("-inf"))
+        path_chance = rank_chance(valid_path, columns)
+        by_text = rec.placement(histories)
+        by_path = RankChance(by_text.ranked, path_chance, test_path)
+        # the added items keep the places text similarity gives them, filled in the order of both
+        # signals summed: which added items are listed changes, not how many nor where
+        both = standardised(by_text.similarity) + standardised(test_path)
+        reordered = RankChance(by_text.ranked, by_text.by_text, reorder_added(by_text.similarity, both, new))
+        cold_rows = np.flatnonzero(is_cold)
+        cold_columns = [rec.llm.item_ids.index[targets[r]] for r in cold_rows]
+        similarity, path = by_text.similarity[cold_rows], test_path[cold_rows]
+        rows[str(seed)] = {
+            "valid_top10_share": {
+                "text_path": round(float(path_chance[:10].sum()), 4),
+                "text_similarity": round(float(rank_chance(valid_text, columns)[:10].sum()), 4),
+                "llm": round(float(rank_chance(valid_llm, columns)[:10].sum()), 4),
+            },
+            "cold_target_among_added": {
+                "text_similarity": within_added(similarity, new, cold_columns),
+                "text_path": within_added(path, new, cold_columns),
+                "both_standardised": within_added(both[cold_rows], new, cold_columns),
+            },
+            "mix_placed_by_text_similarity": list_metrics(
+                rec, [[s.item for s in r] for r in top_by_chance(mixed, new, 10, by_text)], targets, is_cold
+            ),
+            "mix_placed_by_text_path": list_metrics(
+                rec, [[s.item for s in r] for r in top_by_chance(mixed, new, 10, by_path)], targets, is_cold
+            ),
+            "mix_placed_by_text_similarity_ordered_by_both": list_metrics(
+                rec, [[s.item for s in r] for r in top_by_chance(mixed, new, 10, reordered)], targets, is_cold
+            ),
+        }
+        print(json.dumps(rows[str(seed)]), flush=True)
+    merge_measured(folder / "measure-test.json", {"anchored_text_path": rows})
+
+
 def over_seeds(per_seed: dict) -> dict:
     """{seed: {cold: {...}, warm: {...}}} -> per part: mean HR@10/NDCG@10, their values by seed, sd."""
     out = {}
@@ -458,6 +569,25 @@ def over_seeds(per_seed: dict) -> dict:
             statistics.mean(per_seed[s]["cold_share_in_top10"] for s in seeds), 4
         )
     return out
+
+
+def text_path_summary(per_seed: dict) -> dict:
+    """The textpath stage's rows: every number the mean of the seeds, the seeds listed."""
+    seeds = sorted(per_seed, key=int)
+
+    def mean(path: tuple[str, ...]) -> float:
+        values = []
+        for s in seeds:
+            value = per_seed[s]
+            for key in path:
+                value = value[key]
+            values.append(value)
+        return round(statistics.mean(values), 4)
+
+    def walk(node: dict, path: tuple[str, ...]) -> dict:
+        return {k: walk(v, (*path, k)) if isinstance(v, dict) else mean((*path, k)) for k, v in node.items()}
+
+    return {"seeds": [int(s) for s in seeds], **walk(per_seed[seeds[0]], ())}
 
 
 def report(names: list[str]) -> None:
@@ -532,6 +662,8 @@ def report(names: list[str]) -> None:
                     | {"all_ndcg@10": round(statistics.mean(e["all_ndcg@10"] for e in per_seed.values()), 4)}
                     for setting, per_seed in test[diagnostic].items()
                 }
+        if "anchored_text_path" in test:
+            entry["anchored_text_path"] = text_path_summary(test["anchored_text_path"])
         if "newness_auc" in test:
             entry["newness_auc"] = test["newness_auc"]
         if "llm_titles" in models:
@@ -564,7 +696,7 @@ def report(names: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    stages = ("split", "train", "measure", "mix", "frontier", "placement", "newness", "report")
+    stages = ("split", "train", "measure", "mix", "frontier", "placement", "newness", "textpath", "report")
     parser.add_argument("stage", choices=stages)
     parser.add_argument("name", nargs="?", choices=tuple(COLD_SHARE))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
@@ -590,6 +722,8 @@ def main() -> None:
         placement(args.name, args.seeds)
     elif args.stage == "newness":
         newness(args.name)
+    elif args.stage == "textpath":
+        text_path(args.name, args.seeds)
     else:
         for split_name in ("valid", "test"):
             print(json.dumps(measure(args.name, args.seeds, split_name, args.variants), indent=1))

@@ -121,7 +121,7 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
                              path=run.path, field="items")  # fmt: skip
         base = base_model(cfg)
         if run.anchor is not None:  # anchored rows: the trained text map itself, no fitted guess
-            new_rows = _anchored_rows(*base, load_file(run.anchor), table)
+            new_rows = anchored_rows(*base, load_file(run.anchor), table)
         else:
             first_new = min(token_ids)
             weight = embed.weight.detach()
@@ -164,9 +164,10 @@ def base_model(cfg):
     return load_model(cfg.model.name, cfg.model.dtype), load_tokenizer(cfg.model.name)
 
 
-def _anchored_rows(model, tokenizer, state: dict, table: pd.DataFrame) -> torch.Tensor:
-    """New items' rows by the run's anchor (train/anchored.py), from the base model's text vectors
-    and token rows, as training computed its items' features."""
+def anchored_rows(model, tokenizer, state: dict, table: pd.DataFrame) -> torch.Tensor:
+    """The rows of `table`'s items by the run's anchor's text path (train/anchored.py: the map of
+    their text, no id delta), from the base model's text vectors and token rows as training computed
+    its items' features: an added item's row, or what the text path alone makes of a trained one."""
     pooled = text_embeddings(item_texts(SplitData(items=table, users=pd.DataFrame())), model, tokenizer,
                              cache_folder=cache_dir())  # fmt: skip
     texts = [r.title or r.text for r in table.itertuples()]
