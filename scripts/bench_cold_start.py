@@ -3,7 +3,8 @@
 For each data set the newest share of items (by first interaction: the earliest timestamp, or for
 Industrial the earliest `position` any user has them at; 10% on Industrial, 20% on ML-100K so that
 cold test users number in the hundreds) is removed from training entirely: their interactions are
-dropped, and the LLM (the default recipe, free item rows and `model.item_rows: anchored`) and SASRec-CE
+dropped, and the LLM (the default recipe, free item rows and `model.item_rows: anchored`; on Industrial
+also anchored rows with `model.anchor.delta_dropout: 0.75`, the `anchored-dropout75` variant) and SASRec-CE
 are trained without them, three training seeds each. Then `llmrec items add` puts them in each run's
 catalogue, and every model ranks the whole catalogue (warm + added) for the test users of the full
 data's leave-one-out split:
@@ -22,7 +23,7 @@ counts: an added item has none).
     python scripts/bench_cold_start.py split ml100k              # data + config under runs/cold-start/ml100k
     python scripts/bench_cold_start.py train ml100k [--seeds 0 1 2] [--variants free]   # resumable
     python scripts/bench_cold_start.py train industrial --titles   # + anchored rows with titles in the prompt
-    python scripts/bench_cold_start.py measure ml100k [--seeds 0 1 2]              # items add + every model
+    python scripts/bench_cold_start.py measure ml100k [--seeds 0 1 2] [--titles]   # items add + every model
     python scripts/bench_cold_start.py mix ml100k [--seeds 0 1 2]   # + the content mix rows (after measure)
     python scripts/bench_cold_start.py frontier industrial   # cold vs warm as added items get a score offset
     python scripts/bench_cold_start.py placement industrial  # added items by rank calibration, not slots
@@ -76,7 +77,13 @@ from bench_train import machine  # noqa: E402
 WORK = Path(os.environ.get("COLD_START_WORK", ROOT / "runs" / "cold-start"))  # a smoke run elsewhere
 OUT = ROOT / "docs" / "benchmarks" / "cold-start.json"
 COLD_SHARE = {"ml100k": 0.20, "industrial": 0.10}
-VARIANTS = {"free": [], "anchored": ["--set", "model.item_rows=anchored"]}
+VARIANTS = {
+    "free": [],
+    "anchored": ["--set", "model.item_rows=anchored"],
+    # the text path made to carry more: the delta dropped for 3 items in 4 at each step (default 1 in 4)
+    "anchored-dropout75": ["--set", "model.item_rows=anchored", "--set", "model.anchor.delta_dropout=0.75"],
+}
+DEFAULT_VARIANTS = ["free", "anchored"]  # what `train` runs unless --variants names others
 # issue 26's "titles where they pay": anchored rows plus the titles of the history in the prompt (the
 # next_item template, one target a prompt), trained for the wall time its seed's anchored run took
 TITLES = ["--set", "model.item_rows=anchored", "--set", "prompts.objective=next_item",
@@ -231,7 +238,7 @@ def llm_lists(run_dir: Path, histories: list[list[str]], slots: int | None = Non
     return [[r.item for r in row] for row in rec.recommend(histories, k=10, progress=True)]
 
 
-def measure(name: str, seeds: list[int], split_name: str, variants: list[str]) -> dict:
+def measure(name: str, seeds: list[int], split_name: str, variants: list[str], titles: bool = False) -> dict:
     """Every model on `split_name`'s users, each LLM (of `variants`, and titles when trained) and
     SASRec-CE per training seed; on the validation split only the content baseline (its profile
     length is chosen there). Merged into measure-<split>.json, so variants and seeds can be measured
@@ -262,7 +269,7 @@ def measure(name: str, seeds: list[int], split_name: str, variants: list[str]) -
         result["content_by_profile"][str(last or "all")] = split_metrics(lists, targets, is_cold, catalogue)
     models = result["models"]
     for seed in seeds if split_name == "test" else []:
-        for variant in (*variants, "titles"):
+        for variant in (*variants, "titles") if titles else variants:
             run = f"{variant}-seed{seed}"
             if not (folder / run / "train_summary.json").exists():
                 continue  # not trained (yet), or the optional titles variant (train --titles)
@@ -631,6 +638,8 @@ def report(names: list[str]) -> None:
             "llm_free_mix",
             "llm_anchored_alone",
             "llm_free_alone",
+            "llm_anchored-dropout75_mix",
+            "llm_anchored-dropout75_alone",
         ):
             if row not in models:
                 continue
@@ -647,7 +656,8 @@ def report(names: list[str]) -> None:
             )
         mixes = {row: [test["models"][row][s]["profile"] + "/" + str(test["models"][row][s]["weight"])
                        for s in sorted(test["models"][row], key=int)]
-                 for row in ("llm_anchored_mix", "llm_free_mix") if row in test["models"]}  # fmt: skip
+                 for row in ("llm_anchored_mix", "llm_free_mix", "llm_anchored-dropout75_mix")
+                 if row in test["models"]}  # fmt: skip
         if mixes:
             entry["content_mix_profile_weight_by_seed"] = mixes
         if "llm_free" in models:  # a data set part-way through its seeds may lack a variant
@@ -701,9 +711,9 @@ def main() -> None:
     parser.add_argument("name", nargs="?", choices=tuple(COLD_SHARE))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=30, help="the LLM's epoch cap (both variants)")
-    parser.add_argument("--titles", action="store_true", help="train: also the titles-in-prompt variant")
-    parser.add_argument("--variants", nargs="*", choices=tuple(VARIANTS), default=list(VARIANTS),
-                        help="train/measure/mix: the item-row variants (default both)")  # fmt: skip
+    parser.add_argument("--titles", action="store_true", help="train/measure: also the titles variant")
+    parser.add_argument("--variants", nargs="*", choices=tuple(VARIANTS), default=DEFAULT_VARIANTS,
+                        help="train/measure/mix: item-row variants (default: free, anchored)")  # fmt: skip
     args = parser.parse_args()
     if args.stage == "report":
         report([n for n in COLD_SHARE if (WORK / n / "measure-test.json").exists()])
@@ -726,7 +736,8 @@ def main() -> None:
         text_path(args.name, args.seeds)
     else:
         for split_name in ("valid", "test"):
-            print(json.dumps(measure(args.name, args.seeds, split_name, args.variants), indent=1))
+            measured = measure(args.name, args.seeds, split_name, args.variants, args.titles)
+            print(json.dumps(measured, indent=1))
 
 
 if __name__ == "__main__":
