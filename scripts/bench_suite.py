@@ -311,13 +311,14 @@ def report(seeds: list[int]) -> dict:
         row["chosen_by_seed"] = chosen
         row["retriever_by_seed"] = retrievers
         row["chosen"] = max(set(chosen), key=chosen.count) if chosen else None
-        summaries = [folder / f"llm-seed{s}" / "train_summary.json" for s in seeds]
-        row["llm_training"] = [
-            {k: v for k, v in json.loads(p.read_text()).items() if k in STOP_KEYS}
-            | {"max_minutes": yaml.safe_load((p.parent / "config.yaml").read_text())["train"]["max_minutes"]}
-            for p in summaries
-            if p.exists()
-        ]
+        row["llm_training"] = _training(folder, "llm", seeds)
+        if anchored_training := _training(folder, "anchored", seeds):
+            row["anchored_training"] = anchored_training
+        # a data set whose default runs are not in this checkout (only a variant re-run here) keeps
+        # their choice and training as last reported
+        for key in ("chosen_by_seed", "retriever_by_seed", "chosen", "llm_training", "anchored_training"):
+            if not row.get(key) and earlier.get(name, {}).get(key):
+                row[key] = earlier[name][key]
         if row["llm"] and row["sasrec"]:
             best = row[row["chosen"]] if row["chosen"] and row[row["chosen"]] else row["llm"]
             row["chosen_over_sasrec"] = round(best["mean_ndcg@10"] / row["sasrec"]["mean_ndcg@10"], 3)
@@ -326,6 +327,17 @@ def report(seeds: list[int]) -> dict:
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {OUT}")
     return result
+
+
+def _training(folder: Path, variant: str, seeds: list[int]) -> list[dict]:
+    """How each seed's LLM run of `variant` trained: steps, epochs, why it stopped, wall time, budget."""
+    summaries = [folder / f"{variant}-seed{s}" / "train_summary.json" for s in seeds]
+    return [
+        {k: v for k, v in json.loads(p.read_text()).items() if k in STOP_KEYS}
+        | {"max_minutes": yaml.safe_load((p.parent / "config.yaml").read_text())["train"]["max_minutes"]}
+        for p in summaries
+        if p.exists()
+    ]
 
 
 # train's choice (hybrid.shortlist.choose_retriever) -> the suite row measuring it ("content" is the
