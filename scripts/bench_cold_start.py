@@ -64,7 +64,7 @@ from llmrec.config import DataConfig, GenerateConfig, load_config
 from llmrec.data import Catalog, SplitData, leave_one_out, load_catalog
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
-from llmrec.generate.new_items import RankChance, rank_chance, top_by_chance
+from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance, top_by_chance
 from llmrec.hybrid import ContentMixRecommender, fit_content_mix
 from llmrec.hybrid.shortlist import placed_by_chance
 from llmrec.io import write_json
@@ -239,7 +239,7 @@ def llm_lists(run_dir: Path, histories: list[list[str]], slots: int | None = Non
 
 
 def measure(name: str, seeds: list[int], split_name: str, variants: list[str], titles: bool = False) -> dict:
-    """Every model on `split_name`'s users, each LLM (of `variants`, and titles when trained) and
+    """Every model on `split_name`'s users, each LLM (of `variants`, and with `titles` the titles run) and
     SASRec-CE per training seed; on the validation split only the content baseline (its profile
     length is chosen there). Merged into measure-<split>.json, so variants and seeds can be measured
     as their training ends."""
@@ -523,7 +523,7 @@ def text_path(name: str, seeds: list[int]) -> None:
         with text_path_logits(path_rows):
             valid_path = rec.llm.score_catalogue(valid_histories).masked_fill(new, float("-inf"))
             test_path = rec.llm.score_catalogue(histories)
-        valid_text = rec.content.scores(valid_histories, exclude_history=False, profile=1)
+        valid_text = rec.content.scores(valid_histories, exclude_history=False, profile=PROFILE_ITEMS)
         valid_text = valid_text.masked_fill(valid_llm == float("-inf"), float("-inf"))
         path_chance = rank_chance(valid_path, columns)
         by_text = rec.placement(histories)
@@ -578,23 +578,17 @@ def over_seeds(per_seed: dict) -> dict:
     return out
 
 
+def mean_of(nodes: list) -> dict | float:
+    """The element-wise mean of equally shaped nested dicts of numbers (rounded)."""
+    if isinstance(nodes[0], dict):
+        return {key: mean_of([node[key] for node in nodes]) for key in nodes[0]}
+    return round(statistics.mean(nodes), 4)
+
+
 def text_path_summary(per_seed: dict) -> dict:
     """The textpath stage's rows: every number the mean of the seeds, the seeds listed."""
     seeds = sorted(per_seed, key=int)
-
-    def mean(path: tuple[str, ...]) -> float:
-        values = []
-        for s in seeds:
-            value = per_seed[s]
-            for key in path:
-                value = value[key]
-            values.append(value)
-        return round(statistics.mean(values), 4)
-
-    def walk(node: dict, path: tuple[str, ...]) -> dict:
-        return {k: walk(v, (*path, k)) if isinstance(v, dict) else mean((*path, k)) for k, v in node.items()}
-
-    return {"seeds": [int(s) for s in seeds], **walk(per_seed[seeds[0]], ())}
+    return {"seeds": [int(s) for s in seeds], **mean_of([per_seed[s] for s in seeds])}
 
 
 def report(names: list[str]) -> None:
