@@ -276,7 +276,9 @@ class GenerateConfig(_Section):
         "auto",
         description="sasrec: SASRec-CE (baselines.sasrec settings, trained on the run's split) shortlists "
         "and the LLM scores the shortlist; the two mix (llmrec.hybrid). content (atomic ids): the LLM's "
-        "catalogue log-probs + w * the item text's cosine with the recent history. none: the LLM ranks "
+        "catalogue log-probs + w * the item text's cosine with the recent history (+ v * SASRec-CE's "
+        "log-prob when one is available, as for sasrec; v picked on validation, 0 if it does not help). "
+        "none: the LLM ranks "
         "the whole catalogue. auto: `train` compares the LLM alone with each available mix (the hybrid "
         "when a SASRec-CE is available: retriever_weights, or `llmrec baseline`'s in baselines_dir; the "
         "content mix when items have text) on validation and keeps the best as the run's default",
@@ -299,6 +301,14 @@ class GenerateConfig(_Section):
         "ranking (the content mix's, or the LLM's alone) and of text similarity to the user's latest "
         "item, measured on validation by the content mix fit (run once if the run has none); slots: "
         "new_item_slots, as every other run",
+    )
+    new_item_boost: float = Field(
+        1.0,
+        ge=0,
+        description="calibrated placement: an added item's chance (of text similarity's rank table) is "
+        "multiplied by this before the top-K is taken. 1: as often as validation says items at that "
+        "text rank are the next item; above 1 shows new items more often (a freshness policy, paid "
+        "for by warm users: docs/benchmarks/cold-start.json); 0 keeps them out",
     )
     new_item_slots: int = Field(
         2,

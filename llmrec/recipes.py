@@ -341,7 +341,8 @@ def evaluate(
     elif isinstance(rec, ContentMixRecommender) and rec.alone:
         metrics["retriever"] = {"model": "none", "new_item_placement": "calibrated"}
     elif isinstance(rec, ContentMixRecommender):
-        metrics["retriever"] = {"model": "content", "profile": rec.profile or "all", "weight": rec.weight}
+        metrics["retriever"] = {"model": "content", "profile": rec.profile or "all", "weight": rec.weight,
+                                "sasrec_weight": rec.sasrec_weight}  # fmt: skip
     else:
         metrics["retriever"] = {"model": "none"}
     if (choice_file := run.path / "retriever" / "choice.json").exists():

@@ -25,8 +25,9 @@ counts: an added item has none).
     python scripts/bench_cold_start.py train industrial --titles   # + anchored rows with titles in the prompt
     python scripts/bench_cold_start.py measure ml100k [--seeds 0 1 2] [--titles]   # items add + every model
     python scripts/bench_cold_start.py mix ml100k [--seeds 0 1 2]   # + the content mix rows (after measure)
+    python scripts/bench_cold_start.py mix industrial --sasrec   # the mix with SASRec-CE's term (after mix)
     python scripts/bench_cold_start.py frontier industrial   # cold vs warm as added items get a score offset
-    python scripts/bench_cold_start.py placement industrial  # added items by rank calibration, not slots
+    python scripts/bench_cold_start.py placement industrial [--sasrec]  # calibrated placement x boost
     python scripts/bench_cold_start.py newness industrial    # does history newness predict a cold target?
     python scripts/bench_cold_start.py textpath industrial   # the anchored rows' text path vs text similarity
     python scripts/bench_cold_start.py report                    # docs/benchmarks/cold-start.json
@@ -66,6 +67,7 @@ from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
 from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance, top_by_chance
 from llmrec.hybrid import ContentMixRecommender, fit_content_mix
+from llmrec.hybrid.content_mix import SASREC_FILE
 from llmrec.hybrid.shortlist import placed_by_chance
 from llmrec.io import write_json
 from llmrec.train.run_dir import RunDir
@@ -317,13 +319,15 @@ def merge_measured(path: Path, new: dict) -> dict:
     return merged
 
 
-def content_mix(name: str, seeds: list[int], variants: list[str]) -> None:
+def content_mix(name: str, seeds: list[int], variants: list[str], sasrec: bool = False) -> None:
     """The content mix rows (`generate.retriever: content`, what `train`'s auto choice fits when items
     have text): profile and weight picked on the warm run's training validation sample, then the
     added run ranks the test users with them, added items placed by the default rule (calibrated,
     the fit's chance tables) and by the slots; merged into measure-test.json as llm_<variant>_mix
     and llm_<variant>_mix_slots. llm_<variant>_alone: the LLM alone as `retriever: none` serves it
-    (`load_recommender`), added items placed by the fit's `llm_alone` chance table."""
+    (`load_recommender`), added items placed by the fit's `llm_alone` chance table. `sasrec`: the
+    fit also sweeps the seed's SASRec-CE term (what the auto choice fits when `llmrec baseline` ran
+    before `train`), rows llm_<variant>_mix_sasrec and _mix_sasrec_slots (the LLM alone is unchanged)."""
     folder = WORK / name
     started = time.time()
     histories, targets, is_cold = eval_users(name, "test")
@@ -337,10 +341,13 @@ def content_mix(name: str, seeds: list[int], variants: list[str]) -> None:
                 continue
             cfg, split = run.load_config(), run.load_split()
             users = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
-            settings = fit_content_mix(run.path, users=users)
+            weights = folder / f"baselines-seed{seed}" / "sasrec" / "model.pt" if sasrec else None
+            settings = fit_content_mix(run.path, users=users, sasrec_weights=weights)
             added = added_run(folder, run.path.name)
             (added / "retriever").mkdir(exist_ok=True)
             write_json(added / "retriever" / "content_mix.json", settings)
+            if sasrec:
+                shutil.copy(run.path / "retriever" / SASREC_FILE, added / "retriever" / SASREC_FILE)
             rec = ContentMixRecommender.from_run(added)
             rec.cfg.new_item_slots = defaults.new_item_slots
             rec.cfg.new_item_neighbours = defaults.new_item_neighbours
@@ -349,6 +356,8 @@ def content_mix(name: str, seeds: list[int], variants: list[str]) -> None:
                 sys.exit(f"{added}: the LLM alone was not given calibrated placement")
             calibrated = defaults.new_item_placement
             rows = {"mix": (calibrated, rec), "mix_slots": ("slots", rec), "alone": (calibrated, alone)}
+            if sasrec:
+                rows = {"mix_sasrec": rows["mix"], "mix_sasrec_slots": rows["mix_slots"]}
             for suffix, (placement_rule, ranker) in rows.items():
                 label = f"llm_{variant}_{suffix}"
                 rec.cfg.new_item_placement = placement_rule
@@ -357,6 +366,7 @@ def content_mix(name: str, seeds: list[int], variants: list[str]) -> None:
                     "cold_share_in_top10": cold_share(named, cold),
                     "profile": settings["profile"],
                     "weight": ranker.weight,
+                    "sasrec_weight": ranker.sasrec_weight,
                     "new_item_placement": placement_rule,
                 }
                 mixes.setdefault(label, {})[str(seed)] = entry
@@ -367,15 +377,22 @@ def content_mix(name: str, seeds: list[int], variants: list[str]) -> None:
 OFFSETS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)  # nats added to every added item's mixed score
 
 
-def anchored_mixes(folder: Path, seeds: list[int], histories: list[list[str]]):
-    """Per seed whose anchored run the `mix` stage fitted: the seed, the added run's content mix and
-    its mixed scores (LLM log-probs + w x cosine) for `histories`."""
+def anchored_mixes(folder: Path, seeds: list[int], histories: list[list[str]], sasrec: bool = False):
+    """Per seed whose anchored run the `mix` stage fitted (`sasrec`: with SASRec-CE's term, `mix
+    --sasrec`; else without, as `mix`): the seed, the added run's content mix and its mixed scores
+    (LLM log-probs + the mix's bonus) for `histories`."""
     for seed in seeds:
         added = folder / f"anchored-seed{seed}-added"
         if not (added / "retriever" / "content_mix.json").exists():
             continue  # the mix stage fits it
+        fitted_with = "sasrec_weights" in json.loads((added / "retriever" / "content_mix.json").read_text())
+        if fitted_with != sasrec:
+            sys.exit(f"{added}: its content mix was fitted {'with' if fitted_with else 'without'} SASRec-CE; "
+                     f"run the mix stage{' with --sasrec' if sasrec else ''} first")  # fmt: skip
         rec = ContentMixRecommender.from_run(added)
-        yield seed, rec, rec.llm.score_catalogue(histories) + rec.weight * rec.cosines(histories, rec.profile)
+        bonus = rec.bonus(histories)
+        scores = rec.llm.score_catalogue(histories)
+        yield seed, rec, scores if bonus is None else scores + bonus
 
 
 def list_metrics(
@@ -404,31 +421,32 @@ def frontier(name: str, seeds: list[int]) -> None:
     merge_measured(folder / "measure-test.json", {"anchored_mix_new_item_offset": rows})
 
 
-PLACEMENT_PRIORS = (0.5, 1.0, 2.0)  # an added item's chance relative to a warm item at its text rank
+PLACEMENT_PRIORS = (0.5, 1.0, 2.0, 3.0, 4.0)  # generate.new_item_boost: x an added item's text chance
 
 
-def placement(name: str, seeds: list[int]) -> None:
+def placement(name: str, seeds: list[int], sasrec: bool = False) -> None:
     """What calibrated placement (`generate.new_item_placement: calibrated`, the default) trades, a
-    diagnostic read on test: the anchored runs' content mix with the chance tables the `mix` stage's
-    fit stored (the share of validation targets at each rank of the mix and of text similarity to
-    the latest item), the added items' text chances times a prior (1: the library's rule), and the
-    mix without slots or placement; merged into measure-test.json."""
+    diagnostic read on test: the anchored runs' content mix (`sasrec`: with SASRec-CE's term) with
+    the chance tables the `mix` stage's fit stored (the share of validation targets at each rank of
+    the mix and of text similarity to the latest item), the added items' text chances times a prior
+    (`generate.new_item_boost`; 1: the library's default), and the mix without slots or placement;
+    merged into measure-test.json."""
     folder = WORK / name
     histories, targets, is_cold = eval_users(name, "test")
     rows: dict = {}
-    for seed, rec, mixed in anchored_mixes(folder, seeds, histories):
+    for seed, rec, mixed in anchored_mixes(folder, seeds, histories, sasrec):
         if rec.chance is None:
             sys.exit(f"seed {seed}: a content mix fitted before calibrated placement; re-run the mix stage")
         lists = {"no_slots": mixed.topk(10, dim=1).indices.tolist()}
-        chance = rec.placement(histories)
         for prior in PLACEMENT_PRIORS:
-            scaled = RankChance(chance.ranked, prior * chance.by_text, chance.similarity)
-            top = top_by_chance(mixed, rec.llm.new_items, 10, scaled)
+            rec.llm.cfg.new_item_boost = prior
+            top = top_by_chance(mixed, rec.llm.new_items, 10, rec.placement(histories))
             lists[f"calibrated_prior_{prior}"] = [[s.item for s in row] for row in top]
         for label, top in lists.items():
             rows.setdefault(label, {})[str(seed)] = list_metrics(rec, top, targets, is_cold)
         print(json.dumps({label: per_seed[str(seed)] for label, per_seed in rows.items()}), flush=True)
-    merge_measured(folder / "measure-test.json", {"anchored_mix_placement": rows})
+    key = "anchored_mix_sasrec_placement" if sasrec else "anchored_mix_placement"
+    merge_measured(folder / "measure-test.json", {key: rows})
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -634,6 +652,8 @@ def report(names: list[str]) -> None:
             "llm_free_alone",
             "llm_anchored-dropout75_mix",
             "llm_anchored-dropout75_alone",
+            "llm_anchored_mix_sasrec",
+            "llm_free_mix_sasrec",
         ):
             if row not in models:
                 continue
@@ -648,10 +668,17 @@ def report(names: list[str]) -> None:
             entry["targets"][f"warm_ndcg@10_{row}_over_sasrec_ce"] = round(
                 models[row]["warm"]["ndcg@10"] / models["sasrec_ce"]["warm"]["ndcg@10"], 3
             )
-        mixes = {row: [test["models"][row][s]["profile"] + "/" + str(test["models"][row][s]["weight"])
-                       for s in sorted(test["models"][row], key=int)]
-                 for row in ("llm_anchored_mix", "llm_free_mix", "llm_anchored-dropout75_mix")
-                 if row in test["models"]}  # fmt: skip
+        fitted = ("profile", "weight", "sasrec_weight")  # profile/weight[/SASRec-CE weight] per seed
+        mix_rows = ("llm_anchored_mix", "llm_free_mix", "llm_anchored-dropout75_mix",
+                    "llm_anchored_mix_sasrec", "llm_free_mix_sasrec")  # fmt: skip
+        mixes = {
+            row: [
+                "/".join(str(by_seed[s][k]) for k in fitted if k in by_seed[s])
+                for s in sorted(by_seed, key=int)
+            ]
+            for row, by_seed in test["models"].items()
+            if row in mix_rows
+        }
         if mixes:
             entry["content_mix_profile_weight_by_seed"] = mixes
         if "llm_free" in models:  # a data set part-way through its seeds may lack a variant
@@ -659,7 +686,11 @@ def report(names: list[str]) -> None:
                 models["llm_anchored"]["warm"]["ndcg@10"] - models["llm_free"]["warm"]["ndcg@10"], 4
             )
         # the frontier (per offset) and placement (per rule) stages: mean over seeds, all users too
-        for diagnostic in ("anchored_mix_new_item_offset", "anchored_mix_placement"):
+        for diagnostic in (
+            "anchored_mix_new_item_offset",
+            "anchored_mix_placement",
+            "anchored_mix_sasrec_placement",
+        ):
             if diagnostic in test:
                 entry[diagnostic] = {
                     setting: over_seeds(per_seed)
@@ -706,6 +737,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=30, help="the LLM's epoch cap (both variants)")
     parser.add_argument("--titles", action="store_true", help="train/measure: also the titles variant")
+    parser.add_argument("--sasrec", action="store_true", help="mix/placement: the mix with SASRec-CE's term")
     parser.add_argument("--variants", nargs="*", choices=tuple(VARIANTS), default=DEFAULT_VARIANTS,
                         help="train/measure/mix: item-row variants (default: free, anchored)")  # fmt: skip
     args = parser.parse_args()
@@ -719,11 +751,11 @@ def main() -> None:
     elif args.stage == "train":
         train(args.name, args.seeds, args.epochs, args.variants, args.titles)
     elif args.stage == "mix":
-        content_mix(args.name, args.seeds, args.variants)
+        content_mix(args.name, args.seeds, args.variants, args.sasrec)
     elif args.stage == "frontier":
         frontier(args.name, args.seeds)
     elif args.stage == "placement":
-        placement(args.name, args.seeds)
+        placement(args.name, args.seeds, args.sasrec)
     elif args.stage == "newness":
         newness(args.name)
     elif args.stage == "textpath":

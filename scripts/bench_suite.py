@@ -4,6 +4,7 @@ its validation sweep chose) and popularity, three training seeds each.
 
     python scripts/bench_suite.py run                       # every data set, seeds 0 1 2 (resumable)
     python scripts/bench_suite.py run --datasets industrial --seeds 0 --only sasrec llm
+    python scripts/bench_suite.py refit --datasets industrial   # train's choice fitted again, mix re-measured
     python scripts/bench_suite.py report                    # docs/benchmarks/suite.json + quality.md table
 
 Each cell is one command (`llmrec prepare|baseline|train|evaluate` on runs/suite/NAME/config.yaml,
@@ -221,6 +222,25 @@ def _llm_cell(config: Path, folder: Path, base: str, name: str, seed: int, extra
         (run / "metrics-test-mix.json").write_bytes((run / "metrics-test.json").read_bytes())
 
 
+def refit(name: str, seeds: list[int]) -> None:
+    """After a change to how the mixes are fitted (not to training): the default runs' auto choice
+    fitted again (`choose_retriever`, with training's best validation NDCG@10 as the LLM alone, as
+    `train` calls it) and the content mix re-evaluated on test; the weights are not retrained."""
+    from llmrec.hybrid import choose_retriever
+
+    folder = SUITE / name
+    for seed in seeds:
+        run = folder / f"llm-seed{seed}"
+        summary = run / "train_summary.json"
+        if not summary.exists():
+            continue
+        print(f"{name} seed {seed}: fitting train's choice again", flush=True)
+        choose_retriever(run, llm_ndcg=json.loads(summary.read_text())["best_valid"]["ndcg@10"])
+        if (run / "retriever" / "content_mix.json").exists():
+            llmrec("evaluate", str(run), "--split", "test", "--retriever", "content")
+            (run / "metrics-test-mix.json").write_bytes((run / "metrics-test.json").read_bytes())
+
+
 def _summary(seeds: list[int], ndcg: list[float], hr: list[float], train_s: list) -> dict:
     """A suite row: per-seed values (rounded) and the mean and sd of NDCG@10 over the seeds."""
     return {
@@ -356,7 +376,7 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("run", "report"))
+    parser.add_argument("what", choices=("run", "refit", "report"))
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--only", nargs="*", choices=STAGES, default=[s for s in STAGES if s != "anchored"])
@@ -365,6 +385,9 @@ def main() -> None:
     if args.what == "run":
         for name in args.datasets:
             run_cells(name, args.seeds, tuple(args.only), args.minutes)
+    if args.what == "refit":
+        for name in args.datasets:
+            refit(name, args.seeds)
     report(args.seeds)
 
 

@@ -291,7 +291,9 @@ def suite_table() -> list[str]:
         f"Machine: {suite['machine']}. Each row: `python scripts/bench_suite.py run --datasets NAME` "
         "(then `report`). A stop at max_minutes is the CPU's wall-time cap (`--minutes`), not convergence: "
         "those rows are lower bounds of the recipe. ml100k-notext's baselines are ML-100K's (the same split "
-        "to the item index, checked; SASRec-CE and popularity read no text).",
+        "to the item index, checked; SASRec-CE and popularity read no text). The content mix: the LLM + "
+        "text similarity + SASRec-CE's log-prob (its weight picked on validation; Industrial's rows "
+        "re-fitted on the trained runs with `bench_suite.py refit` when that term was added).",
         "",
         "| data set | users | LLM (default recipe) | hybrid | content mix | LLM, anchored rows | "
         "hybrid, anchored rows | SASRec-CE (swept) | content | popularity | chosen | chosen / SASRec-CE | "

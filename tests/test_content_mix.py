@@ -124,7 +124,8 @@ def test_train_chooses_among_llm_and_the_content_mix_and_every_verb_honours_it(t
     result = runner.invoke(app, ["evaluate", str(run.path), "--split", "test", "--retriever", "content"])
     assert result.exit_code == 0, result.output
     used = json.loads(run.metrics("test").read_text())["retriever"]
-    assert (used["model"], used["profile"], used["weight"]) == ("content", 1, 40.0)
+    fitted = (used["model"], used["profile"], used["weight"], used["sasrec_weight"])
+    assert fitted == ("content", 1, 40.0, 0.0)  # no SASRec-CE in this run
 
 
 def test_a_catalogue_without_text_has_no_content_mix(tmp_path, tiny_backbone):
@@ -275,3 +276,115 @@ def test_the_llm_alone_places_added_items_by_its_own_chance_table(text_run, tmp_
         config.read_text().replace("new_item_placement: calibrated", "new_item_placement: slots")
     )
     assert type(load_recommender(run, **quiet)) is Recommender
+
+
+def random_sasrec(run: RunDir, path) -> None:
+    """SASRec-CE weights for the run's catalogue (untrained: the sweep's arithmetic is what is tested)."""
+    from llmrec.baselines.sasrec import SasrecRecommender
+
+    SasrecRecommender(run.load_split(), run.load_config().baselines.sasrec).save(path)
+
+
+def test_a_sasrec_term_is_swept_and_the_mix_adds_its_log_probs(text_run, tmp_path):
+    """With SASRec-CE weights the fit sweeps its weight too (copying the weights into the run), and a
+    mix with a SASRec-CE weight v ranks by log p_llm + w * cos + v * log p_sasrec."""
+    import shutil
+
+    from llmrec.hybrid.content_mix import SASREC_WEIGHTS
+
+    run = tmp_path / "run"
+    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "retriever"))
+    random_sasrec(RunDir(run), tmp_path / "sasrec.pt")
+    saved = fit_content_mix(run, log=lambda _: None, sasrec_weights=tmp_path / "sasrec.pt")
+    assert set(saved["valid_ndcg@10_by_sasrec_weight"]) == {str(v) for v in SASREC_WEIGHTS}
+    assert saved["sasrec_weight"] in SASREC_WEIGHTS and saved["sasrec_catalogue_items"] == 30
+    assert (run / "retriever" / "sasrec.pt").read_bytes() == (tmp_path / "sasrec.pt").read_bytes()
+    if saved["sasrec_weight"] > 0:  # kept only beyond one standard error over the best mix without it
+        assert saved["sasrec_gain"] > saved["sasrec_gain_se"]
+    mix_file = run / "retriever" / "content_mix.json"
+    mix_file.write_text(json.dumps(saved | {"weight": 3.0, "profile": "2", "sasrec_weight": 2.0}))
+    mixed = ContentMixRecommender.from_run(run)
+    assert mixed.sasrec is not None and mixed.sasrec_weight == 2.0
+    known = [[i for i in h] for h in HISTORIES]
+    logits = mixed.sasrec.logits(known, exclude_history=False)
+    sasrec = torch.log_softmax(logits, dim=-1)[:, [mixed.sasrec.index[i] - 1 for i in mixed.item_ids.items]]
+    expected_scores = mixed.llm.score_catalogue(HISTORIES) + 3.0 * mixed.cosines(HISTORIES, 2) + 2.0 * sasrec
+    for n, row in enumerate(mixed.recommend(HISTORIES, k=6)):
+        expected = expected_scores[n].topk(6)
+        assert [r.item for r in row] == [mixed.item_ids.items[j] for j in expected.indices.tolist()]
+        assert [r.score for r in row] == pytest.approx(expected.values.tolist(), abs=1e-4)
+
+
+def test_a_sasrec_term_is_kept_when_it_points_at_the_target(text_run, tmp_path, monkeypatch):
+    """SASRec-CE log-probs that name each validation user's next item: the fit keeps its term (the
+    text alone, made neutral, cannot find the target)."""
+    import shutil
+
+    import llmrec.hybrid.content_mix as content_mix
+
+    run = tmp_path / "run"
+    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "retriever"))
+    random_sasrec(RunDir(run), tmp_path / "sasrec.pt")
+    split = RunDir(run).load_split()
+    users = split.eval_users("valid")
+    by_history = {tuple(h): t for h, t in zip(split.histories(users, "valid"), users["valid"], strict=True)}
+
+    def pointing(sasrec, histories, items):
+        logp = torch.full((len(histories), len(items)), -10.0)
+        for r, history in enumerate(histories):
+            logp[r, items.index(by_history[tuple(history)])] = 0.0
+        return logp
+
+    monkeypatch.setattr(content_mix, "sasrec_log_probs", pointing)
+    monkeypatch.setattr(ContentMixRecommender, "cosines", lambda self, h, p: torch.zeros(len(h), 30))
+    saved = fit_content_mix(run, log=lambda _: None, sasrec_weights=tmp_path / "sasrec.pt")
+    assert saved["sasrec_weight"] > 0 and saved["valid_ndcg@10"] == pytest.approx(1.0)
+    assert saved["sasrec_gain"] > saved["sasrec_gain_se"] > 0
+
+
+def test_an_item_sasrec_never_saw_gets_the_uniform_log_prob(text_run, tmp_path):
+    """After `items add`, SASRec-CE knows the catalogue it was trained on: an added item gets
+    log(1/n) from it, and an added item in a history is left out of its input (no error)."""
+    import math
+    import shutil
+
+    from llmrec.hybrid.content_mix import sasrec_log_probs
+
+    run = tmp_path / "run"
+    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "retriever"))
+    random_sasrec(RunDir(run), tmp_path / "sasrec.pt")
+    saved = fit_content_mix(run, log=lambda _: None, sasrec_weights=tmp_path / "sasrec.pt")
+    mix_file = run / "retriever" / "content_mix.json"
+    mix_file.write_text(json.dumps(saved | {"weight": 1.0, "sasrec_weight": 1.0}))
+    (tmp_path / "new.csv").write_text("iid,name,genre\nm99,Film 2,action\n")
+    result = runner.invoke(app, ["items", "add", str(run), str(tmp_path / "new.csv")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    mixed = ContentMixRecommender.from_run(run)
+    assert len(mixed.sasrec.items) == 30 and mixed.item_ids.items[-1] == "m99"
+    logp = sasrec_log_probs(mixed.sasrec, [["m1", "m99"], ["m1"]], mixed.item_ids.items)
+    assert logp[:, -1].tolist() == pytest.approx([-math.log(30)] * 2)
+    assert torch.equal(logp[0], logp[1])  # m99 is not part of SASRec's input
+    mixed.llm.cfg.new_item_placement = "slots"
+    assert len(mixed.recommend([["m1", "m99"]], k=5)[0]) == 5
+
+
+def test_new_item_boost_scales_an_added_items_chance(text_run, tmp_path):
+    """`generate.new_item_boost` multiplies an added item's text chance: 1 places it as validation
+    says, more moves it up the list, 0 keeps it out."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint"))
+    fit_content_mix(run, log=lambda _: None)
+    (tmp_path / "new.csv").write_text("iid,name,genre\nm99,Film 2,action\n")  # m2's text
+    result = runner.invoke(app, ["items", "add", str(run), str(tmp_path / "new.csv")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    mixed = ContentMixRecommender.from_run(run)
+    history = [["m5", "m2"]]  # m99 is the nearest item by text
+    mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.25])
+    where = {}
+    for boost in (0.0, 1.0, 3.0):
+        mixed.llm.cfg.new_item_boost = boost
+        listed = [r.item for r in mixed.recommend(history, k=5)[0]]
+        where[boost] = listed.index("m99") if "m99" in listed else None
+    assert where == {0.0: None, 1.0: 3, 3.0: 0}

@@ -137,6 +137,9 @@ def test_auto_retriever_is_chosen_on_validation_and_honoured_everywhere(tmp_path
     best = max(choice["valid_ndcg@10"], key=lambda k: (choice["valid_ndcg@10"][k], k == "llm"))
     assert choice["chosen"] == best and choice["retriever_weights"].endswith("baselines/sasrec/model.pt")
     assert json.loads((run.path / "retriever" / "hybrid.json").read_text())["valid_users"] == 8
+    # the content mix was offered the same SASRec-CE as a third term
+    mix = json.loads((run.path / "retriever" / "content_mix.json").read_text())
+    assert mix["sasrec_weights"] == choice["retriever_weights"] and "sasrec_weight" in mix
     # train passes its best validation NDCG@10 as the LLM-alone side: what ranking those users again gives
     from llmrec.hybrid import choose_retriever
 

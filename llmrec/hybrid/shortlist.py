@@ -28,7 +28,13 @@ from llmrec.errors import InputError
 from llmrec.evaluate import ranking_metrics
 from llmrec.generate import Recommendation, Recommender
 from llmrec.generate.recommender import check_shape
-from llmrec.hybrid.content_mix import ContentMixRecommender, fit_content_mix, has_text
+from llmrec.hybrid.content_mix import (
+    SASREC_FILE,
+    ContentMixRecommender,
+    fit_content_mix,
+    has_text,
+    run_sasrec,
+)
 from llmrec.hybrid.surface import MixedRecommender
 from llmrec.io import read_json, write_json
 from llmrec.train.run_dir import RunDir
@@ -65,11 +71,7 @@ class HybridRecommender(MixedRecommender):
         run = RunDir(run_dir)
         settings = read_json(run.path / "retriever" / "hybrid.json")
         cfg = run.load_config()
-        split = run.load_split()
-        # SASRec knows the catalogue it was trained on: the first items (`llmrec items add` appends)
-        split.items = split.items.iloc[: settings.get("catalogue_items", len(split.items))]
-        sasrec = SasrecRecommender(split, cfg.baselines.sasrec)
-        sasrec.load(run.path / "retriever" / "sasrec.pt")
+        sasrec = run_sasrec(run, settings.get("catalogue_items", len(run.load_split().items)))
         weight = cfg.generate.mix_weight if cfg.generate.mix_weight is not None else settings["weight"]
         llm = llm or Recommender.from_run(run.path, backend=backend)
         return cls(llm, sasrec, settings["shortlist"], float(weight))
@@ -163,7 +165,7 @@ def fit_retriever(
         summary = sasrec.fit(split, cfg.generate.exclude_history, log=log)
     folder = run.path / "retriever"
     folder.mkdir(exist_ok=True)
-    sasrec.save(folder / "sasrec.pt")
+    sasrec.save(folder / SASREC_FILE)
     hybrid = HybridRecommender(llm or Recommender.from_run(run.path), sasrec, shortlist, 0.0)
     users = split.eval_users("valid") if users is None else users
     log(f"retriever: the LLM scores SASRec's top-{shortlist} for {len(users)} validation users")
@@ -246,7 +248,8 @@ def choose_retriever(
             log("retriever: no SASRec-CE available (generate.retriever_weights, or `llmrec baseline "
                 "CONFIG --model sasrec` before training): no hybrid to compare")  # fmt: skip
         if mixable:
-            ndcg["content"] = fit_content_mix(run.path, llm, log, users=users)["valid_ndcg@10"]
+            content = fit_content_mix(run.path, llm, log, users=users, sasrec_weights=weights)
+            ndcg["content"] = content["valid_ndcg@10"]
         chosen = max(ndcg, key=lambda name: (ndcg[name], name == "llm"))  # ties: the LLM alone
         choice = {"chosen": chosen, **choice, "valid_ndcg@10": ndcg}
         names = {"llm": "the LLM alone", "hybrid": "SASRec-CE shortlist + LLM", "content": "the content mix"}
@@ -298,7 +301,7 @@ def fit_content_mix_once(run: RunDir, llm: Recommender, log: Callable[[str], Non
     """Fit the content mix on the run's validation users unless the run has one (said, with `why`)."""
     if not has_content_mix(run):
         log(f"{run.path}: {why}; fitting it now (saved in {run.path / 'retriever'})")
-        fit_content_mix(run.path, llm, log)
+        fit_content_mix(run.path, llm, log, sasrec_weights=available_retriever(run.path))
 
 
 def load_recommender(
