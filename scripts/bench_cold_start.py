@@ -65,7 +65,7 @@ from llmrec.config import DataConfig, GenerateConfig, load_config
 from llmrec.data import Catalog, SplitData, leave_one_out, load_catalog
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
-from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance, top_by_chance
+from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance, target_ranks, top_by_chance
 from llmrec.hybrid import ContentMixRecommender, fit_content_mix
 from llmrec.hybrid.content_mix import SASREC_FILE
 from llmrec.hybrid.shortlist import placed_by_chance
@@ -489,9 +489,7 @@ def text_path_logits(rows: torch.Tensor) -> Iterator[None]:
 
 def within_added(scores: torch.Tensor, new: torch.Tensor, target_columns: list[int]) -> dict:
     """Where each row's target (an added item) ranks among the added items alone by `scores`."""
-    among = scores.masked_fill(~new, float("-inf"))
-    target = among[torch.arange(len(target_columns)), torch.tensor(target_columns)]
-    ranks = (among > target[:, None]).sum(1).float()
+    ranks = target_ranks(scores.masked_fill(~new, float("-inf")), target_columns)[1].float()
     hits, reciprocal = (ranks < 10).float().mean(), (1 / (ranks + 1)).mean()
     return {"hit@10": round(float(hits), 4), "mrr": round(float(reciprocal), 4)}
 

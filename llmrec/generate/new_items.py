@@ -32,10 +32,16 @@ PROFILE_ITEMS = 1  # the user's latest items whose mean text vector the new item
 CHANCE_DEPTH = 200  # ranks a chance table covers; deeper ranks have chance 0
 
 
+def target_ranks(scores: torch.Tensor, targets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's target column's score and its 0-based rank in the row's `scores` (the columns
+    scoring strictly higher)."""
+    target = scores[torch.arange(len(targets)), torch.tensor(targets, dtype=torch.long)]
+    return target, (scores > target[:, None]).sum(1)
+
+
 def rank_chance(scores: torch.Tensor, targets: list[int], depth: int = CHANCE_DEPTH) -> torch.Tensor:
     """The share of rows whose target column is at each rank (0-based) of the row's `scores`."""
-    target = scores[torch.arange(len(targets)), torch.tensor(targets)]
-    ranks = (scores > target[:, None]).sum(1).clamp(max=depth)
+    ranks = target_ranks(scores, targets)[1].clamp(max=depth)
     return torch.bincount(ranks, minlength=depth + 1)[:depth].float() / max(1, len(targets))
 
 

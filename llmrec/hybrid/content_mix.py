@@ -46,7 +46,7 @@ from llmrec.catalogue.change import base_model, catalogue_text_vectors
 from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.generate import Recommendation, Recommender
-from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance
+from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance, target_ranks
 from llmrec.hybrid.surface import MixedRecommender
 from llmrec.io import atomic_path, read_json, write_json
 from llmrec.train.run_dir import RunDir
@@ -77,9 +77,10 @@ def has_text(split: SplitData) -> bool:
     return any(text.strip() for text in split.title_or_text().values())
 
 
-def run_sasrec(run: RunDir, catalogue_items: int) -> SasrecRecommender:
+def run_sasrec(run: RunDir, catalogue_items: int | None) -> SasrecRecommender:
     """The SASRec-CE in RUN_DIR/retriever/, over the catalogue it was trained on: the run's first
-    `catalogue_items` items (`llmrec items add` appends)."""
+    `catalogue_items` items (`llmrec items add` appends; None: fits from before that count was kept,
+    the whole catalogue)."""
     split = run.load_split()
     split.items = split.items.iloc[:catalogue_items]
     sasrec = SasrecRecommender(split, run.load_config().baselines.sasrec)
@@ -100,8 +101,7 @@ def sasrec_log_probs(sasrec: SasrecRecommender, histories: list[list[str]], item
 
 def target_ndcg(scores: torch.Tensor, columns: list[int], k: int = 10) -> np.ndarray:
     """Per row, NDCG@k of its target column under `scores`; an excluded target (-inf) scores 0."""
-    target = scores[torch.arange(len(columns)), torch.tensor(columns, dtype=torch.long)]
-    rank = (scores > target[:, None]).sum(1)  # 0-based: what user_ndcg reads off a top-k list
+    target, rank = target_ranks(scores, columns)  # 0-based: what user_ndcg reads off a top-k list
     gain = 1.0 / torch.log2(rank.double() + 2.0)
     return torch.where((rank < k) & (target > float("-inf")), gain, 0.0).numpy()
 

@@ -71,7 +71,7 @@ class HybridRecommender(MixedRecommender):
         run = RunDir(run_dir)
         settings = read_json(run.path / "retriever" / "hybrid.json")
         cfg = run.load_config()
-        sasrec = run_sasrec(run, settings.get("catalogue_items", len(run.load_split().items)))
+        sasrec = run_sasrec(run, settings.get("catalogue_items"))
         weight = cfg.generate.mix_weight if cfg.generate.mix_weight is not None else settings["weight"]
         llm = llm or Recommender.from_run(run.path, backend=backend)
         return cls(llm, sasrec, settings["shortlist"], float(weight))
