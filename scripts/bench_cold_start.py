@@ -28,6 +28,7 @@ counts: an added item has none).
     python scripts/bench_cold_start.py mix industrial --sasrec   # the mix with SASRec-CE's term (after mix)
     python scripts/bench_cold_start.py frontier industrial   # cold vs warm as added items get a score offset
     python scripts/bench_cold_start.py placement industrial [--sasrec]  # calibrated placement x boost
+    python scripts/bench_cold_start.py closeness industrial  # target rate of near items by cosine
     python scripts/bench_cold_start.py newness industrial    # does history newness predict a cold target?
     python scripts/bench_cold_start.py textpath industrial   # the anchored rows' text path vs text similarity
     python scripts/bench_cold_start.py report                    # docs/benchmarks/cold-start.json
@@ -402,7 +403,8 @@ def list_metrics(
     catalogue = set(rec.item_ids.items)
     named = [[rec.item_ids.items[i] for i in row] for row in top]
     entry = split_metrics(named, targets, is_cold, catalogue)
-    return entry | {"all_ndcg@10": round(ranking_metrics(targets, named, catalogue)["ndcg@10"], 4)}
+    every = ranking_metrics(targets, named, catalogue)
+    return entry | {"all_hr@10": round(every["hr@10"], 4), "all_ndcg@10": round(every["ndcg@10"], 4)}
 
 
 def frontier(name: str, seeds: list[int]) -> None:
@@ -427,26 +429,81 @@ PLACEMENT_PRIORS = (0.5, 1.0, 2.0, 3.0, 4.0)  # generate.new_item_boost: x an ad
 def placement(name: str, seeds: list[int], sasrec: bool = False) -> None:
     """What calibrated placement (`generate.new_item_placement: calibrated`, the default) trades, a
     diagnostic read on test: the anchored runs' content mix (`sasrec`: with SASRec-CE's term) with
-    the chance tables the `mix` stage's fit stored (the share of validation targets at each rank of
-    the mix and of text similarity to the latest item), the added items' text chances times a prior
+    the chances the `mix` stage's fit stored (the share of validation targets at each rank of the
+    mix; an added item's chance from its text rank and cosine to the latest item, the fit's
+    TextChance: rows calibrated_prior_*; or from its text rank alone, the fit's rank table as before
+    that model: rows rank_table_prior_*), the added items' chances times a prior
     (`generate.new_item_boost`; 1: the library's default), and the mix without slots or placement;
     merged into measure-test.json."""
     folder = WORK / name
     histories, targets, is_cold = eval_users(name, "test")
     rows: dict = {}
     for seed, rec, mixed in anchored_mixes(folder, seeds, histories, sasrec):
-        if rec.chance is None:
-            sys.exit(f"seed {seed}: a content mix fitted before calibrated placement; re-run the mix stage")
+        if rec.chance is None or rec.text_chance is None:
+            sys.exit(
+                f"seed {seed}: a content mix fitted before calibrated placement's text model; re-run mix"
+            )
         lists = {"no_slots": mixed.topk(10, dim=1).indices.tolist()}
-        for prior in PLACEMENT_PRIORS:
-            rec.llm.cfg.new_item_boost = prior
-            top = top_by_chance(mixed, rec.llm.new_items, 10, rec.placement(histories))
-            lists[f"calibrated_prior_{prior}"] = [[s.item for s in row] for row in top]
+        text_chance = rec.text_chance
+        for rule, model in (("calibrated", text_chance), ("rank_table", None)):
+            rec.text_chance = model
+            for prior in PLACEMENT_PRIORS:
+                rec.llm.cfg.new_item_boost = prior
+                top = top_by_chance(mixed, rec.llm.new_items, 10, rec.placement(histories))
+                lists[f"{rule}_prior_{prior}"] = [[s.item for s in row] for row in top]
         for label, top in lists.items():
             rows.setdefault(label, {})[str(seed)] = list_metrics(rec, top, targets, is_cold)
         print(json.dumps({label: per_seed[str(seed)] for label, per_seed in rows.items()}), flush=True)
     key = "anchored_mix_sasrec_placement" if sasrec else "anchored_mix_placement"
     merge_measured(folder / "measure-test.json", {key: rows})
+
+
+COSINE_EDGES = (-1.0, 0.7, 0.8, 0.88, 0.95, 0.98, 0.99, 1.0001)
+NEAREST = 5  # the items nearest to the latest item by text whose target rate is counted
+
+
+def closeness(name: str, seeds: list[int]) -> None:
+    """Why an added item's chance reads its cosine, not only its text rank: among each user's
+    NEAREST items by text to the latest item (history excluded), the share that is the next item,
+    per cosine bin. On the warm training split's validation users (what the fit sees: every item
+    trained) and on the full data's test users, cold and warm items apart; and the fitted TextChance
+    of each seed's anchored mix; merged into measure-test.json."""
+    folder = WORK / name
+    added = RunDir(folder / f"anchored-seed{seeds[0]}-added")
+    vectors = added.load_text_vectors(len(added.load_split().items))
+    warm = SplitData.load(folder / "prepared")
+
+    def rates(content: ContentRecommender, histories: list[list[str]], targets: list[str], mask) -> list:
+        top = content.scores(histories).topk(NEAREST, dim=1)
+        hit = (top.indices == torch.tensor([content.index[t] for t in targets])[:, None]).flatten()
+        cos, keep = top.values.flatten(), mask[top.indices].flatten()
+        out = []
+        for low, high in zip(COSINE_EDGES[:-1], COSINE_EDGES[1:], strict=True):
+            inside = keep & (cos >= low) & (cos < high)
+            rate = round(float(hit[inside].float().mean()), 4) if inside.any() else None
+            out.append({"cosine": [low, min(high, 1.0)], "items": int(inside.sum()),
+                        "targets": int(hit[inside].sum()), "rate": rate})  # fmt: skip
+        return out
+
+    users = warm.eval_users("valid")
+    warm_content = ContentRecommender(warm, vectors[: len(warm.items)])
+    everything = torch.ones(len(warm.items), dtype=torch.bool)
+    result = {"valid_warm_split": rates(warm_content, warm.histories(users, "valid"), users["valid"].tolist(),
+                                        everything)}  # fmt: skip
+    histories, targets, is_cold = eval_users(name, "test")
+    content = ContentRecommender(added.load_split(), vectors)
+    known = set(warm.items["item"])
+    cold_columns = torch.tensor([item not in known for item in content.items])
+    result["test_cold_items"] = rates(content, histories, targets, cold_columns)
+    result["test_warm_items"] = rates(content, histories, targets, ~cold_columns)
+    result["text_chance_by_seed"] = {
+        str(seed): json.loads((folder / f"anchored-seed{seed}-added" / "retriever" / "content_mix.json")
+                              .read_text())["rank_chance"].get("text")
+        for seed in seeds
+        if (folder / f"anchored-seed{seed}-added" / "retriever" / "content_mix.json").exists()
+    }  # fmt: skip
+    print(json.dumps(result), flush=True)
+    merge_measured(folder / "measure-test.json", {"closeness": result})
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -607,6 +664,30 @@ def text_path_summary(per_seed: dict) -> dict:
     return {"seeds": [int(s) for s in seeds], **mean_of([per_seed[s] for s in seeds])}
 
 
+def diagnostics(test: dict) -> dict:
+    """The frontier (per offset) and placement (per rule) stages, mean over seeds, all users too;
+    the closeness stage as measured."""
+    out: dict = {}
+    for diagnostic in (
+        "anchored_mix_new_item_offset",
+        "anchored_mix_placement",
+        "anchored_mix_sasrec_placement",
+    ):
+        if diagnostic in test:
+            out[diagnostic] = {
+                setting: over_seeds(per_seed)
+                | {
+                    f"all_{m}": round(statistics.mean(e[f"all_{m}"] for e in per_seed.values()), 4)
+                    for m in ("hr@10", "ndcg@10")
+                    if all(f"all_{m}" in e for e in per_seed.values())
+                }
+                for setting, per_seed in test[diagnostic].items()
+            }
+    if "closeness" in test:
+        out["closeness"] = test["closeness"]
+    return out
+
+
 def report(names: list[str]) -> None:
     """cold-start.json from each dataset's measure-{valid,test}.json: the LLM rows with the library's
     default slots (and plain), mean of the training seeds."""
@@ -621,6 +702,8 @@ def report(names: list[str]) -> None:
     }
     for name in names:
         folder = WORK / name
+        if not (folder / "measure-valid.json").exists():
+            continue  # a rerun of diagnostics only (no `measure`): merged into the committed entry below
         valid = json.loads((folder / "measure-valid.json").read_text())
         test = json.loads((folder / "measure-test.json").read_text())
         # the content baseline's profile length: its best cold HR@10 on validation (most favourable to it)
@@ -683,18 +766,7 @@ def report(names: list[str]) -> None:
             entry["targets"]["warm_ndcg@10_llm_anchored_minus_free"] = round(
                 models["llm_anchored"]["warm"]["ndcg@10"] - models["llm_free"]["warm"]["ndcg@10"], 4
             )
-        # the frontier (per offset) and placement (per rule) stages: mean over seeds, all users too
-        for diagnostic in (
-            "anchored_mix_new_item_offset",
-            "anchored_mix_placement",
-            "anchored_mix_sasrec_placement",
-        ):
-            if diagnostic in test:
-                entry[diagnostic] = {
-                    setting: over_seeds(per_seed)
-                    | {"all_ndcg@10": round(statistics.mean(e["all_ndcg@10"] for e in per_seed.values()), 4)}
-                    for setting, per_seed in test[diagnostic].items()
-                }
+        entry |= diagnostics(test)
         if "anchored_text_path" in test:
             entry["anchored_text_path"] = text_path_summary(test["anchored_text_path"])
         if "newness_auc" in test:
@@ -723,13 +795,22 @@ def report(names: list[str]) -> None:
         for name, entry in json.loads(OUT.read_text())["datasets"].items():
             if name not in out["datasets"]:
                 out["datasets"][name] = entry | {"kept_from": entry.get("kept_from", "an earlier report")}
+    for name in names:  # diagnostics rerun on retrained runs without `measure`: replace those keys only
+        folder = WORK / name
+        if not (folder / "measure-valid.json").exists() and name in out["datasets"]:
+            rerun = diagnostics(json.loads((folder / "measure-test.json").read_text()))
+            runs = sorted(run.name for run in folder.glob("*-seed?") if (run / "train_summary.json").exists())
+            out["datasets"][name] |= rerun | {
+                "diagnostics_rerun": {"keys": sorted(rerun), "runs_retrained": runs}
+            }
     OUT.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {OUT}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    stages = ("split", "train", "measure", "mix", "frontier", "placement", "newness", "textpath", "report")
+    stages = ("split", "train", "measure", "mix", "frontier", "placement", "closeness", "newness", "textpath",
+              "report")  # fmt: skip
     parser.add_argument("stage", choices=stages)
     parser.add_argument("name", nargs="?", choices=tuple(COLD_SHARE))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
@@ -754,6 +835,8 @@ def main() -> None:
         frontier(args.name, args.seeds)
     elif args.stage == "placement":
         placement(args.name, args.seeds, args.sasrec)
+    elif args.stage == "closeness":
+        closeness(args.name, args.seeds)
     elif args.stage == "newness":
         newness(args.name)
     elif args.stage == "textpath":
