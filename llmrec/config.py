@@ -305,10 +305,10 @@ class GenerateConfig(_Section):
     new_item_boost: float = Field(
         1.0,
         ge=0,
-        description="calibrated placement: an added item's chance (from its text rank and cosine to the "
-        "user's latest item, fitted on validation) is multiplied by this before the top-K is taken. 1: "
-        "as often as validation says such items are the next item; above 1 shows new items more often "
-        "(a freshness policy, paid for by warm users: docs/benchmarks/cold-start.json); 0 keeps them out",
+        description="calibrated placement: an added item's chance (of text similarity's rank table) is "
+        "multiplied by this before the top-K is taken. 1: as often as validation says items at that "
+        "text rank are the next item; above 1 shows new items more often (a freshness policy, paid "
+        "for by warm users: docs/benchmarks/cold-start.json); 0 keeps them out",
     )
     new_item_slots: int = Field(
         2,

@@ -205,8 +205,6 @@ def test_chance_tables_are_fitted_on_validation_and_place_added_items(text_run, 
     history = [["m5", "m2"]]  # m2 is excluded, so m99 (same text) is the nearest item by text
     text = mixed.content.scores(history, exclude_history=True, profile=1)[0]
     assert int(text.argmax()) == mixed.item_ids.index["m99"]
-    assert mixed.text_chance is not None  # the fit's text model; the rank tables alone from here on
-    mixed.text_chance = None  # (as a fit from before the model is served)
 
     mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.45])  # m99's text rank 0: between warm places 1 and 2
     listed = [r.item for r in mixed.recommend(history, k=5)[0]]
@@ -231,43 +229,6 @@ def test_top_by_chance_keeps_score_order_within_equal_chances():
     top = top_by_chance(scores, new, 4, chance)[0]
     assert [s.item for s in top] == [5, 0, 1, 2] and top[0].score == 1.0
     assert rank_chance(scores[:, :4].repeat(2, 1), [0, 2]).tolist()[:3] == [0.5, 0.0, 0.5]
-
-
-def test_text_chance_is_a_calibrated_model_of_rank_and_cosine():
-    """TextChance.fit on users whose next item is, by construction, likelier the nearer its text:
-    the chance rises with cosine and falls with rank, and (maximum likelihood with an intercept)
-    the chances over the fitted items add up to the targets among them."""
-    from llmrec.generate.new_items import TextChance
-
-    generator = torch.Generator().manual_seed(0)
-    users, items = 400, 60
-    similarity = torch.rand(users, items, generator=generator) * 1.2 - 0.2
-    closeness = -torch.log1p(-similarity.clamp(max=1 - 1e-4))
-    targets = torch.multinomial(torch.softmax(3.0 * closeness, dim=1), 1, generator=generator)[:, 0].tolist()
-    model = TextChance.fit(similarity, targets, depth=20)
-    assert model is not None and model.per_closeness > 0 and model.per_log_rank < 0
-    top = similarity.topk(20, dim=1)
-    chances = model(top.values, torch.arange(20).expand(users, 20))
-    among = sum(t in row for t, row in zip(targets, top.indices.tolist(), strict=True))
-    assert float(chances.sum()) == pytest.approx(among, rel=0.02)
-    assert TextChance.fit(similarity, [int(similarity[u].argmin()) for u in range(users)], depth=5) is None
-
-
-def test_an_added_items_chance_follows_its_cosine_not_only_its_rank():
-    """With the text model, two users whose nearest item is the same added item at text rank 0
-    differ: a near twin of the latest item (cosine 0.999) leads the list, a loose match (0.3) stays
-    out; the rank table alone gives both the same place."""
-    from llmrec.generate.new_items import RankChance, TextChance, top_by_chance
-
-    scores = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0]] * 2)
-    new = torch.tensor([False, False, False, False, True])
-    similarity = torch.tensor([[0.1, 0.0, 0.0, 0.0, 0.999], [0.1, 0.0, 0.0, 0.0, 0.3]])
-    ranked = torch.tensor([0.1, 0.05, 0.04, 0.03])
-    model = TextChance(intercept=-4.0, per_log_rank=-1.0, per_closeness=1.0)  # 0.999: 0.95, 0.3: 0.026
-    top = top_by_chance(scores, new, 3, RankChance(ranked, torch.tensor([0.045]), similarity, model))
-    assert [[s.item for s in row] for row in top] == [[4, 0, 1], [0, 1, 2]]
-    by_rank = top_by_chance(scores, new, 3, RankChance(ranked, torch.tensor([0.045]), similarity))
-    assert [[s.item for s in row] for row in by_rank] == [[0, 1, 4], [0, 1, 4]]
 
 
 def test_the_llm_alone_places_added_items_by_its_own_chance_table(text_run, tmp_path):
@@ -303,8 +264,6 @@ def test_the_llm_alone_places_added_items_by_its_own_chance_table(text_run, tmp_
     scores = alone.llm.score_catalogue(history)[0]
     warm = [alone.item_ids.items[i] for i in scores.argsort(descending=True).tolist()]
     warm = [i for i in warm if i != "m99"]
-    assert alone.text_chance is not None
-    alone.text_chance = None  # the rank table decides (as for a fit from before the text model)
     alone.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.45])  # m99's text rank 0: between warm places 1 and 2
     listed = alone.recommend(history, k=5)[0]
     assert [r.item for r in listed] == [warm[0], "m99", *warm[1:4]]
@@ -422,7 +381,7 @@ def test_new_item_boost_scales_an_added_items_chance(text_run, tmp_path):
     assert result.exit_code == 0, result.output + repr(result.exception)
     mixed = ContentMixRecommender.from_run(run)
     history = [["m5", "m2"]]  # m99 is the nearest item by text
-    mixed.chance, mixed.text_chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.25]), None
+    mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.25])
     where = {}
     for boost in (0.0, 1.0, 3.0):
         mixed.llm.cfg.new_item_boost = boost

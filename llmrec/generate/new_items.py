@@ -11,15 +11,12 @@ scale; without `affinity`, those the LLM scores best.
 
 Calibrated placement (`generate.new_item_placement: calibrated`, atomic ids with item text: the
 content mix, or the LLM alone) instead weighs what a place is worth. On validation the mix fit
-(llmrec.hybrid) counts the share of targets at each rank of the ranking (`RankChance.ranked`), and
-fits how likely an item is the target from its text rank and its cosine to the user's latest item
-(`TextChance`, a logistic regression over each user's 200 nearest items; `RankChance.by_text`, the
-share at each text rank alone, serves fits from before it). Rank alone averages over users: on
-Industrial an item at text rank 1 was the next item 0.1% of the time at cosine below 0.7 and 13%
-above 0.99 (docs/benchmarks/cold-start.json). A warm item at rank j among warm items then has
-chance ranked[j], an added item its text chance, and the list is the top-K by chance: where text
-predicts the next item, a near twin of the latest item leads the list; where it does not, added
-items stay out instead of taking two places from every user (ML-100K).
+(llmrec.hybrid) counts the share of targets at each rank of the ranking (`RankChance.ranked`)
+and at each rank of text similarity to the user's latest item (`RankChance.by_text`). A warm item
+at rank j among warm items then has chance ranked[j], an added item at text rank r (whole
+catalogue) by_text[r], and the list is the top-K by chance: where text predicts the next item, the
+nearest added item leads the list; where it does not, added items stay out instead of taking two
+places from every user (ML-100K, docs/benchmarks/cold-start.json).
 """
 
 from __future__ import annotations
@@ -27,14 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 
 from llmrec.generate.beam import Scored
 
 NEG = float("-inf")
 PROFILE_ITEMS = 1  # the user's latest items whose mean text vector the new items are compared with
 CHANCE_DEPTH = 200  # ranks a chance table covers; deeper ranks have chance 0
-COSINE_CAP = 1 - 1e-4  # closeness -log(1 - cos) of a text twin stays finite
 
 
 def target_ranks(scores: torch.Tensor, targets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,79 +46,17 @@ def rank_chance(scores: torch.Tensor, targets: list[int], depth: int = CHANCE_DE
 
 
 @dataclass(frozen=True)
-class TextChance:
-    """P(an item is the next item) = sigmoid(intercept + per_log_rank * log(1 + text rank) +
-    per_closeness * -log(1 - cosine)), text rank 0-based among the user's candidates by cosine to
-    the latest item. Closeness rather than cosine: the chance climbs steeply as texts near identity
-    (Industrial's validation: 0.8% of top-5 items at cosine 0.77-0.88, 2.4% at 0.88-0.97, 13% above 0.99)."""
-
-    intercept: float
-    per_log_rank: float
-    per_closeness: float
-
-    @staticmethod
-    def features(cosines: torch.Tensor, ranks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # an item without text sits at -2 (ContentRecommender.scores): as far as a cosine goes
-        return torch.log1p(ranks.double()), -torch.log1p(-cosines.double().clamp(-1.0, COSINE_CAP))
-
-    def __call__(self, cosines: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
-        log_rank, closeness = self.features(cosines, ranks)
-        return torch.sigmoid(self.intercept + self.per_log_rank * log_rank + self.per_closeness * closeness)
-
-    @classmethod
-    def fit(
-        cls, similarity: torch.Tensor, targets: list[int], depth: int = CHANCE_DEPTH
-    ) -> TextChance | None:
-        """Maximum likelihood over each row's top-`depth` columns of `similarity` (users x catalogue
-        cosines, -inf: excluded), the target column the positive; None when no target is among
-        them (nothing to fit: the rank table stays)."""
-        top = similarity.topk(min(depth, similarity.shape[1]), dim=1)
-        labels = (top.indices == torch.tensor(targets)[:, None]).double()
-        ranks = torch.arange(top.values.shape[1]).expand_as(top.values)
-        keep = top.values > float("-inf")
-        if not labels[keep].any():
-            return None
-        x = torch.stack(cls.features(top.values[keep], ranks[keep]), dim=1)
-        y = labels[keep]
-        w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
-        optimiser = torch.optim.LBFGS([w], max_iter=100, line_search_fn="strong_wolfe")
-
-        def loss() -> torch.Tensor:
-            optimiser.zero_grad()
-            logits = w[0] + x @ w[1:]
-            # per user, plus a whisper of L2 so a separable toy fit stays finite
-            value = F.binary_cross_entropy_with_logits(logits, y, reduction="sum") / len(targets)
-            value = value + 1e-4 * (w[1:] ** 2).sum()
-            value.backward()
-            return value
-
-        optimiser.step(loss)
-        return cls(*(round(float(v), 6) for v in w.detach()))
-
-
-@dataclass(frozen=True)
 class RankChance:
     """Per rank, the share of validation targets found there: of the run's ranking (`ranked`) and of
     the text similarity to the user's latest item (`by_text`); `similarity`: the requests' (users x
-    catalogue) text similarity that `by_text` ranks; `text`: the fitted chance of an item from its
-    text rank and cosine, used instead of `by_text` when present; `boost`: an added item's chance is
-    multiplied by it (`generate.new_item_boost`)."""
+    catalogue) text similarity that `by_text` ranks."""
 
     ranked: torch.Tensor
     by_text: torch.Tensor
     similarity: torch.Tensor
-    text: TextChance | None = None
-    boost: float = 1.0
 
     def rows(self, index: list[int]) -> RankChance:
         return replace(self, similarity=self.similarity[index])
-
-    def added(self, cosines: torch.Tensor) -> torch.Tensor:
-        """(rows, ranks) the chance of an added item at each text rank, given the row's cosines there
-        (sorted, best first)."""
-        if self.text is None:
-            return self.boost * self.by_text[: cosines.shape[1]].double().expand_as(cosines)
-        return self.boost * self.text(cosines, torch.arange(cosines.shape[1]).expand_as(cosines))
 
 
 def top_with_new_items(
@@ -171,8 +104,7 @@ def top_by_chance(
     """Each row's top-`top_k` by calibrated chance: warm columns (not `new`, a mask over columns) at
     rank j of `scores` among warm columns have chance.ranked[j], `new` columns at rank r of
     chance.similarity (columns excluded in `scores`, -inf, left out) chance.by_text[r]. Equal chances
-    keep the warm item, then the better rank. With `chance.text`, an added item's chance is that
-    model's at its text rank and cosine instead. Scores returned are `scores`' own."""
+    keep the warm item, then the better rank. Scores returned are `scores`' own."""
     k = min(top_k, scores.shape[1])
     depth = min(len(chance.by_text), scores.shape[1])
     # float64 so that the tie-breaking steps (1e-12 a rank, 1e-9 for an added item) stay below the
@@ -185,7 +117,7 @@ def top_by_chance(
     warm_chance[warm_top.values == NEG] = NEG
     similarity = chance.similarity.to(scores).masked_fill(scores == NEG, NEG)
     text_rank = similarity.topk(depth, dim=1)  # an added item deeper than the table has chance 0
-    new_chance = chance.added(text_rank.values) - 1e-9 - step[:depth]
+    new_chance = (chance.by_text[:depth].double() - 1e-9 - step[:depth]).expand(len(scores), depth).clone()
     new_chance[~new[text_rank.indices] | (text_rank.values == NEG)] = NEG
     new_top = new_chance.topk(min(k, depth), dim=1)
     columns = torch.cat([warm_top.indices, text_rank.indices.gather(1, new_top.indices)], dim=1)

@@ -23,9 +23,8 @@ added after training (`llmrec items add`) get their cosine from their text at on
 are placed by calibrated chance (`generate.new_item_placement`, `generate.new_items.top_by_chance`;
 `generate.new_item_boost` scales their chance):
 the fit also counts, on the same validation users, the share of targets at each rank of the kept
-ranking and of the LLM's own ranking (for the LLM alone, `retriever: none`, which places added items
-the same way: `llm_alone`), and fits an item's chance of being the target from its text rank and
-cosine to the latest item (`TextChance`; the share per text rank, `by_text`, is kept too). Stored in
+ranking, of the LLM's own ranking (for the LLM alone, `retriever: none`, which places added items
+the same way: `llm_alone`) and of text similarity to the latest item. Stored in
 RUN_DIR/retriever/content_mix.json (profile, weight, the validation sweep, the gain and its error,
 the chance tables, SASRec-CE's weight; its weights in RUN_DIR/retriever/sasrec.pt).
 """
@@ -34,7 +33,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +46,7 @@ from llmrec.catalogue.change import base_model, catalogue_text_vectors
 from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.generate import Recommendation, Recommender
-from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, TextChance, rank_chance, target_ranks
+from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance, target_ranks
 from llmrec.hybrid.surface import MixedRecommender
 from llmrec.io import atomic_path, read_json, write_json
 from llmrec.train.run_dir import RunDir
@@ -122,10 +120,8 @@ class ContentMixRecommender(MixedRecommender):
         alone: bool = False,
         sasrec: SasrecRecommender | None = None,
         sasrec_weight: float = 0.0,
-        text_chance: TextChance | None = None,
     ) -> None:
-        """`chance`: the fit's (ranked, by_text) tables for placing added items (`new_item_placement`),
-        `text_chance` its model of an added item's chance from text (none: fits before it, by_text);
+        """`chance`: the fit's (ranked, by_text) tables for placing added items (`new_item_placement`);
         `alone`: the LLM alone (`weight` 0) whose added items are placed by `chance`, `retriever: none`;
         `sasrec`, `sasrec_weight`: SASRec-CE's term (none: the LLM and the text only)."""
         if content.items != llm.item_ids.items:
@@ -133,7 +129,7 @@ class ContentMixRecommender(MixedRecommender):
                              field="item_text_vectors.npy")  # fmt: skip
         super().__init__(llm, "text placement" if alone else "content")
         self.content, self.profile, self.weight = content, profile, weight
-        self.chance, self.alone, self.text_chance = chance, alone, text_chance
+        self.chance, self.alone = chance, alone
         self.sasrec, self.sasrec_weight = sasrec, sasrec_weight if sasrec is not None else 0.0
 
     @classmethod
@@ -157,8 +153,7 @@ class ContentMixRecommender(MixedRecommender):
         sasrec_weight = 0.0 if alone else float(settings.get("sasrec_weight", 0.0))  # absent from older fits
         sasrec = run_sasrec(run, settings["sasrec_catalogue_items"]) if sasrec_weight else None
         weight = 0.0 if alone else float(settings["weight"])
-        text_chance = TextChance(**chance["text"]) if "text" in chance else None  # absent from older fits
-        return cls(llm, content, profile, weight, tables, alone, sasrec, sasrec_weight, text_chance)
+        return cls(llm, content, profile, weight, tables, alone, sasrec, sasrec_weight)
 
     def cosines(self, histories: list[list[str]], profile: int | None) -> torch.Tensor:
         """(histories, catalogue) cosine with the profile; 0 for items without text (neutral)."""
@@ -188,7 +183,7 @@ class ContentMixRecommender(MixedRecommender):
             return None
         similarity = self.content.scores(histories, exclude_history=False, profile=PROFILE_ITEMS)
         ranked, by_text = (torch.tensor(table) for table in self.chance)
-        return RankChance(ranked, by_text, similarity, self.text_chance, self.llm.cfg.new_item_boost)
+        return RankChance(ranked, self.llm.cfg.new_item_boost * by_text, similarity)
 
     def recommend(
         self,
@@ -290,8 +285,7 @@ def fit_content_mix(
     ranked = rank_chance(kept_scores, columns)
     llm_alone = rank_chance(scores, columns)
     text = content.scores(histories, exclude_history=False, profile=PROFILE_ITEMS)
-    text = text.masked_fill(scores == float("-inf"), float("-inf"))
-    by_text, text_chance = rank_chance(text, columns), TextChance.fit(text, columns)
+    by_text = rank_chance(text.masked_fill(scores == float("-inf"), float("-inf")), columns)
     settings = {
         "profile": profile_name(kept_last),
         "weight": kept_weight,
@@ -319,8 +313,7 @@ def fit_content_mix(
             "ranked": [round(float(v), 6) for v in ranked],
             "llm_alone": [round(float(v), 6) for v in llm_alone],
             "by_text": [round(float(v), 6) for v in by_text],
-        }
-        | ({"text": asdict(text_chance)} if text_chance is not None else {}),
+        },
         "fit_wall_s": round(time.time() - t0, 1),
     }
     with_sasrec = f" + SASRec-CE x {kept_sasrec}" if kept_sasrec else ""
