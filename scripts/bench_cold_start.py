@@ -452,34 +452,42 @@ def placement(name: str, seeds: list[int], sasrec: bool = False) -> None:
 
 
 COSINE_EDGES = (-1.0, 0.7, 0.8, 0.88, 0.95, 0.98, 0.99, 1.0001)
-NEAREST = 5  # the items nearest to the latest item by text whose target rate is counted
+NEAREST = 5  # the items nearest to the latest item by text whose target rate is counted per cosine bin
+RANK_EDGES = (0, 1, 2, 5, 10, 20, 50, 100, 200)  # text-rank buckets of the per-rank rates
 
 
 def closeness(name: str, seeds: list[int]) -> None:
-    """Whether an added item's chance should read its cosine, not only its text rank: among each
-    user's NEAREST items by text to the latest item (history excluded), the share that is the next
-    item, per cosine bin, on the warm training split's validation users (what the content mix fit
-    sees: every item trained) and on the full data's test users, cold and warm items apart. On
-    Industrial validation the share climbs from 0.1% to 12% with cosine, but on cold test items
-    only to ~5%: a model of rank and cosine fitted on validation (commit 900adca, TextChance)
-    over-placed added near twins and lost cold NDCG@10 to the rank table; merged into
-    measure-test.json."""
+    """What an added item's text says about its chance, against a warm item's: on the warm training
+    split's validation users (what the content mix fit sees: every item trained) and on the full
+    data's test users, cold and warm items apart, the share of items that is the next item (history
+    excluded) per cosine bin among each user's NEAREST items by text to the latest item, and per
+    text-rank bucket (RANK_EDGES, whole catalogue). On Industrial validation the share climbs from
+    0.1% to 12% with cosine, but on cold test items only to ~5%: a model of rank and cosine fitted
+    on validation (commit 900adca, TextChance) over-placed added near twins and lost cold NDCG@10
+    to the rank table; merged into measure-test.json."""
     folder = WORK / name
     added = RunDir(folder / f"anchored-seed{seeds[0]}-added")
     vectors = added.load_text_vectors(len(added.load_split().items))
     warm = SplitData.load(folder / "prepared")
 
-    def rates(content: ContentRecommender, histories: list[list[str]], targets: list[str], mask) -> list:
-        top = content.scores(histories).topk(NEAREST, dim=1)
-        hit = (top.indices == torch.tensor([content.index[t] for t in targets])[:, None]).flatten()
-        cos, keep = top.values.flatten(), mask[top.indices].flatten()
-        out = []
-        for low, high in zip(COSINE_EDGES[:-1], COSINE_EDGES[1:], strict=True):
-            inside = keep & (cos >= low) & (cos < high)
-            rate = round(float(hit[inside].float().mean()), 4) if inside.any() else None
-            out.append({"cosine": [low, min(high, 1.0)], "items": int(inside.sum()),
-                        "targets": int(hit[inside].sum()), "rate": rate})  # fmt: skip
-        return out
+    def share(hit: torch.Tensor, inside: torch.Tensor, bounds: list) -> dict:
+        rate = round(float(hit[inside].float().mean()), 5) if inside.any() else None
+        return {"bounds": bounds, "items": int(inside.sum()), "targets": int(hit[inside].sum()), "rate": rate}
+
+    def rates(content: ContentRecommender, histories: list[list[str]], targets: list[str], mask) -> dict:
+        scores = content.scores(histories)
+        columns = torch.tensor([content.index[t] for t in targets])[:, None]
+        top = scores.topk(NEAREST, dim=1)
+        hit, cos = (top.indices == columns).flatten(), top.values.flatten()
+        keep = mask[top.indices].flatten()
+        by_cosine = [share(hit, keep & (cos >= low) & (cos < high), [low, min(high, 1.0)])
+                     for low, high in zip(COSINE_EDGES[:-1], COSINE_EDGES[1:], strict=True)]  # fmt: skip
+        deep = scores.topk(RANK_EDGES[-1], dim=1)
+        hit, ranks = (deep.indices == columns), torch.arange(RANK_EDGES[-1]).expand_as(deep.indices)
+        keep = mask[deep.indices] & (deep.values > float("-inf"))
+        by_rank = [share(hit, keep & (ranks >= low) & (ranks < high), [low, high])
+                   for low, high in zip(RANK_EDGES[:-1], RANK_EDGES[1:], strict=True)]  # fmt: skip
+        return {"by_cosine_nearest": by_cosine, "by_text_rank": by_rank}
 
     users = warm.eval_users("valid")
     warm_content = ContentRecommender(warm, vectors[: len(warm.items)])
