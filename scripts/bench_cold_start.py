@@ -61,7 +61,7 @@ from llmrec.baselines import ContentRecommender
 from llmrec.baselines.content import PROFILES
 from llmrec.baselines.popularity import Popularity
 from llmrec.baselines.sasrec import SasrecRecommender
-from llmrec.catalogue.change import anchored_rows, base_model
+from llmrec.catalogue.change import anchored_rows, base_model, catalogue_text_vectors
 from llmrec.config import DataConfig, GenerateConfig, load_config
 from llmrec.data import Catalog, SplitData, leave_one_out, load_catalog
 from llmrec.evaluate.metrics import ranking_metrics
@@ -456,7 +456,7 @@ NEAREST = 5  # the items nearest to the latest item by text whose target rate is
 RANK_EDGES = (0, 1, 2, 5, 10, 20, 50, 100, 200)  # text-rank buckets of the per-rank rates
 
 
-def closeness(name: str, seeds: list[int]) -> None:
+def closeness(name: str) -> None:
     """What an added item's text says about its chance, against a warm item's: on the warm training
     split's validation users (what the content mix fit sees: every item trained) and on the full
     data's test users, cold and warm items apart, the share of items that is the next item (history
@@ -466,9 +466,11 @@ def closeness(name: str, seeds: list[int]) -> None:
     on validation (commit 900adca, TextChance) over-placed added near twins and lost cold NDCG@10
     to the rank table; merged into measure-test.json."""
     folder = WORK / name
-    added = RunDir(folder / f"anchored-seed{seeds[0]}-added")
-    vectors = added.load_text_vectors(len(added.load_split().items))
     warm = SplitData.load(folder / "prepared")
+    cold = pd.read_csv(folder / "data" / "items-cold.csv", dtype=str).reindex(columns=warm.items.columns)
+    catalogue = SplitData(items=pd.concat([warm.items, cold], ignore_index=True), users=pd.DataFrame())
+    # the base model's text vectors, as `items add` writes them: no trained run needed
+    vectors = catalogue_text_vectors(*base_model(load_config(folder / "config.yaml")), catalogue.items)
 
     def share(hit: torch.Tensor, inside: torch.Tensor, bounds: list) -> dict:
         rate = round(float(hit[inside].float().mean()), 5) if inside.any() else None
@@ -495,9 +497,8 @@ def closeness(name: str, seeds: list[int]) -> None:
     result = {"valid_warm_split": rates(warm_content, warm.histories(users, "valid"), users["valid"].tolist(),
                                         everything)}  # fmt: skip
     histories, targets, is_cold = eval_users(name, "test")
-    content = ContentRecommender(added.load_split(), vectors)
-    known = set(warm.items["item"])
-    cold_columns = torch.tensor([item not in known for item in content.items])
+    content = ContentRecommender(catalogue, vectors)
+    cold_columns = torch.arange(len(catalogue.items)) >= len(warm.items)
     result["test_cold_items"] = rates(content, histories, targets, cold_columns)
     result["test_warm_items"] = rates(content, histories, targets, ~cold_columns)
     print(json.dumps(result), flush=True)
@@ -793,13 +794,13 @@ def report(names: list[str]) -> None:
         for name, entry in json.loads(OUT.read_text())["datasets"].items():
             if name not in out["datasets"]:
                 out["datasets"][name] = entry | {"kept_from": entry.get("kept_from", "an earlier report")}
-    for name in names:  # diagnostics on retrained runs without `measure`: beside the entry's own
+    for name in names:  # diagnostics rerun without `measure` (retrained runs, or data only): beside the entry
         folder = WORK / name
         if not (folder / "measure-valid.json").exists() and name in out["datasets"]:
             rerun = diagnostics(json.loads((folder / "measure-test.json").read_text()))
             trained = [run.name for run in folder.glob("*-seed?") if (run / "train_summary.json").exists()]
             rerun["runs"] = sorted(trained)
-            out["datasets"][name]["diagnostics_on_retrained_runs"] = rerun
+            out["datasets"][name]["diagnostics_rerun"] = rerun
     OUT.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {OUT}")
 
@@ -833,7 +834,7 @@ def main() -> None:
     elif args.stage == "placement":
         placement(args.name, args.seeds, args.sasrec)
     elif args.stage == "closeness":
-        closeness(args.name, args.seeds)
+        closeness(args.name)
     elif args.stage == "newness":
         newness(args.name)
     elif args.stage == "textpath":
