@@ -496,7 +496,7 @@ def closeness(name: str) -> None:
     everything = torch.ones(len(warm.items), dtype=torch.bool)
     result = {"valid_warm_split": rates(warm_content, warm.histories(users, "valid"), users["valid"].tolist(),
                                         everything)}  # fmt: skip
-    histories, targets, is_cold = eval_users(name, "test")
+    histories, targets, _ = eval_users(name, "test")
     content = ContentRecommender(catalogue, vectors)
     cold_columns = torch.arange(len(catalogue.items)) >= len(warm.items)
     result["test_cold_items"] = rates(content, histories, targets, cold_columns)
@@ -699,10 +699,13 @@ def report(names: list[str]) -> None:
         "machine": machine() | {"dtype": resolve_dtype("auto")},
         "datasets": {},
     }
+    # a data set with diagnostics rerun but no `measure` (retrained runs, or data only): kept beside
+    # the committed entry, below
+    rerun_only = [name for name in names if not (WORK / name / "measure-valid.json").exists()]
     for name in names:
         folder = WORK / name
-        if not (folder / "measure-valid.json").exists():
-            continue  # a rerun of diagnostics only (no `measure`): merged into the committed entry below
+        if name in rerun_only:
+            continue
         valid = json.loads((folder / "measure-valid.json").read_text())
         test = json.loads((folder / "measure-test.json").read_text())
         # the content baseline's profile length: its best cold HR@10 on validation (most favourable to it)
@@ -794,9 +797,9 @@ def report(names: list[str]) -> None:
         for name, entry in json.loads(OUT.read_text())["datasets"].items():
             if name not in out["datasets"]:
                 out["datasets"][name] = entry | {"kept_from": entry.get("kept_from", "an earlier report")}
-    for name in names:  # diagnostics rerun without `measure` (retrained runs, or data only): beside the entry
+    for name in rerun_only:
         folder = WORK / name
-        if not (folder / "measure-valid.json").exists() and name in out["datasets"]:
+        if name in out["datasets"]:
             rerun = diagnostics(json.loads((folder / "measure-test.json").read_text()))
             trained = [run.name for run in folder.glob("*-seed?") if (run / "train_summary.json").exists()]
             rerun["runs"] = sorted(trained)
