@@ -28,6 +28,7 @@ counts: an added item has none).
     python scripts/bench_cold_start.py mix industrial --sasrec   # the mix with SASRec-CE's term (after mix)
     python scripts/bench_cold_start.py frontier industrial   # cold vs warm as added items get a score offset
     python scripts/bench_cold_start.py placement industrial [--sasrec]  # calibrated placement x boost
+    python scripts/bench_cold_start.py placement ml100k --variants free --alone --seeds 0  # the LLM alone
     python scripts/bench_cold_start.py closeness industrial  # target rate of near items by cosine
     python scripts/bench_cold_start.py newness industrial    # does history newness predict a cold target?
     python scripts/bench_cold_start.py textpath industrial   # the anchored rows' text path vs text similarity
@@ -378,19 +379,27 @@ def content_mix(name: str, seeds: list[int], variants: list[str], sasrec: bool =
 OFFSETS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)  # nats added to every added item's mixed score
 
 
-def anchored_mixes(folder: Path, seeds: list[int], histories: list[list[str]], sasrec: bool = False):
-    """Per seed whose anchored run the `mix` stage fitted (`sasrec`: with SASRec-CE's term, `mix
-    --sasrec`; else without, as `mix`): the seed, the added run's content mix and its mixed scores
-    (LLM log-probs + the mix's bonus) for `histories`."""
+def fitted_mixes(
+    folder: Path,
+    seeds: list[int],
+    histories: list[list[str]],
+    sasrec: bool = False,
+    variant: str = "anchored",
+    alone: bool = False,
+):
+    """Per seed whose `variant` run the `mix` stage fitted (`sasrec`: with SASRec-CE's term, `mix
+    --sasrec`; else without, as `mix`): the seed, the added run's content mix (`alone`: the LLM alone
+    with the fit's chances, as `retriever: none` serves it) and its scores (LLM log-probs + the
+    mix's bonus) for `histories`."""
     for seed in seeds:
-        added = folder / f"anchored-seed{seed}-added"
+        added = folder / f"{variant}-seed{seed}-added"
         if not (added / "retriever" / "content_mix.json").exists():
             continue  # the mix stage fits it
         fitted_with = "sasrec_weights" in json.loads((added / "retriever" / "content_mix.json").read_text())
         if fitted_with != sasrec:
             sys.exit(f"{added}: its content mix was fitted {'with' if fitted_with else 'without'} SASRec-CE; "
                      f"run the mix stage{' with --sasrec' if sasrec else ''} first")  # fmt: skip
-        rec = ContentMixRecommender.from_run(added)
+        rec = ContentMixRecommender.from_run(added, alone=alone)
         bonus = rec.bonus(histories)
         scores = rec.llm.score_catalogue(histories)
         yield seed, rec, scores if bonus is None else scores + bonus
@@ -415,7 +424,7 @@ def frontier(name: str, seeds: list[int]) -> None:
     folder = WORK / name
     histories, targets, is_cold = eval_users(name, "test")
     rows: dict = {}
-    for seed, rec, mixed in anchored_mixes(folder, seeds, histories):
+    for seed, rec, mixed in fitted_mixes(folder, seeds, histories):
         new = rec.llm.new_items.float()
         for offset in OFFSETS:
             top = (mixed + offset * new).topk(10, dim=1).indices.tolist()
@@ -426,28 +435,35 @@ def frontier(name: str, seeds: list[int]) -> None:
 PLACEMENT_PRIORS = (0.5, 1.0, 2.0, 3.0, 4.0)  # generate.new_item_boost: x an added item's text chance
 
 
-def placement(name: str, seeds: list[int], sasrec: bool = False) -> None:
+def placement(name: str, seeds: list[int], sasrec: bool = False, variant: str = "anchored",
+              alone: bool = False) -> None:  # fmt: skip
     """What calibrated placement (`generate.new_item_placement: calibrated`, the default) trades, a
-    diagnostic read on test: the anchored runs' content mix (`sasrec`: with SASRec-CE's term) with
-    the chance tables the `mix` stage's fit stored (the share of validation targets at each rank of
-    the mix and of text similarity to the latest item), the added items' text chances times a prior
-    (`generate.new_item_boost`; 1: the library's default), and the mix without slots or placement;
-    merged into measure-test.json."""
+    diagnostic read on test: the `variant` runs' content mix (`sasrec`: with SASRec-CE's term;
+    `alone`: the LLM alone, as `retriever: none` serves it) with the chance tables the `mix` stage's
+    fit stored, side by side: warm items by the share of validation targets at their rank, for a
+    user whose nearest item by text is an added one the share where the item there was not the
+    nearest (the library's, `apart_table_prior_*`), or the first share for every user (fits before
+    the table apart, `rank_table_prior_*`); added items by the share at their text rank, times a
+    prior (`generate.new_item_boost`; 1: the library's default); and the scores without slots or
+    placement. Merged into measure-test.json as <variant>_<mix|mix_sasrec|alone>_placement."""
     folder = WORK / name
     histories, targets, is_cold = eval_users(name, "test")
     rows: dict = {}
-    for seed, rec, mixed in anchored_mixes(folder, seeds, histories, sasrec):
-        if rec.chance is None:
-            sys.exit(f"seed {seed}: a content mix fitted before calibrated placement; re-run the mix stage")
+    for seed, rec, mixed in fitted_mixes(folder, seeds, histories, sasrec, variant, alone):
+        if rec.chance is None or rec.apart is None:
+            sys.exit(f"seed {seed}: a content mix fitted before the table apart; re-run the mix stage")
         lists = {"no_slots": mixed.topk(10, dim=1).indices.tolist()}
+        apart = rec.apart
         for prior in PLACEMENT_PRIORS:
             rec.llm.cfg.new_item_boost = prior
-            top = top_by_chance(mixed, rec.llm.new_items, 10, rec.placement(histories))
-            lists[f"calibrated_prior_{prior}"] = [[s.item for s in row] for row in top]
+            for label, table in (("apart_table", apart), ("rank_table", None)):
+                rec.apart = table
+                top = top_by_chance(mixed, rec.llm.new_items, 10, rec.placement(histories))
+                lists[f"{label}_prior_{prior}"] = [[s.item for s in row] for row in top]
         for label, top in lists.items():
             rows.setdefault(label, {})[str(seed)] = list_metrics(rec, top, targets, is_cold)
         print(json.dumps({label: per_seed[str(seed)] for label, per_seed in rows.items()}), flush=True)
-    key = "anchored_mix_sasrec_placement" if sasrec else "anchored_mix_placement"
+    key = f"{variant}_{'alone' if alone else 'mix_sasrec' if sasrec else 'mix'}_placement"
     merge_measured(folder / "measure-test.json", {key: rows})
 
 
@@ -582,7 +598,7 @@ def text_path(name: str, seeds: list[int]) -> None:
     folder = WORK / name
     histories, targets, is_cold = eval_users(name, "test")
     rows: dict = {}
-    for seed, rec, mixed in anchored_mixes(folder, seeds, histories):
+    for seed, rec, mixed in fitted_mixes(folder, seeds, histories):
         added, warm = RunDir(folder / f"anchored-seed{seed}-added"), RunDir(folder / f"anchored-seed{seed}")
         items, new = rec.llm.item_ids.items, rec.llm.new_items
         table = added.load_split().items.set_index("item").loc[items].reset_index()
@@ -667,12 +683,8 @@ def diagnostics(test: dict) -> dict:
     """The frontier (per offset) and placement (per rule) stages, mean over seeds, all users too;
     the closeness stage as measured."""
     out: dict = {}
-    for diagnostic in (
-        "anchored_mix_new_item_offset",
-        "anchored_mix_placement",
-        "anchored_mix_sasrec_placement",
-    ):
-        if diagnostic in test:
+    for diagnostic in test:
+        if diagnostic == "anchored_mix_new_item_offset" or diagnostic.endswith("_placement"):
             out[diagnostic] = {
                 setting: over_seeds(per_seed)
                 | {
@@ -803,6 +815,9 @@ def report(names: list[str]) -> None:
             rerun = diagnostics(json.loads((folder / "measure-test.json").read_text()))
             trained = [run.name for run in folder.glob("*-seed?") if (run / "train_summary.json").exists()]
             rerun["runs"] = sorted(trained)
+            models = json.loads((folder / "measure-test.json").read_text()).get("models", {})
+            if models:  # rows the mix stage measured on these runs (no `measure`: no content row)
+                rerun["models"] = {key: over_seeds(per_seed) for key, per_seed in models.items()}
             out["datasets"][name]["diagnostics_rerun"] = rerun
     OUT.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {OUT}")
@@ -818,8 +833,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=30, help="the LLM's epoch cap (both variants)")
     parser.add_argument("--titles", action="store_true", help="train/measure: also the titles variant")
     parser.add_argument("--sasrec", action="store_true", help="mix/placement: the mix with SASRec-CE's term")
+    parser.add_argument("--alone", action="store_true", help="placement: the LLM alone (retriever: none)")
     parser.add_argument("--variants", nargs="*", choices=tuple(VARIANTS), default=DEFAULT_VARIANTS,
-                        help="train/measure/mix: item-row variants (default: free, anchored)")  # fmt: skip
+                        help="train/measure/mix: item-row variants (default: free, anchored); "
+                             "placement: the one named (default anchored)")  # fmt: skip
     args = parser.parse_args()
     if args.stage == "report":
         report([n for n in COLD_SHARE if (WORK / n / "measure-test.json").exists()])
@@ -835,7 +852,8 @@ def main() -> None:
     elif args.stage == "frontier":
         frontier(args.name, args.seeds)
     elif args.stage == "placement":
-        placement(args.name, args.seeds, args.sasrec)
+        variant = "anchored" if args.variants == DEFAULT_VARIANTS else args.variants[0]  # not named: anchored
+        placement(args.name, args.seeds, args.sasrec, variant, args.alone)
     elif args.stage == "closeness":
         closeness(args.name)
     elif args.stage == "newness":

@@ -202,14 +202,21 @@ def test_chance_tables_are_fitted_on_validation_and_place_added_items(text_run, 
     result = runner.invoke(app, ["items", "add", str(run), str(tmp_path / "new.csv")])
     assert result.exit_code == 0, result.output + repr(result.exception)
     mixed = ContentMixRecommender.from_run(run)
+    assert mixed.apart == saved["rank_chance"]["ranked_apart"] and len(mixed.apart) == 200
+    assert all(0 <= v <= 1 for v in mixed.apart)
     history = [["m5", "m2"]]  # m2 is excluded, so m99 (same text) is the nearest item by text
     text = mixed.content.scores(history, exclude_history=True, profile=1)[0]
     assert int(text.argmax()) == mixed.item_ids.index["m99"]
 
     mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.45])  # m99's text rank 0: between warm places 1 and 2
+    mixed.apart = None  # a fit without the table apart from the nearest: `ranked` for every user
     listed = [r.item for r in mixed.recommend(history, k=5)[0]]
     warm = [i for i in [r.item for r in mixed.recommend(history, k=10)[0]] if i != "m99"]
     assert listed == [warm[0], "m99", *warm[1:4]]
+    # m99 is this user's nearest item by text, so no warm item is: the table apart from it decides
+    mixed.apart = [0.4, 0.3, 0.2, 0.1, 0.05]
+    assert [r.item for r in mixed.recommend(history, k=5)[0]] == ["m99", *warm[:4]]
+    mixed.apart = None
     mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.0])  # text rank 0 never held a target: m99 stays out
     assert "m99" not in [r.item for r in mixed.recommend(history, k=5)[0]]
     mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.4])  # a tie keeps the warm item
@@ -229,6 +236,38 @@ def test_top_by_chance_keeps_score_order_within_equal_chances():
     top = top_by_chance(scores, new, 4, chance)[0]
     assert [s.item for s in top] == [5, 0, 1, 2] and top[0].score == 1.0
     assert rank_chance(scores[:, :4].repeat(2, 1), [0, 2]).tolist()[:3] == [0.5, 0.0, 0.5]
+
+
+def test_the_rankings_chance_apart_from_the_nearest_text_counts_only_rows_where_they_differ():
+    """Per rank, hits over the rows whose item there is not their nearest by text: a first place that
+    is the nearest text (and the target) counts for `rank_chance`, not for the table apart."""
+    from llmrec.generate.new_items import rank_chance, rank_chance_apart
+
+    scores = torch.tensor([[3.0, 2.0, 1.0]] * 4)  # every row ranks item 0, then 1, then 2
+    targets, nearest = [0, 0, 1, 2], torch.tensor([0, 1, 2, 2])
+    assert rank_chance(scores, targets, depth=3).tolist() == [0.5, 0.25, 0.25]
+    # rank 0 (item 0) is apart from the nearest in rows 1-3, the target in row 1: 1/3; rank 1 (item
+    # 1) in rows 0, 2, 3, the target in row 2: 1/3; rank 2 (item 2) in rows 0-1, never the target
+    apart = rank_chance_apart(scores, targets, nearest, depth=4)
+    assert apart.tolist() == pytest.approx([1 / 3, 1 / 3, 0.0, 0.0])
+
+
+def test_warm_items_get_the_table_apart_only_where_an_added_item_is_the_nearest_text():
+    """Two users with the same scores: where the nearest item by text is an added one, warm ranks get
+    the table apart from the nearest (lower at the first place) and the added item leads; where a
+    warm item is the nearest, the ranking's own table keeps the added item second."""
+    from llmrec.generate.new_items import RankChance, top_by_chance
+
+    scores = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]] * 2)
+    new = torch.tensor([False, False, False, False, True])
+    # user 0's nearest item by text is the added item 4, user 1's the warm item 3 (item 4 second)
+    similarity = torch.tensor([[0.1, 0.2, 0.3, 0.4, 0.9], [0.1, 0.2, 0.3, 0.95, 0.9]])
+    ranked, apart = torch.tensor([0.3, 0.1, 0.05, 0.02]), torch.tensor([0.15, 0.1, 0.05, 0.02])
+    by_text = torch.tensor([0.2, 0.12])
+    top = top_by_chance(scores, new, 3, RankChance(ranked, by_text, similarity, apart))
+    assert [[s.item for s in row] for row in top] == [[4, 0, 1], [0, 4, 1]]
+    plain = top_by_chance(scores, new, 3, RankChance(ranked, by_text, similarity))  # a fit without it
+    assert [[s.item for s in row] for row in plain] == [[0, 4, 1], [0, 4, 1]]
 
 
 def test_the_llm_alone_places_added_items_by_its_own_chance_table(text_run, tmp_path):
@@ -259,6 +298,8 @@ def test_the_llm_alone_places_added_items_by_its_own_chance_table(text_run, tmp_
     expected = rank_chance(valid_scores, [alone.item_ids.index[t] for t in users["valid"]])
     assert saved["llm_alone"] == pytest.approx(expected.tolist(), abs=1e-6)
     assert alone.chance == (saved["llm_alone"], saved["by_text"])
+    assert alone.apart == saved["llm_alone_apart"]
+    alone.apart = None  # the `llm_alone` table for every user (the table apart: tested above)
 
     history = [["m5", "m2"]]  # m2 is excluded, so m99 (same text) is the nearest item by text
     scores = alone.llm.score_catalogue(history)[0]
@@ -381,7 +422,7 @@ def test_new_item_boost_scales_an_added_items_chance(text_run, tmp_path):
     assert result.exit_code == 0, result.output + repr(result.exception)
     mixed = ContentMixRecommender.from_run(run)
     history = [["m5", "m2"]]  # m99 is the nearest item by text
-    mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.25])
+    mixed.chance, mixed.apart = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.25]), None
     where = {}
     for boost in (0.0, 1.0, 3.0):
         mixed.llm.cfg.new_item_boost = boost

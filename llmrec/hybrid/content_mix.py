@@ -24,7 +24,9 @@ are placed by calibrated chance (`generate.new_item_placement`, `generate.new_it
 `generate.new_item_boost` scales their chance):
 the fit also counts, on the same validation users, the share of targets at each rank of the kept
 ranking, of the LLM's own ranking (for the LLM alone, `retriever: none`, which places added items
-the same way: `llm_alone`) and of text similarity to the latest item. Stored in
+the same way: `llm_alone`) and of text similarity to the latest item, and each ranking's share
+among the users whose item at that rank is not their nearest by text (`ranked_apart`,
+`llm_alone_apart`: the warm chances for a user whose nearest item is an added one). Stored in
 RUN_DIR/retriever/content_mix.json (profile, weight, the validation sweep, the gain and its error,
 the chance tables, SASRec-CE's weight; its weights in RUN_DIR/retriever/sasrec.pt).
 """
@@ -46,7 +48,7 @@ from llmrec.catalogue.change import base_model, catalogue_text_vectors
 from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.generate import Recommendation, Recommender
-from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance, target_ranks
+from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance, rank_chance_apart, target_ranks
 from llmrec.hybrid.surface import MixedRecommender
 from llmrec.io import atomic_path, read_json, write_json
 from llmrec.train.run_dir import RunDir
@@ -120,16 +122,18 @@ class ContentMixRecommender(MixedRecommender):
         alone: bool = False,
         sasrec: SasrecRecommender | None = None,
         sasrec_weight: float = 0.0,
+        apart: list[float] | None = None,
     ) -> None:
         """`chance`: the fit's (ranked, by_text) tables for placing added items (`new_item_placement`);
         `alone`: the LLM alone (`weight` 0) whose added items are placed by `chance`, `retriever: none`;
-        `sasrec`, `sasrec_weight`: SASRec-CE's term (none: the LLM and the text only)."""
+        `sasrec`, `sasrec_weight`: SASRec-CE's term (none: the LLM and the text only); `apart`: the
+        ranking's table where its item is not the nearest by text (fits before it: none)."""
         if content.items != llm.item_ids.items:
             raise InputError("the content vectors and the run's catalogue list different items",
                              field="item_text_vectors.npy")  # fmt: skip
         super().__init__(llm, "text placement" if alone else "content")
         self.content, self.profile, self.weight = content, profile, weight
-        self.chance, self.alone = chance, alone
+        self.chance, self.alone, self.apart = chance, alone, apart
         self.sasrec, self.sasrec_weight = sasrec, sasrec_weight if sasrec is not None else 0.0
 
     @classmethod
@@ -150,10 +154,11 @@ class ContentMixRecommender(MixedRecommender):
         chance = settings.get("rank_chance") or {}  # absent from fits before calibrated placement: slots
         ranked = chance.get("llm_alone" if alone else "ranked")
         tables = (ranked, chance["by_text"]) if ranked is not None else None
+        apart = chance.get("llm_alone_apart" if alone else "ranked_apart")
         sasrec_weight = 0.0 if alone else float(settings.get("sasrec_weight", 0.0))  # absent from older fits
         sasrec = run_sasrec(run, settings["sasrec_catalogue_items"]) if sasrec_weight else None
         weight = 0.0 if alone else float(settings["weight"])
-        return cls(llm, content, profile, weight, tables, alone, sasrec, sasrec_weight)
+        return cls(llm, content, profile, weight, tables, alone, sasrec, sasrec_weight, apart)
 
     def cosines(self, histories: list[list[str]], profile: int | None) -> torch.Tensor:
         """(histories, catalogue) cosine with the profile; 0 for items without text (neutral)."""
@@ -183,7 +188,8 @@ class ContentMixRecommender(MixedRecommender):
             return None
         similarity = self.content.scores(histories, exclude_history=False, profile=PROFILE_ITEMS)
         ranked, by_text = (torch.tensor(table) for table in self.chance)
-        return RankChance(ranked, self.llm.cfg.new_item_boost * by_text, similarity)
+        apart = torch.tensor(self.apart) if self.apart is not None else None
+        return RankChance(ranked, self.llm.cfg.new_item_boost * by_text, similarity, apart)
 
     def recommend(
         self,
@@ -285,7 +291,11 @@ def fit_content_mix(
     ranked = rank_chance(kept_scores, columns)
     llm_alone = rank_chance(scores, columns)
     text = content.scores(histories, exclude_history=False, profile=PROFILE_ITEMS)
-    by_text = rank_chance(text.masked_fill(scores == float("-inf"), float("-inf")), columns)
+    text = text.masked_fill(scores == float("-inf"), float("-inf"))
+    by_text = rank_chance(text, columns)
+    # an added item nearest by text is never the ranking's: the ranking's chances apart from the nearest
+    nearest = text.argmax(dim=1)
+    ranked_apart, llm_alone_apart = (rank_chance_apart(s, columns, nearest) for s in (kept_scores, scores))
     settings = {
         "profile": profile_name(kept_last),
         "weight": kept_weight,
@@ -313,6 +323,8 @@ def fit_content_mix(
             "ranked": [round(float(v), 6) for v in ranked],
             "llm_alone": [round(float(v), 6) for v in llm_alone],
             "by_text": [round(float(v), 6) for v in by_text],
+            "ranked_apart": [round(float(v), 6) for v in ranked_apart],
+            "llm_alone_apart": [round(float(v), 6) for v in llm_alone_apart],
         },
         "fit_wall_s": round(time.time() - t0, 1),
     }
