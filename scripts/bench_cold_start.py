@@ -812,12 +812,12 @@ def report(names: list[str]) -> None:
     for name in rerun_only:
         folder = WORK / name
         if name in out["datasets"]:
-            rerun = diagnostics(json.loads((folder / "measure-test.json").read_text()))
+            test = json.loads((folder / "measure-test.json").read_text())
+            rerun = diagnostics(test)
             trained = [run.name for run in folder.glob("*-seed?") if (run / "train_summary.json").exists()]
             rerun["runs"] = sorted(trained)
-            models = json.loads((folder / "measure-test.json").read_text()).get("models", {})
-            if models:  # rows the mix stage measured on these runs (no `measure`: no content row)
-                rerun["models"] = {key: over_seeds(per_seed) for key, per_seed in models.items()}
+            if test.get("models"):  # rows the mix stage measured on these runs (no `measure`: no content row)
+                rerun["models"] = {key: over_seeds(per_seed) for key, per_seed in test["models"].items()}
             out["datasets"][name]["diagnostics_rerun"] = rerun
     OUT.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {OUT}")
