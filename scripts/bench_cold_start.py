@@ -432,7 +432,8 @@ def frontier(name: str, seeds: list[int]) -> None:
     merge_measured(folder / "measure-test.json", {"anchored_mix_new_item_offset": rows})
 
 
-PLACEMENT_PRIORS = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)  # generate.new_item_boost: x an added item's text chance
+# generate.new_item_boost: x an added item's text chance
+PLACEMENT_PRIORS = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
 def placement(name: str, seeds: list[int], sasrec: bool = False, variant: str = "anchored",
