@@ -157,6 +157,14 @@ class AnchorSettings(_Section):
         description="share of items whose delta is dropped at each training step, so the text path "
         "alone learns to rank (it is all a new item has)",
     )
+    withhold_newest: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of training items, the newest by first interaction in training, whose delta "
+        "stays zero all training: they are ranked, as inputs and targets, by the text path alone, as "
+        "every item added later (`llmrec items add`) is, so the map learns what a new item needs",
+    )
 
 
 class ModelConfig(_Section):

@@ -33,7 +33,7 @@ from llmrec.backbone import (
 )
 from llmrec.baselines import Popularity
 from llmrec.config import Config, Count, checked, dump_config
-from llmrec.data import SplitData, leave_one_out, load_catalog
+from llmrec.data import SplitData, leave_one_out, load_catalog, newest_items
 from llmrec.errors import InputError
 from llmrec.evaluate import ranking_metrics
 from llmrec.evaluate.metrics import by_history_length
@@ -176,7 +176,10 @@ def _item_anchor(cfg: Config, model, tokenizer, ids: ItemIds, split: SplitData) 
         pooled_all = text_embeddings(embedding_texts(split), model, tokenizer, cache_folder=cache_dir())
         pooled = pooled_all[[order[i] for i in ids.items]]
         token_ids = tokenizer.convert_tokens_to_ids(ids.ids)
-        anchor = build_anchor(model, tokenizer, token_ids, texts, pooled, cfg.model.anchor, cfg.train.seed)
+        newest = set(newest_items(split.training_interactions(), cfg.model.anchor.withhold_newest))
+        withheld = [item in newest for item in ids.items]
+        anchor = build_anchor(model, tokenizer, token_ids, texts, pooled, cfg.model.anchor, cfg.train.seed,
+                              withheld)  # fmt: skip
     if anchor is None:
         console.log("model.item_rows: anchored, but no item has a title or text: training free item rows")
         return None
@@ -184,6 +187,9 @@ def _item_anchor(cfg: Config, model, tokenizer, ids: ItemIds, split: SplitData) 
     bound = cfg.model.anchor.delta_bound
     console.log(f"anchored item rows: {with_text} of {len(ids.items)} items anchored to their text "
                 f"(delta within {bound:g} of a row's norm), the rest free")  # fmt: skip
+    if anchor.withheld.any():
+        console.log(f"model.anchor.withhold_newest: the newest {int(anchor.withheld.sum())} items with text "
+                    "keep no delta (ranked by their text alone, as added items are)")  # fmt: skip
     return anchor
 
 

@@ -10,6 +10,7 @@ from test_pipeline import runner, write_config
 
 from llmrec.backbone import load_model, resize_for_tokenizer
 from llmrec.cli import app
+from llmrec.data import newest_items
 from llmrec.generate import Recommender
 from llmrec.ids import ItemIds
 from llmrec.recipes import _item_anchor
@@ -82,6 +83,40 @@ def test_trained_deltas_stay_within_their_bound_and_serve_as_written(tmp_path, t
     assert not torch.equal(
         anchor.map.weight[:, -served.shape[1] :], torch.eye(served.shape[1])
     )  # the map trained
+
+
+def test_withheld_items_keep_no_delta_and_train_the_text_path():
+    gen = torch.Generator().manual_seed(1)
+    features, initial = torch.randn(5, 8 + 4, generator=gen), torch.randn(5, 4, generator=gen)
+    has_text = torch.tensor([True, True, True, True, False])
+    withheld = torch.tensor([False, True, True, False, True])  # item 4 has no text: nothing to withhold
+    anchor = ItemAnchor(features, has_text, 4, bound=0.5, dropout=0.0, seed=0, initial_rows=initial,
+                        withheld=withheld)  # fmt: skip
+    assert anchor.withheld.tolist() == [False, True, True, False, False]
+    assert "withheld" not in anchor.state_dict()  # remade from the split when a run loads
+    with torch.no_grad():
+        anchor.delta.add_(torch.randn(5, 4, generator=gen))
+    rows = anchor(drop=True)
+    torch.testing.assert_close(rows[1:3], anchor.text_rows(features)[1:3])  # the text path, as an added item
+    assert ((rows - anchor.text_rows(features))[[0, 3]].norm(dim=1) > 1e-3).all()
+    rows[:3].sum().backward()
+    assert anchor.delta.grad[1:3].abs().sum() == 0 and anchor.delta.grad[0].abs().sum() > 0
+    assert anchor.map.weight.grad.abs().sum() > 0
+
+
+def test_a_run_withholds_its_newest_items_deltas(tmp_path, tiny_backbone):
+    settings = {"item_rows": "anchored", "anchor": {"delta_bound": BOUND, "delta_dropout": 0.25,
+                                                    "withhold_newest": 0.5}}  # fmt: skip
+    run = _train(tmp_path, tiny_backbone, {"model": settings}, eval_every=0)
+    anchor, token_ids = _anchor_as_trained(run)
+    newest = set(newest_items(run.load_split().training_interactions(), 0.5))
+    expected = torch.tensor([item in newest for item in ItemIds.load(run.path).items]) & anchor.has_text
+    assert torch.equal(anchor.withheld, expected) and 0 < int(expected.sum()) < int(anchor.has_text.sum())
+    served = Recommender.from_run(run.path).model.get_input_embeddings()(torch.tensor(token_ids)).float()
+    with torch.no_grad():
+        moved = (served - anchor.text_rows(anchor.features)).norm(dim=1)
+    assert (moved[anchor.withheld] < 1e-4).all()  # served by the trained text path alone
+    assert (moved[anchor.has_text & ~anchor.withheld] > 1e-4).any()
 
 
 def test_an_added_item_gets_the_training_time_text_path(tmp_path, tiny_backbone):

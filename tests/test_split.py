@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from llmrec.data import Catalog, leave_one_out
+from llmrec.data import Catalog, leave_one_out, newest_items
 
 
 def catalog(rows) -> Catalog:
@@ -38,3 +38,18 @@ def test_saved_and_loaded(tmp_path):
     split.save(tmp_path)
     again = type(split).load(tmp_path)
     assert again.users.iloc[0]["train"] == ["x"] and again.users.iloc[0]["test"] == "z"
+
+
+def test_newest_training_items_by_first_place_or_first_time():
+    rows = [("a", "p", 1), ("a", "q", 2), ("a", "r", 3), ("a", "v", 8), ("a", "t", 9),
+            ("b", "s", 1), ("b", "r", 2), ("b", "u", 3), ("b", "v", 7), ("b", "t", 8)]  # fmt: skip
+    ordered = leave_one_out(catalog(rows))  # an order only: the first place in any training sequence
+    first = ordered.training_interactions().groupby("item")["timestamp"].min().to_dict()
+    assert first == {"p": 0, "q": 1, "r": 1, "s": 0, "u": 2}  # r: 2nd for b before 3rd for a
+    assert newest_items(ordered.training_interactions(), 0.4) == ["u", "r"]  # r before q: later mean
+    timed = catalog(rows)
+    timed.seconds_per_unit = 60.0
+    by_time = leave_one_out(timed).training_interactions()
+    assert by_time.groupby("item")["timestamp"].min().to_dict() == {"p": 60, "q": 120, "r": 120, "s": 60,
+                                                                   "u": 180}  # fmt: skip
+    assert newest_items(by_time, 0.2) == ["u"] and newest_items(by_time, 0) == []

@@ -14,6 +14,7 @@ Rules (documented in the README):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,16 @@ class SplitData:
         titles, texts = self.items["title"].fillna(""), self.items["text"].fillna("")
         return {i: t or x for i, t, x in zip(self.items["item"], titles, texts, strict=True)}
 
+    def training_interactions(self) -> pd.DataFrame:
+        """Every training position as (item, timestamp): its time in seconds where times are known,
+        else its place in the user's training sequence (data with an order only)."""
+        items = self.users["train"].explode().dropna()
+        if self.timed:
+            stamps = self.users["train_t"].explode().dropna().astype(float)
+        else:
+            stamps = items.groupby(level=0).cumcount().astype(float)
+        return pd.DataFrame({"item": items.to_numpy(), "timestamp": stamps.to_numpy()})
+
     def save(self, folder: Path) -> None:
         for name, frame in (("items", self.items), ("users", self.users)):
             with atomic_path(folder / f"{name}.parquet") as tmp:
@@ -128,3 +139,13 @@ def leave_one_out(catalog: Catalog, *, dedupe: bool = False, min_interactions: i
             path=catalog.source,
         )
     return SplitData(items=catalog.items.reset_index(drop=True), users=users)
+
+
+def newest_items(interactions: pd.DataFrame, share: float) -> list[str]:
+    """The `share` of `interactions`' items (rounded up) first seen last: by earliest timestamp, ties by
+    mean timestamp, then id. The cold-start benchmark's held-out items and `model.anchor.withhold_newest`."""
+    if share <= 0:
+        return []
+    stats = interactions.groupby("item")["timestamp"].agg(["min", "mean"])
+    stats = stats.reset_index().sort_values(["min", "mean", "item"], ascending=[False, False, True])
+    return stats["item"].head(math.ceil(share * len(stats))).tolist()

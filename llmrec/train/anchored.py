@@ -13,6 +13,9 @@ model before training. The map starts as [0, I]: at step 0 a row is exactly the 
 starting row, and training learns how much of the pooled vector to use. The delta is clipped to
 `delta_bound` x the mean starting-row norm, and at each step it is dropped for a seeded
 `delta_dropout` share of the items, so the text path alone must rank (it is all a new item has).
+The newest `withhold_newest` share of training items never has a delta: dropout hides deltas at
+random, but added items are new ones, and the newest items in training are the closest stand-ins for
+them, so the map learns to rank those by their text alone.
 Items without text have no anchor: their delta is the whole row, unbounded (a free row).
 
 During training the rows are computed once per step and replace the item tokens' input embeddings
@@ -55,11 +58,14 @@ class ItemAnchor(torch.nn.Module):
 
     def __init__(self, features: torch.Tensor, has_text: torch.Tensor, width: int, bound: float,
                  dropout: float, seed: int, initial_rows: torch.Tensor, centre: torch.Tensor | None = None,
-                 scale: float = 1.0) -> None:  # fmt: skip
-        """`centre`, `scale`: how `text_features` normalised the pooled vectors (kept for new items)."""
+                 scale: float = 1.0, withheld: torch.Tensor | None = None) -> None:  # fmt: skip
+        """`centre`, `scale`: how `text_features` normalised the pooled vectors (kept for new items);
+        `withheld`: items with text whose delta stays zero (remade from the split, like `features`)."""
         super().__init__()
         self.register_buffer("features", features.float(), persistent=False)
         self.register_buffer("has_text", has_text.bool())
+        withheld = torch.zeros_like(self.has_text) if withheld is None else withheld.bool() & self.has_text
+        self.register_buffer("withheld", withheld, persistent=False)
         self.register_buffer("bound", torch.tensor(float(bound)))
         pooled_width = features.shape[1] - width
         self.register_buffer("centre", torch.zeros(pooled_width) if centre is None else centre.float())
@@ -81,10 +87,12 @@ class ItemAnchor(torch.nn.Module):
         return self.map(features.to(self.map.weight.device))
 
     def clipped_delta(self) -> torch.Tensor:
-        """Anchored items' deltas scaled into the ball of radius `bound`; free items' rows as they are."""
+        """Anchored items' deltas scaled into the ball of radius `bound` (zero for withheld items);
+        free items' rows as they are."""
         norms = self.delta.norm(dim=1, keepdim=True).clamp(min=1e-12)
         shrink = (self.bound / norms).clamp(max=1.0)
-        return torch.where(self.has_text.unsqueeze(1), self.delta * shrink, self.delta)
+        delta = torch.where(self.has_text.unsqueeze(1), self.delta * shrink, self.delta)
+        return delta.masked_fill(self.withheld.unsqueeze(1), 0.0)
 
     def forward(self, drop: bool = False) -> torch.Tensor:
         delta = self.clipped_delta()
@@ -113,9 +121,11 @@ def build_anchor(
     pooled: np.ndarray,
     settings: AnchorSettings,
     seed: int,
+    withheld: list[bool] | None = None,
 ) -> ItemAnchor | None:
     """The anchor for the catalogue's item tokens (`texts`: each item's title or text, `pooled`: its
-    backbone text vector), from the base model's rows before training; None if no item has text."""
+    backbone text vector, `withheld`: items that get no delta), from the base model's rows before
+    training; None if no item has text."""
     weight = model.get_input_embeddings().weight
     token_rows, has_text = mean_token_rows(weight, tokenizer, texts, min(token_ids))
     if not has_text.any():
@@ -126,8 +136,9 @@ def build_anchor(
     features = text_features(pooled, token_rows, has_text, centre, scale)
     initial = weight.detach()[torch.tensor(token_ids)].float()
     bound = settings.delta_bound * scale
+    held = None if withheld is None else torch.tensor(withheld, dtype=torch.bool)
     return ItemAnchor(features, has_text, weight.shape[1], bound, settings.delta_dropout, seed, initial,
-                      centre, scale)  # fmt: skip
+                      centre, scale, held)  # fmt: skip
 
 
 def attach(model, anchor: ItemAnchor, token_ids: list[int]) -> None:
