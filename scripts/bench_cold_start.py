@@ -33,6 +33,7 @@ counts: an added item has none).
     python scripts/bench_cold_start.py closeness industrial  # target rate of near items by cosine
     python scripts/bench_cold_start.py newness industrial    # does history newness predict a cold target?
     python scripts/bench_cold_start.py textpath industrial   # the anchored rows' text path vs text similarity
+    python scripts/bench_cold_start.py textpath industrial --variants withheld --sasrec  # + SASRec-CE
     python scripts/bench_cold_start.py report                    # docs/benchmarks/cold-start.json
 """
 
@@ -581,7 +582,7 @@ def reorder_added(similarity: torch.Tensor, order: torch.Tensor, new: torch.Tens
     return similarity.clone().scatter_(1, ranked, values)
 
 
-def text_path(name: str, seeds: list[int]) -> None:
+def text_path(name: str, seeds: list[int], variant: str = "anchored", sasrec: bool = False) -> None:
     """Does the anchored LLM's own view of an item's text place added items better than plain text
     similarity to the latest item (what calibrated placement ranks them by)? A diagnostic read on
     test, per anchored seed: every item scored by its text-path row (the anchor's map of its text, no
@@ -590,12 +591,13 @@ def text_path(name: str, seeds: list[int]) -> None:
     rank among the added items by text similarity, the text path and their equal standardised sum;
     (3) the anchored mix with added items placed by the text path's calibrated chance (its validation
     table) instead of text similarity's, and placed by text similarity's but filled in the order of
-    the standardised sum; merged into measure-test.json."""
+    the standardised sum; merged into measure-test.json as <variant>_text_path (`sasrec`: the mix
+    with SASRec-CE's term, <variant>_mix_sasrec_text_path)."""
     folder = WORK / name
     histories, targets, is_cold = eval_users(name, "test")
     rows: dict = {}
-    for seed, rec, mixed in fitted_mixes(folder, seeds, histories):
-        added, warm = RunDir(folder / f"anchored-seed{seed}-added"), RunDir(folder / f"anchored-seed{seed}")
+    for seed, rec, mixed in fitted_mixes(folder, seeds, histories, sasrec, variant):
+        added, warm = RunDir(folder / f"{variant}-seed{seed}-added"), RunDir(folder / f"{variant}-seed{seed}")
         items, new = rec.llm.item_ids.items, rec.llm.new_items
         table = added.load_split().items.set_index("item").loc[items].reset_index()
         path_rows = anchored_rows(*base_model(added.load_config()), load_file(added.anchor), table).float()
@@ -641,7 +643,8 @@ def text_path(name: str, seeds: list[int]) -> None:
             ),
         }
         print(json.dumps(rows[str(seed)]), flush=True)
-    merge_measured(folder / "measure-test.json", {"anchored_text_path": rows})
+    key = f"{variant}{'_mix_sasrec' if sasrec else ''}_text_path"
+    merge_measured(folder / "measure-test.json", {key: rows})
 
 
 def over_seeds(per_seed: dict) -> dict:
@@ -677,7 +680,7 @@ def text_path_summary(per_seed: dict) -> dict:
 
 def diagnostics(test: dict) -> dict:
     """The frontier (per offset) and placement (per rule) stages, mean over seeds, all users too;
-    the closeness stage as measured."""
+    the textpath stages, mean over seeds; the closeness stage as measured."""
     out: dict = {}
     for diagnostic in test:
         if diagnostic == "anchored_mix_new_item_offset" or diagnostic.endswith("_placement"):
@@ -690,6 +693,8 @@ def diagnostics(test: dict) -> dict:
                 }
                 for setting, per_seed in test[diagnostic].items()
             }
+        elif diagnostic.endswith("_text_path"):
+            out[diagnostic] = text_path_summary(test[diagnostic])
     if "closeness" in test:
         out["closeness"] = test["closeness"]
     return out
@@ -799,8 +804,6 @@ def report(names: list[str]) -> None:
                 models["llm_anchored"]["warm"]["ndcg@10"] - models["llm_free"]["warm"]["ndcg@10"], 4
             )
         entry |= diagnostics(test)
-        if "anchored_text_path" in test:
-            entry["anchored_text_path"] = text_path_summary(test["anchored_text_path"])
         if "newness_auc" in test:
             entry["newness_auc"] = test["newness_auc"]
         if "llm_titles" in models:
@@ -882,7 +885,8 @@ def main() -> None:
     elif args.stage == "newness":
         newness(args.name)
     elif args.stage == "textpath":
-        text_path(args.name, args.seeds)
+        variant = "anchored" if args.variants == DEFAULT_VARIANTS else args.variants[0]
+        text_path(args.name, args.seeds, variant, args.sasrec)
     else:
         for split_name in ("valid", "test"):
             measured = measure(args.name, args.seeds, split_name, args.variants, args.titles)
