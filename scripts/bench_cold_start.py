@@ -30,7 +30,6 @@ counts: an added item has none).
     python scripts/bench_cold_start.py frontier industrial   # cold vs warm as added items get a score offset
     python scripts/bench_cold_start.py placement industrial [--sasrec]  # calibrated placement x boost
     python scripts/bench_cold_start.py placement ml100k --variants free --alone --seeds 0  # the LLM alone
-    python scripts/bench_cold_start.py standins industrial --sasrec   # placement by the newest items' tables
     python scripts/bench_cold_start.py closeness industrial  # target rate of near items by cosine
     python scripts/bench_cold_start.py newness industrial    # does history newness predict a cold target?
     python scripts/bench_cold_start.py textpath industrial   # the anchored rows' text path vs text similarity
@@ -50,7 +49,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +68,7 @@ from llmrec.config import DataConfig, GenerateConfig, load_config
 from llmrec.data import Catalog, SplitData, leave_one_out, load_catalog, newest_items
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
-from llmrec.generate.new_items import NEG, PROFILE_ITEMS, RankChance, rank_chance, target_ranks, top_by_chance
+from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance, target_ranks, top_by_chance
 from llmrec.hybrid import ContentMixRecommender, fit_content_mix
 from llmrec.hybrid.content_mix import SASREC_FILE
 from llmrec.hybrid.shortlist import placed_by_chance
@@ -466,71 +464,6 @@ def placement(name: str, seeds: list[int], sasrec: bool = False, variant: str = 
     merge_measured(folder / "measure-test.json", {key: rows})
 
 
-def stand_ins(name: str, seeds: list[int], sasrec: bool = False, variant: str = "withheld") -> None:
-    """Can the newest training items stand in for the added ones when placing them? A diagnostic read
-    on test. The stand-ins: the newest `model.anchor.withhold_newest` share of the run's training items
-    (10% where the run withheld none: the anchored control, whose stand-ins kept their deltas). On the
-    mix fit's validation users, the share of targets at each rank among the stand-ins alone, by text
-    similarity to the latest item and by the mix's score; then on test the added items placed at their
-    rank among the added items by each table (`RankChance.among_new`) beside the library's placement
-    (whole-catalogue text rank, boost 1). Also where a cold target ranks among the added items by
-    text and by the mix. Merged into measure-test.json as <variant>_<mix|mix_sasrec>_stand_in_placement
-    (the lists) and <variant>_<mix|mix_sasrec>_stand_ins (the tables' top-10 sums and the ranks)."""
-    folder = WORK / name
-    histories, targets, is_cold = eval_users(name, "test")
-    rows: dict = {}
-    tables: dict = {}
-    for seed, rec, mixed in fitted_mixes(folder, seeds, histories, sasrec, variant):
-        warm = RunDir(folder / f"{variant}-seed{seed}")
-        cfg, split = warm.load_config(), warm.load_split()
-        index, new = rec.llm.item_ids.index, rec.llm.new_items
-        stand_in = torch.zeros(len(new), dtype=torch.bool)
-        share = cfg.model.anchor.withhold_newest or COLD_SHARE[name]
-        stand_in[[index[i] for i in newest_items(split.training_interactions(), share)]] = True
-        users = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)  # the mix fit's users
-        valid_histories = split.histories(users, "valid")
-        columns = [index[t] for t in users["valid"]]
-        valid_bonus = rec.bonus(valid_histories)
-        valid_mixed = rec.llm.score_catalogue(valid_histories)
-        valid_mixed = (valid_mixed if valid_bonus is None else valid_mixed + valid_bonus).masked_fill(
-            new, NEG
-        )
-        valid_text = rec.content.scores(valid_histories, exclude_history=False, profile=PROFILE_ITEMS)
-        valid_text = valid_text.masked_fill(valid_mixed == NEG, NEG)
-        by_text = rank_chance(valid_text.masked_fill(~stand_in, NEG), columns)
-        by_mix = rank_chance(valid_mixed.masked_fill(~stand_in, NEG), columns)
-        rec.llm.cfg.new_item_boost = 1.0
-        library = rec.placement(histories)
-        placements = {
-            "library": library,
-            "stand_in_text": replace(library, by_text=by_text, among_new=True),
-            "stand_in_mix": replace(library, by_text=by_mix, among_new=True, order=mixed),
-        }
-        for label, chance in placements.items():
-            top = [[s.item for s in row] for row in top_by_chance(mixed, new, 10, chance)]
-            rows.setdefault(label, {})[str(seed)] = list_metrics(rec, top, targets, is_cold)
-        cold_rows = np.flatnonzero(is_cold)
-        cold_columns = [index[targets[r]] for r in cold_rows]
-        tables[str(seed)] = {
-            "stand_ins": int(stand_in.sum()),
-            "stand_in_share_of_valid_targets": round(float(stand_in[columns].float().mean()), 4),
-            "cold_share_of_test_targets": round(float(is_cold.mean()), 4),
-            "top10_chance": {
-                "by_text": round(float(by_text[:10].sum()), 4),
-                "by_mix": round(float(by_mix[:10].sum()), 4),
-            },  # fmt: skip
-            "cold_target_among_added": {
-                "text_similarity": within_added(library.similarity[cold_rows], new, cold_columns),
-                "mix": within_added(mixed[cold_rows], new, cold_columns),
-            },
-        }
-        measured = {label: per_seed[str(seed)] for label, per_seed in rows.items()}
-        print(json.dumps(measured | tables[str(seed)]), flush=True)
-    key = f"{variant}_{'mix_sasrec' if sasrec else 'mix'}"
-    merge_measured(folder / "measure-test.json",
-                   {f"{key}_stand_in_placement": rows, f"{key}_stand_ins": tables})  # fmt: skip
-
-
 COSINE_EDGES = (-1.0, 0.7, 0.8, 0.88, 0.95, 0.98, 0.99, 1.0001)
 NEAREST = 5  # the items nearest to the latest item by text whose target rate is counted per cosine bin
 RANK_EDGES = (0, 1, 2, 5, 10, 20, 50, 100, 200)  # text-rank buckets of the per-rank rates
@@ -747,7 +680,7 @@ def text_path_summary(per_seed: dict) -> dict:
 
 def diagnostics(test: dict) -> dict:
     """The frontier (per offset) and placement (per rule) stages, mean over seeds, all users too;
-    the textpath and standins stages' numbers, mean over seeds; the closeness stage as measured."""
+    the textpath stages, mean over seeds; the closeness stage as measured."""
     out: dict = {}
     for diagnostic in test:
         if diagnostic == "anchored_mix_new_item_offset" or diagnostic.endswith("_placement"):
@@ -760,7 +693,7 @@ def diagnostics(test: dict) -> dict:
                 }
                 for setting, per_seed in test[diagnostic].items()
             }
-        elif diagnostic.endswith(("_text_path", "_stand_ins")):
+        elif diagnostic.endswith("_text_path"):
             out[diagnostic] = text_path_summary(test[diagnostic])
     if "closeness" in test:
         out["closeness"] = test["closeness"]
@@ -768,15 +701,15 @@ def diagnostics(test: dict) -> dict:
 
 
 def rerun_targets(rerun: dict, entry: dict) -> dict:
-    """The issue's ratios for each placement row at the library's default boost (1), without
-    placement and by the stand-ins' tables: cold HR/NDCG@10 over the committed entry's content row
-    (same split, same texts), warm NDCG@10 over its content and SASRec-CE rows."""
+    """The issue's ratios for each placement row at the library's default boost (1) and without
+    placement: cold HR/NDCG@10 over the committed entry's content row (same split, same texts),
+    warm NDCG@10 over its content and SASRec-CE rows."""
     content, sasrec = {p: entry[p]["content"] for p in ("cold", "warm")}, entry["warm"]["sasrec_ce"]
     out = {}
     for key, rows in rerun.items():
         if not key.endswith("_placement"):
             continue
-        for setting in ("apart_table_prior_1.0", "no_slots", "library", "stand_in_text", "stand_in_mix"):
+        for setting in ("apart_table_prior_1.0", "no_slots"):
             if setting not in rows:
                 continue
             cold, warm = rows[setting]["cold"], rows[setting]["warm"]["ndcg@10"]
@@ -918,8 +851,8 @@ def report(names: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    stages = ("split", "train", "measure", "mix", "frontier", "placement", "standins", "closeness", "newness",
-              "textpath", "report")  # fmt: skip
+    stages = ("split", "train", "measure", "mix", "frontier", "placement", "closeness", "newness", "textpath",
+              "report")  # fmt: skip
     parser.add_argument("stage", choices=stages)
     parser.add_argument("name", nargs="?", choices=tuple(COLD_SHARE))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
@@ -947,13 +880,6 @@ def main() -> None:
     elif args.stage == "placement":
         variant = "anchored" if args.variants == DEFAULT_VARIANTS else args.variants[0]  # not named: anchored
         placement(args.name, args.seeds, args.sasrec, variant, args.alone)
-    elif args.stage == "standins":
-        stand_ins(
-            args.name,
-            args.seeds,
-            args.sasrec,
-            "withheld" if args.variants == DEFAULT_VARIANTS else args.variants[0],
-        )
     elif args.stage == "closeness":
         closeness(args.name)
     elif args.stage == "newness":

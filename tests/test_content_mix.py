@@ -270,28 +270,6 @@ def test_warm_items_get_the_table_apart_only_where_an_added_item_is_the_nearest_
     assert [[s.item for s in row] for row in plain] == [[0, 4, 1], [0, 4, 1]]
 
 
-def test_a_table_among_the_added_items_ranks_them_by_its_own_order():
-    """`among_new` + `order`: an added item's chance is the table's at its rank among the added items
-    by `order` (warm items' text similarity plays no part); the nearest text still picks the table apart."""
-    from llmrec.generate.new_items import RankChance, top_by_chance
-
-    scores = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0, -1.0]])
-    new = torch.tensor([False, False, False, True, True, True])
-    similarity = torch.tensor([[0.9, 0.8, 0.7, 0.1, 0.3, 0.2]])  # whole-catalogue text ranks 3, 4, 5
-    order = torch.tensor([[0.0, 0.0, 0.0, 0.2, 0.1, 0.9]])  # among the added: 5 first, then 3, then 4
-    ranked, among_new = torch.tensor([0.3, 0.1, 0.05]), torch.tensor([0.2, 0.08, 0.01])
-    by_text = top_by_chance(scores, new, 3, RankChance(ranked, among_new, similarity))
-    assert [s.item for s in by_text[0]] == [0, 1, 2]  # the added items' text ranks 3-5: chance 0
-    top = top_by_chance(
-        scores, new, 3, RankChance(ranked, among_new, similarity, among_new=True, order=order)
-    )
-    assert [s.item for s in top[0]] == [0, 5, 1]
-    apart = torch.tensor([0.15, 0.1, 0.05])
-    nearest_new = torch.tensor([[0.1, 0.2, 0.3, 0.4, 0.95, 0.5]])  # the nearest text is added item 4
-    top = top_by_chance(scores, new, 3, RankChance(ranked, among_new, nearest_new, apart, True, order))
-    assert [s.item for s in top[0]] == [5, 0, 1]  # warm items' table apart: 0.15 < 0.2
-
-
 def test_the_llm_alone_places_added_items_by_its_own_chance_table(text_run, tmp_path):
     """`retriever: none` with items added after training: the LLM's own ranking and scores, added
     items placed by the fit's `llm_alone` table (the share of validation targets at each rank of

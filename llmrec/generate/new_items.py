@@ -72,20 +72,15 @@ class RankChance:
     the text similarity to the user's latest item (`by_text`); `similarity`: the requests' (users x
     catalogue) text similarity that `by_text` ranks; `apart`: the ranking's chance at each rank
     where the item there is not the nearest by text, for requests whose nearest is an added item
-    (fits before it: none, `ranked` for every request). `among_new`: `by_text` is per rank among the
-    added items alone (a table counted on stand-ins for them), not among the whole catalogue; `order`:
-    the requests' scores that rank the added items for it (None: `similarity`)."""
+    (fits before it: none, `ranked` for every request)."""
 
     ranked: torch.Tensor
     by_text: torch.Tensor
     similarity: torch.Tensor
     apart: torch.Tensor | None = None
-    among_new: bool = False
-    order: torch.Tensor | None = None
 
     def rows(self, index: list[int]) -> RankChance:
-        order = None if self.order is None else self.order[index]
-        return replace(self, similarity=self.similarity[index], order=order)
+        return replace(self, similarity=self.similarity[index])
 
 
 def top_with_new_items(
@@ -133,8 +128,7 @@ def top_by_chance(
     """Each row's top-`top_k` by calibrated chance: warm columns (not `new`, a mask over columns) at
     rank j of `scores` among warm columns have chance.ranked[j] (chance.apart[j] in the rows whose
     nearest column by chance.similarity is `new`, when the fit has that table), `new` columns at
-    rank r of chance.similarity (columns excluded in `scores`, -inf, left out) chance.by_text[r]
-    (with chance.among_new / chance.order: at rank r among the `new` columns alone, by chance.order).
+    rank r of chance.similarity (columns excluded in `scores`, -inf, left out) chance.by_text[r].
     Equal chances keep the warm item, then the better rank. Scores returned are `scores`' own."""
     k = min(top_k, scores.shape[1])
     depth = min(len(chance.by_text), scores.shape[1])
@@ -142,10 +136,7 @@ def top_by_chance(
     # gap between two different chances (multiples of 1 / validation users) and above rounding
     step = torch.arange(max(k, depth), dtype=torch.float64) * 1e-12
     similarity = chance.similarity.to(scores).masked_fill(scores == NEG, NEG)
-    order = similarity if chance.order is None else chance.order.to(scores).masked_fill(scores == NEG, NEG)
-    if chance.among_new:
-        order = order.masked_fill(~new, NEG)
-    text_rank = order.topk(depth, dim=1)  # an added item deeper than the table has chance 0
+    text_rank = similarity.topk(depth, dim=1)  # an added item deeper than the table has chance 0
 
     def table(values: torch.Tensor) -> torch.Tensor:
         padded = torch.zeros(k, dtype=torch.float64)  # a table shorter than k: chance 0 below it
@@ -155,8 +146,7 @@ def top_by_chance(
     warm_top = scores.masked_fill(new, NEG).topk(k, dim=1)
     warm_chance = table(chance.ranked).expand(len(scores), k).clone()
     if chance.apart is not None and depth:
-        nearest = text_rank if order is similarity else similarity.topk(1, dim=1)
-        nearest_is_new = new[nearest.indices[:, 0]] & (nearest.values[:, 0] > NEG)
+        nearest_is_new = new[text_rank.indices[:, 0]] & (text_rank.values[:, 0] > NEG)
         warm_chance[nearest_is_new] = table(chance.apart)
     warm_chance[warm_top.values == NEG] = NEG
     new_chance = (chance.by_text[:depth].double() - 1e-9 - step[:depth]).expand(len(scores), depth).clone()
