@@ -176,7 +176,9 @@ def _item_anchor(cfg: Config, model, tokenizer, ids: ItemIds, split: SplitData) 
         pooled_all = text_embeddings(embedding_texts(split), model, tokenizer, cache_folder=cache_dir())
         pooled = pooled_all[[order[i] for i in ids.items]]
         token_ids = tokenizer.convert_tokens_to_ids(ids.ids)
-        newest = set(newest_items(split.training_interactions(), cfg.model.anchor.withhold_newest))
+        share = cfg.model.anchor.withhold_newest
+        # only when asked: the training interactions are every user's history, rebuilt
+        newest = set(newest_items(split.training_interactions(), share)) if share else set()
         withheld = [item in newest for item in ids.items]
         anchor = build_anchor(model, tokenizer, token_ids, texts, pooled, cfg.model.anchor, cfg.train.seed,
                               withheld)  # fmt: skip

@@ -586,14 +586,15 @@ def reorder_added(similarity: torch.Tensor, order: torch.Tensor, new: torch.Tens
 def text_path(name: str, seeds: list[int], variant: str = "anchored", sasrec: bool = False) -> None:
     """Does the anchored LLM's own view of an item's text place added items better than plain text
     similarity to the latest item (what calibrated placement ranks them by)? A diagnostic read on
-    test, per anchored seed: every item scored by its text-path row (the anchor's map of its text, no
-    delta: an added item's row), (1) the share of validation targets (warm, the fit's users) in the
-    top 10 of the text path, of text similarity and of the LLM; (2) on cold test users, the target's
-    rank among the added items by text similarity, the text path and their equal standardised sum;
-    (3) the anchored mix with added items placed by the text path's calibrated chance (its validation
-    table) instead of text similarity's, and placed by text similarity's but filled in the order of
-    the standardised sum; merged into measure-test.json as <variant>_text_path (`sasrec`: the mix
-    with SASRec-CE's term, <variant>_mix_sasrec_text_path)."""
+    test, per seed of the `variant` (anchored rows, or another anchored variant): every item scored by
+    its text-path row (the anchor's map of its text, no delta: an added item's row), (1) the share of
+    validation targets (warm, the fit's users) in the top 10 of the text path, of text similarity and
+    of the LLM; (2) on cold test users, the target's rank among the added items by text similarity,
+    the text path and their equal standardised sum; (3) the variant's mix with added items placed by
+    the text path's calibrated chance (its validation table) instead of text similarity's, and placed
+    by text similarity's but filled in the order of the standardised sum; merged into
+    measure-test.json as <variant>_text_path (`sasrec`: the mix with SASRec-CE's term,
+    <variant>_mix_sasrec_text_path)."""
     folder = WORK / name
     histories, targets, is_cold = eval_users(name, "test")
     rows: dict = {}
@@ -874,6 +875,7 @@ def main() -> None:
         return
     if args.name is None:
         parser.error(f"{args.stage} needs a data set name")
+    one_variant = "anchored" if args.variants == DEFAULT_VARIANTS else args.variants[0]  # placement, textpath
     if args.stage == "split":
         split(args.name)
     elif args.stage == "train":
@@ -883,15 +885,13 @@ def main() -> None:
     elif args.stage == "frontier":
         frontier(args.name, args.seeds)
     elif args.stage == "placement":
-        variant = "anchored" if args.variants == DEFAULT_VARIANTS else args.variants[0]  # not named: anchored
-        placement(args.name, args.seeds, args.sasrec, variant, args.alone)
+        placement(args.name, args.seeds, args.sasrec, one_variant, args.alone)
     elif args.stage == "closeness":
         closeness(args.name)
     elif args.stage == "newness":
         newness(args.name)
     elif args.stage == "textpath":
-        variant = "anchored" if args.variants == DEFAULT_VARIANTS else args.variants[0]
-        text_path(args.name, args.seeds, variant, args.sasrec)
+        text_path(args.name, args.seeds, one_variant, args.sasrec)
     else:
         for split_name in ("valid", "test"):
             measured = measure(args.name, args.seeds, split_name, args.variants, args.titles)
