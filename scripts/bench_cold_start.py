@@ -528,18 +528,35 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def newness(name: str) -> None:
-    """Whether a per-user "wants something new" signal is in the history: how well the newness of
-    the user's latest items (the percentile of their first interaction among warm items) separates
-    cold from warm targets, as an AUC, on validation and test users; merged into measure-test.json."""
+    """Whether a per-user "wants something new" signal is in the history, as an AUC separating cold
+    from warm targets on validation and test users: how new the user's latest items are (the
+    percentile of their first interaction), and when the user was last active (the time of the
+    latest event where the data has times; on data with an order only that is the history's length,
+    the target's place). Merged into measure-test.json; `report` copies it into the entry."""
     catalog = load_catalog(source_data(name))
-    first_seen = catalog.interactions.groupby("item")["timestamp"].min().rank(pct=True)
-    out = {}
+    first_seen = catalog.interactions.groupby("item")["timestamp"].min()
+    percentile = first_seen.rank(pct=True)
+    full = leave_one_out(catalog)
+    cold = set(pd.read_csv(WORK / name / "data" / "items-cold.csv", dtype=str)["item"])
+    first_added = first_seen[sorted(cold)].min()  # the earliest moment any added item existed
+    out: dict = {"clock": "seconds" if full.timed else "positions (the data orders each user's items only)"}
     for split_name in ("valid", "test"):
         histories, _, is_cold = eval_users(name, split_name, catalog)
+        users = full.eval_users(split_name)
+        whole = full.histories(users, split_name)  # cold items included: the user was active then
+        times = full.times(users, split_name) or [[float(len(h) - 1)] for h in whole]
+        keep = [n for n, h in enumerate(whole) if any(i not in cold for i in h)]  # as eval_users keeps
+        latest = np.array([times[n][-1] for n in keep])
         out[split_name] = {
-            f"last_{n}": round(auc(is_cold, np.array([first_seen[h[-n:]].mean() for h in histories])), 3)
+            f"last_{n}": round(auc(is_cold, np.array([percentile[h[-n:]].mean() for h in histories])), 3)
             for n in (1, 3)
-        } | {"cold_users": int(is_cold.sum()), "users": len(is_cold)}
+        } | {"latest_event": round(auc(is_cold, latest), 3)}
+        out[split_name] |= {"cold_users": int(is_cold.sum()), "users": len(is_cold)}
+        if full.timed:  # users last active before any added item existed, and how often they took one
+            before = latest < first_added
+            out[split_name]["active_before_first_added"] = {
+                "users": int(before.sum()), "cold_users": int(is_cold[before].sum())
+            }  # fmt: skip
     merge_measured(WORK / name / "measure-test.json", {"newness_auc": out})
     print(json.dumps(out))
 
@@ -831,16 +848,24 @@ def report(names: list[str], rerun_key: str = "diagnostics_rerun") -> None:
             entry["wall_s"]["content_mix"] = test["content_mix_wall_s"]
         out["datasets"][name] = entry
     if OUT.exists():  # a data set not measured in this checkout keeps its committed entry, marked
-        for name, entry in json.loads(OUT.read_text())["datasets"].items():
+        committed = json.loads(OUT.read_text())
+        if len(rerun_only) == len(names):  # nothing measured here: the machine is the one that measured
+            out["machine"] = committed["machine"]
+        for name, entry in committed["datasets"].items():
             if name not in out["datasets"]:
                 out["datasets"][name] = entry | {"kept_from": entry.get("kept_from", "an earlier report")}
     for name in rerun_only:
         folder = WORK / name
         if name in out["datasets"]:
             test = json.loads((folder / "measure-test.json").read_text())
+            if "newness_auc" in test:  # data only: no training behind it, so beside the rerun block
+                out["datasets"][name]["newness_auc"] = test["newness_auc"]
             rerun = diagnostics(test)
+            if not rerun:  # only data-only stages ran: the committed rerun block stays as it is
+                continue
             trained = [run.name for run in folder.glob("*-seed?") if (run / "train_summary.json").exists()]
             rerun["runs"] = sorted(trained)
+            rerun["machine"] = machine() | {"dtype": resolve_dtype("auto")}  # may differ from the entry's
             if test.get("models"):  # rows the mix stage measured on these runs (no `measure`: no content row)
                 rerun["models"] = {key: over_seeds(per_seed) for key, per_seed in test["models"].items()}
             entry = out["datasets"][name]
