@@ -356,11 +356,20 @@ class SasrecSettings(_Section):
     )
     patience: int = Field(10, ge=1, description="epochs without a better valid_metric before stopping")
     seed: int = 0
+    item_rows: Literal["free", "anchored"] = Field(
+        "free",
+        description="free: a learned row per item (SASRec-CE as published, the baseline); anchored: a "
+        "trained map of the item's text vector plus a bounded id delta (anchor): items added later rank too",
+    )
+    anchor: AnchorSettings = Field(default_factory=AnchorSettings, description="with item_rows: anchored")
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> SasrecSettings:
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if self.anchor.withhold_newest:
+            raise ValueError("anchor.withhold_newest is the LLM's (model.anchor); SASRec's anchor drops "
+                             "deltas at random only")  # fmt: skip
         return self
 
 

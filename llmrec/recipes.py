@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from accelerate.utils import set_seed
 from rich.console import Console
@@ -33,7 +34,7 @@ from llmrec.backbone import (
 )
 from llmrec.baselines import Popularity
 from llmrec.config import Config, Count, checked, dump_config
-from llmrec.data import SplitData, leave_one_out, load_catalog, newest_items
+from llmrec.data import SplitData, item_has_text, leave_one_out, load_catalog, newest_items
 from llmrec.errors import InputError
 from llmrec.evaluate import ranking_metrics
 from llmrec.evaluate.metrics import by_history_length
@@ -365,6 +366,13 @@ def evaluate(
     return metrics
 
 
+def _item_text_vectors(cfg: Config, split: SplitData) -> np.ndarray:
+    """Every catalogue item's text embedding by the base model (cached by text): what the content
+    baseline ranks by and anchored SASRec's rows start from."""
+    weights, tokenizer = load_model(cfg.model.name, cfg.model.dtype), load_tokenizer(cfg.model.name)
+    return text_embeddings(embedding_texts(split), weights, tokenizer, cache_folder=cache_dir())
+
+
 @checked
 def baseline(
     cfg: Config,
@@ -384,7 +392,14 @@ def baseline(
     k = max(10, cfg.generate.top_k)
     t0 = time.time()
     if model == "sasrec":
-        sasrec = SasrecRecommender(split, cfg.baselines.sasrec)
+        vectors = None
+        if cfg.baselines.sasrec.item_rows == "anchored":
+            if item_has_text(split.items).any():
+                vectors = _item_text_vectors(cfg, split)
+            else:
+                console.log("sasrec: no item has text, so item_rows: anchored trains free rows")
+                cfg.baselines.sasrec.item_rows = "free"  # and the config written below says so
+        sasrec = SasrecRecommender(split, cfg.baselines.sasrec, vectors)
         summary = sasrec.fit(split, exclude, log=console.log)
         claim_dir(out_dir, "baseline", field="baselines_dir")
         sasrec.save(out_dir / "model.pt")  # reused by scripts/rerank.py
@@ -393,11 +408,7 @@ def baseline(
         def recommend(histories: list[list[str]]) -> list[list[str]]:
             return sasrec.recommend(histories, k, exclude)
     elif model == "content":
-        weights = load_model(cfg.model.name, cfg.model.dtype)
-        tokenizer = load_tokenizer(cfg.model.name)
-        content = ContentRecommender.embed(
-            split, lambda texts: text_embeddings(texts, weights, tokenizer, cache_folder=cache_dir())
-        )
+        content = ContentRecommender(split, _item_text_vectors(cfg, split))
         summary = content.fit(split, exclude, log=console.log) | {"text_model": cfg.model.name}
 
         def recommend(histories: list[list[str]]) -> list[list[str]]:

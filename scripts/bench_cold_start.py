@@ -34,6 +34,7 @@ counts: an added item has none).
     python scripts/bench_cold_start.py newness industrial    # does history newness predict a cold target?
     python scripts/bench_cold_start.py textpath industrial   # the anchored rows' text path vs text similarity
     python scripts/bench_cold_start.py textpath industrial --variants withheld --sasrec  # + SASRec-CE
+    python scripts/bench_cold_start.py sasrec industrial     # SASRec-CE, free and text-anchored rows
     python scripts/bench_cold_start.py report                    # docs/benchmarks/cold-start.json
     python scripts/bench_cold_start.py report --rerun-key diagnostics_rerun_withheld   # a later rerun beside
 """
@@ -470,6 +471,47 @@ NEAREST = 5  # the items nearest to the latest item by text whose target rate is
 RANK_EDGES = (0, 1, 2, 5, 10, 20, 50, 100, 200)  # text-rank buckets of the per-rank rates
 
 
+def sasrec_rows(name: str, seeds: list[int]) -> None:
+    """SASRec-CE with free rows (the baseline) and with text-anchored rows (`baselines.sasrec.item_rows:
+    anchored`), per seed, trained on the warm data (`llmrec baseline`, skipped when its weights are
+    there) and ranked on test over the whole catalogue: the anchored model ranks the added items by
+    their text path (`add_items`), the free one cannot rank them. Merged into measure-test.json as
+    the `sasrec_ce` and `sasrec_ce_anchored` rows."""
+    folder = WORK / name
+    config = str(folder / "config.yaml")
+    cfg = load_config(folder / "config.yaml")
+    warm_split = SplitData.load(folder / "prepared")
+    catalog = load_catalog(source_data(name))
+    histories, targets, is_cold = eval_users(name, "test", catalog)
+    cold_table = pd.read_csv(folder / "data" / "items-cold.csv", dtype=str)
+    cold = set(cold_table["item"])
+    catalogue = set(warm_split.items["item"]) | cold
+    cold_items = catalog.items.set_index("item").loc[cold_table["item"]].reset_index()
+    cold_vectors = catalogue_text_vectors(*base_model(cfg), cold_items)
+    models: dict = {}
+    for seed in seeds:
+        anchored = ["--set", "baselines.sasrec.item_rows=anchored"]
+        for row, folder_name, extra in (
+            ("sasrec_ce", f"baselines-seed{seed}", []),
+            ("sasrec_ce_anchored", f"baselines-anchored-seed{seed}", anchored),
+        ):
+            weights = folder / folder_name / "sasrec" / "model.pt"
+            if not weights.exists():
+                llmrec("baseline", config, "--model", "sasrec", "--set", f"baselines_dir={folder_name}",
+                       "--set", f"baselines.sasrec.seed={seed}", *extra)  # fmt: skip
+            settings = load_config(folder / folder_name / "sasrec" / "config.yaml").baselines.sasrec
+            sasrec = SasrecRecommender(warm_split, settings)
+            sasrec.load(weights)
+            if sasrec.anchored:
+                sasrec.add_items(cold_items["item"].tolist(), cold_vectors)
+            lists = sasrec.recommend(histories, 10)
+            models.setdefault(row, {})[str(seed)] = split_metrics(lists, targets, is_cold, catalogue) | {
+                "cold_share_in_top10": cold_share(lists, cold)
+            }
+    merge_measured(folder / "measure-test.json", {"models": models})
+    print(json.dumps({row: over_seeds(per_seed) for row, per_seed in models.items()}, indent=1))
+
+
 def closeness(name: str) -> None:
     """What an added item's text says about its chance, against a warm item's: on the warm training
     split's validation users (what the content mix fit sees: every item trained) and on the full
@@ -721,8 +763,9 @@ def diagnostics(test: dict) -> dict:
 
 def rerun_targets(rerun: dict, entry: dict) -> dict:
     """The issue's ratios for each placement row at the library's default boost (1) and without
-    placement: cold HR/NDCG@10 over the committed entry's content row (same split, same texts),
-    warm NDCG@10 over its content and SASRec-CE rows."""
+    placement, and for each model row: cold HR/NDCG@10 over the committed entry's content row (same
+    split, same texts), warm NDCG@10 over its content row and SASRec-CE (the rerun's own where it has
+    one: same machine)."""
     content, sasrec = {p: entry[p]["content"] for p in ("cold", "warm")}, entry["warm"]["sasrec_ce"]
     out = {}
     for key, rows in rerun.items():
@@ -738,6 +781,14 @@ def rerun_targets(rerun: dict, entry: dict) -> dict:
             ratios["warm_ndcg@10_over_content"] = round(warm / content["warm"]["ndcg@10"], 3)
             ratios["warm_ndcg@10_over_sasrec_ce"] = round(warm / sasrec["ndcg@10"], 3)
             out[f"{key}_{setting}"] = ratios
+    models = rerun.get("models", {})
+    for row, measured in models.items():  # model rows (the sasrec stage): SASRec-CE as rerun beside them
+        ratios = {f"cold_{m}_over_content": round(measured["cold"][m] / content["cold"][m], 3)
+                  for m in ("hr@10", "ndcg@10")}  # fmt: skip
+        warm, free = measured["warm"]["ndcg@10"], models.get("sasrec_ce", {}).get("warm", sasrec)
+        ratios["warm_ndcg@10_over_content"] = round(warm / content["warm"]["ndcg@10"], 3)
+        ratios["warm_ndcg@10_over_sasrec_ce"] = round(warm / free["ndcg@10"], 3)
+        out[row] = ratios
     return out
 
 
@@ -861,7 +912,7 @@ def report(names: list[str], rerun_key: str = "diagnostics_rerun") -> None:
             if "newness_auc" in test:  # data only: no training behind it, so beside the rerun block
                 out["datasets"][name]["newness_auc"] = test["newness_auc"]
             rerun = diagnostics(test)
-            if not rerun:  # only data-only stages ran: the committed rerun block stays as it is
+            if not rerun and not test.get("models"):  # only data stages ran: the rerun block stays as it is
                 continue
             trained = [run.name for run in folder.glob("*-seed?") if (run / "train_summary.json").exists()]
             rerun["runs"] = sorted(trained)
@@ -881,7 +932,7 @@ def report(names: list[str], rerun_key: str = "diagnostics_rerun") -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     stages = ("split", "train", "measure", "mix", "frontier", "placement", "closeness", "newness", "textpath",
-              "report")  # fmt: skip
+              "sasrec", "report")  # fmt: skip
     parser.add_argument("stage", choices=stages)
     parser.add_argument("name", nargs="?", choices=tuple(COLD_SHARE))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
@@ -917,6 +968,8 @@ def main() -> None:
         newness(args.name)
     elif args.stage == "textpath":
         text_path(args.name, args.seeds, one_variant, args.sasrec)
+    elif args.stage == "sasrec":
+        sasrec_rows(args.name, args.seeds)
     else:
         for split_name in ("valid", "test"):
             measured = measure(args.name, args.seeds, split_name, args.variants, args.titles)

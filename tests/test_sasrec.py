@@ -15,6 +15,7 @@ from llmrec.baselines.sasrec import SasrecRecommender
 from llmrec.cli import app
 from llmrec.config import SasrecSettings, load_config
 from llmrec.data import SplitData
+from llmrec.errors import InputError
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.ids.embeddings import file_embeddings
 
@@ -88,3 +89,92 @@ def test_a_history_scores_the_same_in_any_batch():
     batched = sasrec.logits([short, long], exclude_history=False)
     assert not torch.equal(batched[0], batched[1])  # the two histories are scored differently
     assert torch.allclose(alone[0], batched[0], atol=1e-5)
+
+
+def walking_vectors(n_items: int = 40, width: int = 24, seed: int = 0) -> np.ndarray:
+    """One random text vector per item of `walking_users` (as if each title were distinct)."""
+    return np.random.default_rng(seed).normal(size=(n_items, width)).astype(np.float32)
+
+
+def with_titles(split: SplitData) -> SplitData:
+    return SplitData(items=split.items.assign(title=[f"title {i}" for i in range(len(split.items))]),
+                     users=split.users)  # fmt: skip
+
+
+def test_anchored_sasrec_learns_and_keeps_its_deltas_within_their_bound():
+    split = with_titles(walking_users())
+    cfg = SasrecSettings(hidden=32, layers=1, heads=1, dropout=0.1, max_len=12, lr=5e-3, item_rows="anchored")
+    cfg.max_epochs = cfg.patience = 60
+    sasrec = SasrecRecommender(split, cfg, walking_vectors())
+    assert sasrec.anchored
+    sasrec.fit(split, exclude_history=False, log=lambda _: None)
+    users = split.eval_users("test")
+    lists = sasrec.recommend(split.histories(users, "test"), k=10, exclude_history=False)
+    assert ranking_metrics(users["test"].tolist(), lists, set(split.items["item"]))["hr@1"] >= 0.9
+    anchor = sasrec.model.anchor
+    assert float(anchor.delta.detach()[anchor.has_text].norm(dim=1).max()) > 0  # deltas trained ...
+    rows = anchor().detach()
+    text_rows = anchor.map(anchor.text).detach()
+    bound = cfg.anchor.delta_bound * text_rows.norm(dim=1).mean()
+    assert float((rows - text_rows).norm(dim=1).max()) <= float(bound) * (1 + 1e-5)  # ... within the bound
+
+
+def test_an_item_added_to_anchored_sasrec_gets_its_text_path_and_survives_a_reload(tmp_path):
+    split = with_titles(walking_users(n_users=40))
+    cfg = SasrecSettings(hidden=16, layers=1, heads=1, max_len=12, max_epochs=2, item_rows="anchored")
+    vectors = walking_vectors()
+    sasrec = SasrecRecommender(split, cfg, vectors)
+    sasrec.fit(split, log=lambda _: None)
+    sasrec.save(tmp_path / "model.pt")
+    # weights alone rebuild the anchor (text vectors included), as the mix and the hybrid load them
+    again = SasrecRecommender(split, cfg)
+    again.load(tmp_path / "model.pt")
+    history = [["i3", "i4"]]
+    assert torch.allclose(again.logits(history), sasrec.logits(history))
+    new = np.random.default_rng(1).normal(size=(1, vectors.shape[1])).astype(np.float32)
+    again.add_items(["new"], new)
+    anchor = again.model.anchor
+    centred = torch.nn.functional.normalize(torch.from_numpy(new) - anchor.centre, dim=-1)
+    table = again.model.item_table()
+    assert torch.allclose(table[-1], anchor.map(centred)[0], atol=1e-6)  # the training-time text path
+    scores = again.logits(history)
+    assert scores.shape == (1, len(split.items) + 1) and torch.isfinite(scores[0, -1])
+    assert "new" in again.recommend(history, k=len(split.items) + 1)[0]
+    with pytest.raises(InputError, match="anchored"):
+        SasrecRecommender(split, SasrecSettings(hidden=16, heads=1)).add_items(["new"], new)
+    with pytest.raises(InputError, match="text vectors"):
+        SasrecRecommender(split, cfg).fit(split, log=lambda _: None)
+
+
+def test_anchored_sasrec_without_item_text_trains_free_rows(tmp_path, tiny_backbone):
+    split = walking_users(n_users=30)  # no titles, no text
+    cfg = SasrecSettings(hidden=16, layers=1, heads=1, max_len=12, max_epochs=1, item_rows="anchored")
+    assert not SasrecRecommender(split, cfg, walking_vectors()).anchored
+    columns = {"user": "uid", "item": "iid", "timestamp": "ts", "title": None}
+    config = write_config(tmp_path, tiny_backbone, overrides={"data": {"columns": columns}})
+    assert runner.invoke(app, ["prepare", config]).exit_code == 0
+    result = runner.invoke(app, ["baseline", config, "--model", "sasrec", *ANCHORED_SMALL])
+    assert result.exit_code == 0, result.output
+    assert "no item has text" in result.output
+    folder = tmp_path / "baselines" / "sasrec"
+    assert load_config(folder / "config.yaml").baselines.sasrec.item_rows == "free"  # what it trained
+    assert "anchor.text" not in torch.load(folder / "model.pt", weights_only=True)
+
+
+ANCHORED_SMALL = [
+    f"--set=baselines.sasrec.{s}" for s in ("max_epochs=2", "hidden=16", "heads=1", "item_rows=anchored")
+]
+
+
+def test_llmrec_baseline_trains_anchored_sasrec_from_the_base_models_text_vectors(tmp_path, tiny_backbone):
+    config = write_config(tmp_path, tiny_backbone)
+    assert runner.invoke(app, ["prepare", config]).exit_code == 0
+    result = runner.invoke(app, ["baseline", config, "--model", "sasrec", *ANCHORED_SMALL])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "baselines" / "sasrec"
+    metrics = json.loads((folder / "metrics-test.json").read_text())
+    assert metrics["users"] == 40 and metrics["valid_rate"] == metrics["distinct_rate"] == 1.0
+    split = SplitData.load(tmp_path / "prepared")
+    sasrec = SasrecRecommender(split, load_config(folder / "config.yaml").baselines.sasrec)
+    sasrec.load_checked(folder / "model.pt")  # the weights carry the anchor and its text vectors
+    assert sasrec.anchored and sasrec.model.anchor.text.shape[0] == len(split.items)

@@ -16,10 +16,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from llmrec.data import SplitData
+from llmrec.data import SplitData, item_has_text
 from llmrec.errors import InputError
 from llmrec.evaluate.metrics import ranking_metrics
-from llmrec.ids.embeddings import item_texts, normalise
+from llmrec.ids.embeddings import normalise
 
 PROFILES = (1, 2, 3, 5, 10, None)  # history items averaged into the profile; None: all of them
 
@@ -29,24 +29,18 @@ class ContentRecommender:
         """`vectors`: one text embedding per catalogue item (split.items order)."""
         self.items = split.items["item"].tolist()
         self.index = {item: i for i, item in enumerate(self.items)}
-        has_text = (split.items["title"].fillna("").str.strip() != "") | (
-            split.items["text"].fillna("").str.strip() != ""
-        )
+        has_text = item_has_text(split.items)
         if not has_text.any():
             raise InputError(
                 "the content baseline needs item text (titles or text columns); this catalogue has none",
                 field="data.items",
             )
         vectors = np.asarray(vectors, dtype=np.float32)
-        centred = vectors - vectors[has_text.to_numpy()].mean(0)
-        centred[~has_text.to_numpy()] = 0.0  # no text, no similarity
+        centred = vectors - vectors[has_text].mean(0)
+        centred[~has_text] = 0.0  # no text, no similarity
         self.vectors = torch.from_numpy(normalise(centred))
-        self.has_text = torch.tensor(has_text.to_numpy(dtype=bool))
+        self.has_text = torch.from_numpy(has_text)
         self.profile = profile
-
-    @classmethod
-    def embed(cls, split: SplitData, embedder: Callable[[list[str]], np.ndarray]) -> ContentRecommender:
-        return cls(split, embedder(item_texts(split)))
 
     def scores(self, histories: list[list[str]], exclude_history: bool = True,
                profile: int | None | str = "fitted") -> torch.Tensor:  # fmt: skip

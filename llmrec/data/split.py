@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -149,3 +150,10 @@ def newest_items(interactions: pd.DataFrame, share: float) -> list[str]:
     stats = interactions.groupby("item")["timestamp"].agg(["min", "mean"])
     stats = stats.reset_index().sort_values(["min", "mean", "item"], ascending=[False, False, True])
     return stats["item"].head(math.ceil(share * len(stats))).tolist()
+
+
+def item_has_text(items: pd.DataFrame) -> np.ndarray:
+    """Per row of an item table: whether it has a title or text (what a text embedding can describe)."""
+    title = items["title"].fillna("").astype(str).str.strip() != ""
+    text = items["text"].fillna("").astype(str).str.strip() != ""
+    return np.array(title | text, dtype=bool)  # a writable copy (torch.from_numpy warns on a view)
