@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import ATOMIC_PROMPTS as ATOMIC
@@ -319,33 +320,45 @@ def test_the_llm_alone_places_added_items_by_its_own_chance_table(text_run, tmp_
     assert type(load_recommender(run, **quiet)) is Recommender
 
 
-def random_sasrec(run: RunDir, path) -> None:
-    """SASRec-CE weights for the run's catalogue (untrained: the sweep's arithmetic is what is tested)."""
+def random_sasrec(run: RunDir, path, anchored: bool = False) -> None:
+    """SASRec-CE weights for the run's catalogue (untrained: the sweep's arithmetic is what is tested);
+    `anchored`: text-anchored rows from random text vectors (the weights carry them)."""
     from llmrec.baselines.sasrec import SasrecRecommender
 
-    SasrecRecommender(run.load_split(), run.load_config().baselines.sasrec).save(path)
+    split, settings = run.load_split(), run.load_config().baselines.sasrec
+    if not anchored:
+        SasrecRecommender(split, settings).save(path)
+        return
+    vectors = np.random.default_rng(0).normal(size=(len(split.items), 8)).astype(np.float32)
+    SasrecRecommender(split, settings.model_copy(update={"item_rows": "anchored"}), vectors).save(path)
 
 
-def test_a_sasrec_term_is_swept_and_the_mix_adds_its_log_probs(text_run, tmp_path):
+@pytest.mark.parametrize("anchored", [False, True], ids=["free-rows", "anchored-rows"])
+def test_a_sasrec_term_is_swept_and_the_mix_adds_its_log_probs(text_run, tmp_path, anchored):
     """With SASRec-CE weights the fit sweeps its weight too (copying the weights into the run), and a
-    mix with a SASRec-CE weight v ranks by log p_llm + w * cos + v * log p_sasrec."""
+    mix with a SASRec-CE weight v ranks by log p_llm + w * cos + v * log p_sasrec; weights with
+    text-anchored rows load as they are (the run's config says free rows)."""
     import shutil
 
     from llmrec.hybrid.content_mix import SASREC_WEIGHTS
 
     run = tmp_path / "run"
     shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "retriever"))
-    random_sasrec(RunDir(run), tmp_path / "sasrec.pt")
+    random_sasrec(RunDir(run), tmp_path / "sasrec.pt", anchored)
     saved = fit_content_mix(run, log=lambda _: None, sasrec_weights=tmp_path / "sasrec.pt")
     assert set(saved["valid_ndcg@10_by_sasrec_weight"]) == {str(v) for v in SASREC_WEIGHTS}
     assert saved["sasrec_weight"] in SASREC_WEIGHTS and saved["sasrec_catalogue_items"] == 30
-    assert (run / "retriever" / "sasrec.pt").read_bytes() == (tmp_path / "sasrec.pt").read_bytes()
+    copied, given = (
+        torch.load(path, weights_only=True)
+        for path in (run / "retriever" / "sasrec.pt", tmp_path / "sasrec.pt")
+    )
+    assert copied.keys() == given.keys() and all(torch.equal(copied[k], given[k]) for k in given)
     if saved["sasrec_weight"] > 0:  # kept only beyond one standard error over the best mix without it
         assert saved["sasrec_gain"] > saved["sasrec_gain_se"]
     mix_file = run / "retriever" / "content_mix.json"
     mix_file.write_text(json.dumps(saved | {"weight": 3.0, "profile": "2", "sasrec_weight": 2.0}))
     mixed = ContentMixRecommender.from_run(run)
-    assert mixed.sasrec is not None and mixed.sasrec_weight == 2.0
+    assert mixed.sasrec is not None and mixed.sasrec_weight == 2.0 and mixed.sasrec.anchored == anchored
     known = [[i for i in h] for h in HISTORIES]
     logits = mixed.sasrec.logits(known, exclude_history=False)
     sasrec = torch.log_softmax(logits, dim=-1)[:, [mixed.sasrec.index[i] - 1 for i in mixed.item_ids.items]]
