@@ -348,11 +348,7 @@ def test_a_sasrec_term_is_swept_and_the_mix_adds_its_log_probs(text_run, tmp_pat
     saved = fit_content_mix(run, log=lambda _: None, sasrec_weights=tmp_path / "sasrec.pt")
     assert set(saved["valid_ndcg@10_by_sasrec_weight"]) == {str(v) for v in SASREC_WEIGHTS}
     assert saved["sasrec_weight"] in SASREC_WEIGHTS and saved["sasrec_catalogue_items"] == 30
-    copied, given = (
-        torch.load(path, weights_only=True)
-        for path in (run / "retriever" / "sasrec.pt", tmp_path / "sasrec.pt")
-    )
-    assert copied.keys() == given.keys() and all(torch.equal(copied[k], given[k]) for k in given)
+    assert (run / "retriever" / "sasrec.pt").read_bytes() == (tmp_path / "sasrec.pt").read_bytes()
     if saved["sasrec_weight"] > 0:  # kept only beyond one standard error over the best mix without it
         assert saved["sasrec_gain"] > saved["sasrec_gain_se"]
     mix_file = run / "retriever" / "content_mix.json"

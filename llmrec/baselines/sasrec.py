@@ -78,7 +78,9 @@ class SASRec(nn.Module):
         super().__init__()
         self.max_len = cfg.max_len
         self.recbole = cfg.layout == "recbole"
-        self.anchor = anchor  # None: free rows, the item embedding below
+        # None: free rows, the item embedding below. Registered even as None, so an anchor that `load`
+        # attaches later takes this place in the state dict and a loaded model saves the same bytes.
+        self.register_module("anchor", anchor)
         self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)  # 0 = padding
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -170,9 +172,14 @@ class SasrecRecommender:
                 vectors = torch.as_tensor(np.asarray(text_vectors), dtype=torch.float32)
                 centre = vectors[has_text].mean(0)
                 text = unit_text_vectors(vectors, centre) * has_text.unsqueeze(1)
-                anchor = AnchoredRows(text, has_text, centre, cfg.hidden, cfg.anchor.delta_bound,
-                                      cfg.anchor.delta_dropout, cfg.seed)  # fmt: skip
+                anchor = self._anchor(text, has_text, centre)
         self.model = SASRec(len(self.items), cfg, anchor)
+
+    def _anchor(self, text: torch.Tensor, has_text: torch.Tensor, centre: torch.Tensor) -> AnchoredRows:
+        """The anchor over these text vectors with the settings' bound, dropout and seed."""
+        cfg = self.cfg
+        bound, dropout = cfg.anchor.delta_bound, cfg.anchor.delta_dropout
+        return AnchoredRows(text, has_text, centre, cfg.hidden, bound, dropout, cfg.seed)
 
     @property
     def anchored(self) -> bool:
@@ -227,10 +234,8 @@ class SasrecRecommender:
     def load(self, path: Path) -> None:
         state = torch.load(path, weights_only=True)
         if "anchor.text" in state and not self.anchored:  # anchored weights carry their text vectors
-            text = state["anchor.text"]
-            self.model.anchor = AnchoredRows(text, state["anchor.has_text"], state["anchor.centre"],
-                                             self.cfg.hidden, self.cfg.anchor.delta_bound,
-                                             self.cfg.anchor.delta_dropout, self.cfg.seed)  # fmt: skip
+            saved = (state[f"anchor.{key}"] for key in ("text", "has_text", "centre"))
+            self.model.anchor = self._anchor(*saved)
         self.model.load_state_dict(state)
 
     def load_checked(self, path: Path) -> None:
