@@ -22,7 +22,18 @@ _EXPORTS = {
     "Recommender": "llmrec.generate",
     "recipes": "llmrec.recipes",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "load"])
+
+
+def load(run_dir, backend: str | None = None, retriever: str | None = None):
+    """The run's recommender, exactly what `llmrec evaluate / recommend / score / serve` use: the
+    default `train` chose on validation (the LLM alone, the hybrid or the content mix), or
+    `retriever` (none, sasrec, content) when given; `backend` hf or vllm (default: the run's).
+    `.recommend(histories, k=10)` gives each history's top-K. `Recommender.from_run` is the LLM
+    alone, the building block under every mix."""
+    from llmrec.hybrid import load_recommender
+
+    return load_recommender(run_dir, backend, retriever)
 
 
 def __getattr__(name: str):

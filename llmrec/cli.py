@@ -118,12 +118,16 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N users")] = None,
     backend: Backend = None,
     retriever: Retriever = None,
+    compare: Annotated[
+        bool, typer.Option(help="also SASRec-CE (when the run has one) and, for a mix, the LLM alone")
+    ] = True,
 ) -> None:
-    """Full-ranking HR/NDCG/MRR of the run and of popularity; writes RUN_DIR/metrics-<split>.json."""
+    """Full-ranking HR/NDCG/MRR of the run's recommender (its chosen default) beside popularity,
+    SASRec-CE and the LLM alone; writes RUN_DIR/metrics-<split>.json."""
     from llmrec import recipes
 
     with reported():
-        recipes.evaluate(run_dir, split, limit, backend=backend, retriever=retriever)
+        recipes.evaluate(run_dir, split, limit, backend=backend, retriever=retriever, compare=compare)
 
 
 @app.command()
@@ -283,7 +287,8 @@ def quickstart(
     eval_users: Annotated[int, typer.Option(help="test users to evaluate")] = 200,
     steps: Annotated[int | None, typer.Option(help="override train.max_steps")] = None,
 ) -> None:
-    """Prepare ML-100K, LoRA-tune SmolLM2 briefly, evaluate against popularity, show 3 users' top-5."""
+    """Prepare ML-100K, LoRA-tune SmolLM2 briefly (and SASRec-CE for the validation choice), evaluate
+    the chosen default beside the LLM alone, SASRec-CE and popularity, show 3 users' top-5."""
     from llmrec import quickstart as qs
 
     with reported():

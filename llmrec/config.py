@@ -289,7 +289,17 @@ class GenerateConfig(_Section):
         "none: the LLM ranks "
         "the whole catalogue. auto: `train` compares the LLM alone with each available mix (the hybrid "
         "when a SASRec-CE is available: retriever_weights, or `llmrec baseline`'s in baselines_dir; the "
-        "content mix when items have text) on validation and keeps the best as the run's default",
+        "content mix when items have text) on validation and keeps the best as the run's default; with no "
+        "SASRec-CE available `train` trains one first (sasrec_time_share)",
+    )
+    sasrec_time_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="retriever auto with no SASRec-CE available: `train` trains one after the LLM (the "
+        "model and files of `llmrec baseline --model sasrec`, into baselines_dir), its training capped at "
+        "this share of the LLM's training wall time, so the validation choice always sees the hybrid and "
+        "the mix with SASRec-CE's term; 0: never (the choice then sees the content mix alone)",
     )
     shortlist: int = Field(50, ge=1, description="retriever: items shortlisted per user for the LLM to score")
     mix_weight: float | None = Field(
@@ -355,6 +365,13 @@ class SasrecSettings(_Section):
         "ndcg@10", description="validation metric for early stopping (RecBole's default is mrr@10)"
     )
     patience: int = Field(10, ge=1, description="epochs without a better valid_metric before stopping")
+    max_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="wall-time cap on training: no epoch starts that would end past it at the pace so far "
+        "(the first always runs); the best epoch's weights are kept. `train` sets it for the SASRec-CE it "
+        "trains itself (generate.sasrec_time_share)",
+    )
     seed: int = 0
     item_rows: Literal["free", "anchored"] = Field(
         "free",

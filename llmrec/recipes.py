@@ -45,8 +45,10 @@ from llmrec.hybrid import (
     HybridRecommender,
     choose_retriever,
     fit_retriever,
+    fitted_sasrec,
     load_recommender,
 )
+from llmrec.hybrid.surface import MixedRecommender
 from llmrec.ids import ItemIds, build_item_ids
 from llmrec.ids.embeddings import item_texts as embedding_texts
 from llmrec.ids.embeddings import text_embeddings
@@ -295,9 +297,67 @@ def train(cfg: Config) -> RunDir:
     if cfg.generate.retriever == "sasrec":
         fit_retriever(run.path, log=console.log)
     elif cfg.generate.retriever == "auto":
+        sasrec = sasrec_for_choice(cfg, split, summary["train_wall_s"])
         # the best weights' validation NDCG@10 is the LLM-alone side, on the users the choice uses
-        choose_retriever(run.path, log=console.log, llm_ndcg=summary["best_valid"].get("ndcg@10"))
+        choose_retriever(run.path, log=console.log, llm_ndcg=summary["best_valid"].get("ndcg@10"),
+                         record={"sasrec": sasrec} if sasrec else None)  # fmt: skip
     return run
+
+
+def sasrec_for_choice(cfg: Config, split: SplitData, llm_wall_s: float) -> dict | None:
+    """Make sure `train`'s validation choice (`generate.retriever: auto`) has a SASRec-CE to mix in:
+    reuse `baselines_dir/sasrec/model.pt` when it was trained on this split, else train one there
+    (`baseline(cfg, "sasrec")`, the same files), capped at `generate.sasrec_time_share` of the LLM's
+    training wall time. Returns what was done, for the run's choice.json; None when the config names
+    weights (`generate.retriever_weights`) or the share is 0."""
+    if cfg.generate.retriever_weights is not None:
+        return None
+    folder = Path(cfg.baselines_dir) / "sasrec"
+    stamp = folder / "split.json"
+    if (folder / "model.pt").is_file():
+        trained_on = read_json(stamp).get("fingerprint") if stamp.is_file() else _loads(cfg, split, folder)
+        if trained_on == split.fingerprint():
+            console.log(f"retriever: reusing SASRec-CE from {folder} (trained on this split)")
+            return {"reused": str(folder / "model.pt")}
+        console.log(f"retriever: the SASRec-CE in {folder} was trained on other data (split {trained_on}, "
+                    f"this run's {split.fingerprint()}): training a new one in its place")  # fmt: skip
+    share = cfg.generate.sasrec_time_share
+    if share == 0:
+        console.log("retriever: generate.sasrec_time_share is 0: no SASRec-CE trained for the choice")
+        return None
+    cap_s = share * llm_wall_s
+    capped = cfg.model_copy(deep=True)
+    own = capped.baselines.sasrec.max_minutes
+    capped.baselines.sasrec.max_minutes = cap_s / 60 if own is None else min(own, cap_s / 60)
+    cap_s = capped.baselines.sasrec.max_minutes * 60
+    console.log(f"retriever: training SASRec-CE into {folder} for the validation choice, at most "
+                f"{cap_s:.0f}s ({share:g} of the LLM's {llm_wall_s:.0f}s)")  # fmt: skip
+    t0 = time.time()
+    fitted = baseline(capped, "sasrec")["valid"]["train"]
+    wall = time.time() - t0
+    console.log(f"retriever: SASRec-CE trained in {wall:.0f}s (stopped by {fitted['stop_reason']}, "
+                f"best epoch {fitted['best_epoch']} of {fitted['epochs_run']})")  # fmt: skip
+    return {
+        "trained": str(folder / "model.pt"),
+        "cap_s": round(cap_s, 2),
+        "train_wall_s": fitted["train_wall_s"],
+        "wall_s": round(wall, 1),  # with its validation/test lists and metrics
+        "stop_reason": fitted["stop_reason"],
+        "epochs_run": fitted["epochs_run"],
+        "best_epoch": fitted["best_epoch"],
+    }
+
+
+def _loads(cfg: Config, split: SplitData, folder: Path) -> str | None:
+    """For weights saved before `baseline` recorded its split: this split's fingerprint if they load
+    for this catalogue and settings (the best that can be checked), else None."""
+    from llmrec.baselines import SasrecRecommender
+
+    try:
+        SasrecRecommender(split, cfg.baselines.sasrec).load_checked(folder / "model.pt")
+    except InputError:
+        return None
+    return split.fingerprint()
 
 
 @checked
@@ -309,11 +369,14 @@ def evaluate(
     recommender: Recommender | HybridRecommender | ContentMixRecommender | None = None,
     backend: str | None = None,
     retriever: Literal["none", "sasrec", "content"] | None = None,
+    compare: bool = True,
 ) -> dict:
-    """Evaluate the run and popularity on the same users; write `metrics-<split>.json` and each
-    user's list (`lists-<split>.parquet`: user, target, items), for paired comparisons.
-    `retriever`: none (the LLM alone), sasrec (the hybrid) or content (the content mix); default: the
-    run's generate.retriever."""
+    """Evaluate the run's recommender (`llmrec.load`'s) and popularity on the same users; write
+    `metrics-<split>.json` and each user's list (`lists-<split>.parquet`: user, target, items), for
+    paired comparisons. `retriever`: none (the LLM alone), sasrec (the hybrid) or content (the content
+    mix); default: the run's generate.retriever (auto: chosen on validation). `compare`: beside
+    popularity, SASRec-CE (when the run's mixes have one) and, for a mix, the LLM alone (one more
+    pass of the LLM over the users)."""
     run = RunDir(run_dir)
     cfg = run.load_config()
     split = run.load_split()
@@ -331,11 +394,21 @@ def evaluate(
     lengths = [len(h) for h in histories]
     metrics = ranking_metrics(targets, lists, catalogue)
     metrics["by_history_length"] = by_history_length(targets, lists, catalogue, lengths)
+    exclude = cfg.generate.exclude_history
     pop = Popularity(split)
-    pop_lists = [pop.recommend(h, k, cfg.generate.exclude_history) for h in histories]
+    compared = {}  # rows in the order printed: the LLM alone, SASRec-CE, popularity
+    if compare and isinstance(rec, MixedRecommender) and not getattr(rec, "alone", False):
+        console.log("the LLM alone on the same users, for comparison (--no-compare skips it)")
+        alone = rec.llm.recommend(histories, k=k, progress=True, times=times)
+        compared["llm_alone"] = [[r.item for r in row] for row in alone]
+    if compare and (sasrec := fitted_sasrec(run.path)) is not None:
+        known = [[i for i in h if i in sasrec.index] for h in histories]  # items added later: unknown to it
+        compared["sasrec"] = sasrec.recommend(known, k, exclude)
+    compared["popularity"] = [pop.recommend(h, k, exclude) for h in histories]
     metrics["baselines"] = {
-        "popularity": ranking_metrics(targets, pop_lists, catalogue)
-        | {"by_history_length": by_history_length(targets, pop_lists, catalogue, lengths)}
+        name: ranking_metrics(targets, other, catalogue)
+        | {"by_history_length": by_history_length(targets, other, catalogue, lengths)}
+        for name, other in compared.items()
     }
     metrics |= {
         "split": split_name,
@@ -362,8 +435,12 @@ def evaluate(
         metrics["train"] = read_json(run.summary)
     write_lists(run.path / f"lists-{split_name}.parquet", users["user"].tolist(), targets, lists)
     write_json(run.metrics(split_name), metrics)
-    print_metrics(metrics)
+    print_metrics(metrics, label=RETRIEVER_LABELS[metrics["retriever"]["model"]])
     return metrics
+
+
+RETRIEVER_LABELS = {"none": "LLM alone", "sasrec": "hybrid (SASRec-CE + LLM)", "content": "content mix"}
+BASELINE_LABELS = {"llm_alone": "LLM alone", "sasrec": "SASRec-CE"}
 
 
 def _item_text_vectors(cfg: Config, split: SplitData) -> np.ndarray:
@@ -423,6 +500,7 @@ def baseline(
     summary["fit_wall_s"] = round(time.time() - t0, 1)
     claim_dir(out_dir, "baseline", field="baselines_dir")
     (out_dir / "config.yaml").write_text(dump_config(cfg))  # the settings, `--set` overrides included
+    write_json(out_dir / "split.json", {"fingerprint": split.fingerprint()})  # what `train` may reuse
     results = {}
     for name in split_names:
         users = split.eval_users(name)
@@ -457,7 +535,7 @@ def print_metrics(metrics: dict, label: str = "llm") -> None:
         table.add_column(key, justify="right")
     table.add_row(label, *(f"{metrics[k]:.4f}" for k in keys))
     for name, base in metrics.get("baselines", {}).items():
-        table.add_row(name, *(f"{base[k]:.4f}" for k in keys))
+        table.add_row(BASELINE_LABELS.get(name, name), *(f"{base[k]:.4f}" for k in keys))
     Console(width=max(Console().width, 120)).print(table)
 
 

@@ -26,6 +26,9 @@ report["runs"].append({
     "config": config, "cpu": cpu, "dtype": m["train"]["dtype"], "total_s": int(seconds),
     "train_s": m["train"]["train_wall_s"], "steps": m["train"]["steps"], "test_users": m["users"],
     "ndcg@10": m["ndcg@10"], "popularity_ndcg@10": m["baselines"]["popularity"]["ndcg@10"],
+    "chosen": m["retriever"].get("chosen_on_validation", {}).get("chosen", "llm"),
+    **{f"{name}_ndcg@10": m["baselines"][name]["ndcg@10"] for name in ("llm_alone", "sasrec") if name in m["baselines"]},
+    "sasrec_for_choice": m["retriever"].get("chosen_on_validation", {}).get("sasrec"),
 })
 json.dump(report, open(out, "w"), indent=2)
 print(json.dumps(report["runs"][-1], indent=2))

@@ -51,7 +51,8 @@ def write_config(tmp_path, backbone, scheme="semantic", overrides: dict | None =
             "save_every": 2,
             **train,
         },
-        "generate": {"num_beams": 10, "top_k": 10, "batch_size": 4},
+        # no SASRec-CE trained for train's choice (the default path has its own tests, test_load.py)
+        "generate": {"num_beams": 10, "top_k": 10, "batch_size": 4, "sasrec_time_share": 0},
     }
     for section, values in (overrides or {}).items():
         cfg.setdefault(section, {}).update(values)

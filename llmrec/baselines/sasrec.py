@@ -274,9 +274,16 @@ class SasrecRecommender:
 
         optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         best, best_state, best_epoch, waited, history = -1.0, None, 0, 0, []
+        cap_s = None if cfg.max_minutes is None else cfg.max_minutes * 60
+        stop_reason = "max_epochs"
         t0 = time.time()
         bar = tqdm(range(1, cfg.max_epochs + 1), desc="sasrec", unit="epoch")
         for epoch in bar:
+            elapsed = time.time() - t0
+            # at the pace so far, would this epoch end past the cap? (the first epoch always runs)
+            if cap_s is not None and history and elapsed + elapsed / len(history) > cap_s:
+                stop_reason = "max_minutes"
+                break
             self.model.train()
             total = 0.0
             for idx in torch.split(torch.randperm(len(sequences)), cfg.batch_size):
@@ -302,18 +309,22 @@ class SasrecRecommender:
             else:
                 waited += 1
                 if waited >= cfg.patience:
+                    stop_reason = "patience"
                     break
         bar.close()
         if best_state is not None:
             self.model.load_state_dict(best_state)
-        log(f"sasrec: best valid {cfg.valid_metric} {best:.4f} at epoch {best_epoch} of {len(history)}")
+        wall = time.time() - t0
+        log(f"sasrec: best valid {cfg.valid_metric} {best:.4f} at epoch {best_epoch} of {len(history)} "
+            f"({wall:.0f}s, stopped by {stop_reason})")  # fmt: skip
         return {
             "model": "sasrec",
             "loss": "full softmax cross-entropy over all items",
             "settings": cfg.model_dump(),
             "epochs_run": len(history),
             "best_epoch": best_epoch,
+            "stop_reason": stop_reason,
             f"best_valid_{cfg.valid_metric}": round(best, 5),
-            "train_wall_s": round(time.time() - t0, 1),
+            "train_wall_s": round(wall, 1),
             "log": history,
         }

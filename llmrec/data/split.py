@@ -14,6 +14,8 @@ Rules (documented in the README):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +96,14 @@ class SplitData:
         else:
             stamps = items.groupby(level=0).cumcount().astype(float)
         return pd.DataFrame({"item": items.to_numpy(), "timestamp": stamps.to_numpy()})
+
+    def fingerprint(self) -> str:
+        """A content hash of what a sequential model learns from: the catalogue's items in order and
+        every user's train/valid/test items (not titles, text or times)."""
+        h = hashlib.sha256(json.dumps(self.items["item"].tolist()).encode())
+        for row in self.users[["user", "train", "valid", "test"]].itertuples(index=False):
+            h.update(json.dumps([row.user, list(row.train), row.valid, row.test]).encode())
+        return h.hexdigest()[:16]
 
     def save(self, folder: Path) -> None:
         for name, frame in (("items", self.items), ("users", self.users)):

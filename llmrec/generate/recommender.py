@@ -104,7 +104,10 @@ class Recommender:
     def from_run(
         cls, run_dir: str | Path, dtype: str | None = None, backend: str | None = None
     ) -> Recommender:
-        """`backend`: 'hf' or 'vllm' (default: the run config's `generate.backend`)."""
+        """The run's fine-tuned LLM alone, ranking the whole catalogue: the building block every mix
+        wraps. What a run serves is `llmrec.load(run_dir)` (the default chosen on validation, often a
+        mix); use this only to study the LLM by itself. `backend`: 'hf' or 'vllm' (default: the run
+        config's `generate.backend`)."""
         run = RunDir(run_dir)
         cfg = run.load_config()
         backend = backend or cfg.generate.backend

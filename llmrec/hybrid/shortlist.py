@@ -208,7 +208,10 @@ def available_retriever(run_dir: str | Path) -> Path | None:
 
 
 def choose_retriever(
-    run_dir: str | Path, log: Callable[[str], None] = print, llm_ndcg: float | None = None
+    run_dir: str | Path,
+    log: Callable[[str], None] = print,
+    llm_ndcg: float | None = None,
+    record: dict | None = None,
 ) -> dict:
     """`generate.retriever: auto` after training: the LLM alone, the hybrid (with a SASRec-CE
     available) and the content mix (atomic ids on a catalogue with text) are ranked on the same
@@ -216,7 +219,8 @@ def choose_retriever(
     default (RUN_DIR/retriever/choice.json, read by `load_recommender`); with neither available, the
     LLM alone, said so. `llm_ndcg`: the LLM's NDCG@10 on those users when the caller has it
     (training's best validation), else it is computed. Each mix's weight is picked on those users
-    too, so its number is the better of a dozen mixes: a slight edge the choice gives it."""
+    too, so its number is the better of a dozen mixes: a slight edge the choice gives it. `record`:
+    more to keep in choice.json (what `train` did to have a SASRec-CE)."""
     run = RunDir(run_dir)
     cfg = run.load_config()
     folder = run.path / "retriever"
@@ -224,9 +228,9 @@ def choose_retriever(
     split = run.load_split()
     mixable = cfg.ids.scheme == "atomic" and has_text(split)
     if weights is None and not mixable:
-        log("retriever: none available (set generate.retriever_weights, or run `llmrec baseline CONFIG "
-            "--model sasrec` before training; a content mix needs atomic ids and item text): the LLM "
-            "alone ranks the catalogue")  # fmt: skip
+        log("retriever: none available (no SASRec-CE: generate.retriever_weights, `llmrec baseline CONFIG "
+            "--model sasrec`, or generate.sasrec_time_share above 0; a content mix needs atomic ids and "
+            "item text): the LLM alone ranks the catalogue")  # fmt: skip
         choice = {"chosen": "llm", "reason": "no SASRec-CE retriever available and no item text to mix"}
     else:
         users = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
@@ -245,8 +249,8 @@ def choose_retriever(
             ndcg["hybrid"] = hybrid["valid_ndcg@10_by_weight"][str(hybrid["weight"])]
             choice["retriever_weights"] = str(weights)
         else:
-            log("retriever: no SASRec-CE available (generate.retriever_weights, or `llmrec baseline "
-                "CONFIG --model sasrec` before training): no hybrid to compare")  # fmt: skip
+            log("retriever: no SASRec-CE available (generate.retriever_weights, `llmrec baseline CONFIG "
+                "--model sasrec`, or generate.sasrec_time_share above 0): no hybrid to compare")  # fmt: skip
         if mixable:
             content = fit_content_mix(run.path, llm, log, users=users, sasrec_weights=weights)
             ndcg["content"] = content["valid_ndcg@10"]
@@ -255,12 +259,25 @@ def choose_retriever(
         names = {"llm": "the LLM alone", "hybrid": "SASRec-CE shortlist + LLM", "content": "the content mix"}
         log("retriever: validation NDCG@10 " + ", ".join(f"{names[n]} {v:.4f}" for n, v in ndcg.items())
             + f": the run's default is {names[chosen]}")  # fmt: skip
+    choice |= record or {}
     folder.mkdir(exist_ok=True)
     write_json(folder / "choice.json", choice)
     return choice
 
 
 RETRIEVER_BY_CHOICE = {"llm": "none", "hybrid": "sasrec", "content": "content"}
+
+
+def fitted_sasrec(run_dir: str | Path) -> SasrecRecommender | None:
+    """The SASRec-CE the run's mixes were fitted with (RUN_DIR/retriever/sasrec.pt), over the
+    catalogue it was trained on; None when the run has none."""
+    run = RunDir(run_dir)
+    if not (run.path / "retriever" / SASREC_FILE).exists():
+        return None
+    for name, key in (("hybrid.json", "catalogue_items"), ("content_mix.json", "sasrec_catalogue_items")):
+        if (path := run.path / "retriever" / name).exists() and key in (fit := read_json(path)):
+            return run_sasrec(run, fit[key])
+    return run_sasrec(run, None)
 
 
 def run_retriever(run_dir: str | Path) -> str:

@@ -1,10 +1,12 @@
-"""Batch scoring across machines: a Ray Data pipeline of Recommender actors (optional extra `ray`).
+"""Batch scoring across machines: a Ray Data pipeline of recommender actors (optional extra `ray`).
 
     users (Parquet/CSV/JSONL with `user`, `history` [, `times`])  ->  map_batches(ScoringActor, N actors)
     ->  write_parquet(OUT_DIR)
 
 Ray Data schedules the actors over the cluster (one GPU each for the vLLM backend), streams
-batches through them and retries failed tasks; each actor holds one Recommender (one vLLM engine).
+batches through them and retries failed tasks; each actor holds the run's recommender as
+`llmrec.load` gives it (the default chosen on validation, or `retriever`; one vLLM engine each), so
+its top-K are `llmrec score`'s.
 Within one machine, prefer `llmrec score` (resumable shards, errors file); use this when one
 machine is not enough.
 """
@@ -15,15 +17,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmrec.generate import Recommender
+from llmrec.hybrid import load_recommender
 from llmrec.score.batch import SCHEMA, to_rows
 
 
 class ScoringActor:
     """Ray Data callable class: a batch of users with histories -> their top-K rows."""
 
-    def __init__(self, run_dir: str, k: int, backend: str | None = None) -> None:
-        self.recommender = Recommender.from_run(run_dir, backend=backend)
+    def __init__(
+        self, run_dir: str, k: int, backend: str | None = None, retriever: str | None = None
+    ) -> None:
+        # log=print: an actor's log goes to the Ray worker's output
+        self.recommender = load_recommender(run_dir, backend, retriever, log=print)
         self.k = k
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -45,18 +50,25 @@ def score_with_ray(
     *,
     k: int = 10,
     backend: str | None = None,
+    retriever: str | None = None,
     actors: int = 1,
     gpus_per_actor: float = 0,
     batch_size: int = 256,
 ) -> None:
     """Score `users` (columns `user`, `history`: item ids oldest first, and optionally `times`: their
-    unix times) into Parquet files in `out_dir`."""
+    unix times) into Parquet files in `out_dir`, with the run's recommender (`llmrec.load`: its
+    chosen default, or `retriever`)."""
     import ray
 
     dataset = ray.data.from_pandas(users[[c for c in ("user", "history", "times") if c in users.columns]])
     scored = dataset.map_batches(
         ScoringActor,
-        fn_constructor_kwargs={"run_dir": str(Path(run_dir).resolve()), "k": k, "backend": backend},
+        fn_constructor_kwargs={
+            "run_dir": str(Path(run_dir).resolve()),
+            "k": k,
+            "backend": backend,
+            "retriever": retriever,
+        },
         batch_size=batch_size,
         batch_format="pandas",
         concurrency=actors,
