@@ -267,6 +267,15 @@ def serve(
         float, typer.Option(help="longest a request waits for its batch to fill", min=0)
     ] = 10.0,
     max_queue: Annotated[int, typer.Option(help="waiting requests beyond this get 503", min=1)] = 1024,
+    max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413", min=1)] = 1024 * 1024,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="require `Authorization: Bearer KEY` (the probes /healthz, /readyz, /metrics stay open)",
+            envvar="LLMREC_API_KEY",
+            show_envvar=True,
+        ),
+    ] = None,
 ) -> None:
     """HTTP API over a run (POST /recommend, /recommend/batch; GET /healthz, /readyz, /metrics, /docs)."""
     with reported():
@@ -278,7 +287,8 @@ def serve(
             raise InputError(f"llmrec serve needs {exc.name}: pip install 'llmrec[serve]'") from exc
 
         run_server(run_dir, host=host, port=port, backend=backend, retriever=retriever, max_batch=max_batch,
-                   max_wait_ms=max_wait_ms, max_queue=max_queue)  # fmt: skip
+                   max_wait_ms=max_wait_ms, max_queue=max_queue, max_body_bytes=max_body_bytes,
+                   api_key=api_key or None)  # fmt: skip
 
 
 @app.command()

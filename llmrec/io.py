@@ -119,8 +119,11 @@ def atomic_path(target: str | Path, kind: str | None = None) -> Iterator[Path]:
 
 
 @contextmanager
-def exclusive(lock_file: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on `lock_file` for the block; a second holder gets a clear error at once.
+def exclusive(
+    lock_file: Path, what: str, advice: str = "wait for it or use another output"
+) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_file` for the block; a second holder gets a clear error at once,
+    naming the process that holds it.
 
     An OS lock (flock) is released when its process dies, so a killed run never blocks the next."""
     lock_file.parent.mkdir(parents=True, exist_ok=True)
@@ -130,8 +133,7 @@ def exclusive(lock_file: Path, what: str) -> Iterator[None]:
         except BlockingIOError as exc:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise InputError(f"{what} is in progress in {holder}; wait for it or use another output",
-                             path=lock_file) from exc  # fmt: skip
+            raise InputError(f"{what} is in progress in {holder}; {advice}", path=lock_file) from exc
         handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()}\n")
@@ -140,6 +142,54 @@ def exclusive(lock_file: Path, what: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+COMMITTED = "COMMITTED"
+
+
+@contextmanager
+def staged_files(folder: Path, staging: str, first: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Replace several files and folders of `folder` as one change: the block writes the new
+    versions into the yielded staging folder (`folder/staging`), under the names they take in
+    `folder`; when it succeeds a commit marker is written and each is renamed into place. A process
+    killed before the marker leaves the old versions (the staging folder is dropped by
+    `settle_staged`); killed after it, `settle_staged` finishes the renames. Names in `first` are
+    renamed first, in that order (what a reader that looks mid-change needs before the rest). The
+    caller holds the folder's writer lock."""
+    stage = folder / staging
+    shutil.rmtree(stage, ignore_errors=True)  # an uncommitted change that died: never half-applied
+    stage.mkdir()
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    names = sorted(p.name for p in stage.iterdir())
+    order = [n for n in first if n in names] + [n for n in names if n not in first]
+    with atomic_path(stage / COMMITTED) as tmp:  # the change is decided once this name exists
+        tmp.write_text("\n".join(order) + "\n")
+    settle_staged(folder, staging)
+
+
+def settle_staged(folder: Path, staging: str) -> bool:
+    """Finish or drop a change `staged_files` left: committed, its remaining entries are renamed into
+    place (in the marker's order); not committed, the staging folder is removed. True if
+    there was one. Every step can be repeated, so a kill during settling is settled next time."""
+    stage = folder / staging
+    if not stage.exists():
+        return False
+    marker = stage / COMMITTED
+    if marker.exists():
+        for name in marker.read_text().split():
+            new, target, old = stage / name, folder / name, folder / f".{name}.old"
+            if new.exists():  # else renamed into place already
+                if new.is_dir() and target.exists():
+                    shutil.rmtree(old, ignore_errors=True)
+                    os.replace(target, old)
+                os.replace(new, target)
+            shutil.rmtree(old, ignore_errors=True)  # also what a kill right after a rename left
+    shutil.rmtree(stage, ignore_errors=True)
+    return True
 
 
 def read_text(path: str | Path, encoding: str = "utf-8") -> str:

@@ -9,6 +9,7 @@ score(run, out)  batch top-K to Parquet/JSONL, resumable (with reasons: explain=
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -229,6 +230,14 @@ def train(cfg: Config) -> RunDir:
                 path=run.path,
                 field="run_dir",
             )
+    # a second `train` (or `items`) on this run is refused, not run beside; in a multi-process launch
+    # the first process holds the lock for all (the others are part of the same training)
+    first = os.environ.get("RANK", "0") == "0"
+    with run.writing("training") if first else contextlib.nullcontext():
+        return _train(cfg, run, prepared, pin)
+
+
+def _train(cfg: Config, run: RunDir, prepared: Path, pin: dict) -> RunDir:
     write_json(run.prepared, pin)
     (run.path / "config.yaml").write_text(dump_config(cfg))
     for name in PREPARED_COPIES:

@@ -8,10 +8,11 @@ A run with anchored rows (`model.item_rows: anchored`) applies its trained text 
 every training row was made with, minus the id delta a new item has not earned. Otherwise every
 item row started as the mean of its title's token rows, so a ridge map from those text rows to the
 trained rows, fitted on the items the run was trained with, places a new item where training would
-have moved an item with that text. The tokenizer, the rows, the id map and the
-items table change together under a lock, the previous catalogue is kept in
-catalogue-versions/N/, and the files are renamed into place in an order in which every
-intermediate state still loads (tokens and rows before the ids that use them).
+have moved an item with that text. The tokenizer, the rows, the id map, the items table and the
+text vectors change as one staged change under the run's writer lock (`RunDir.staged`: a command
+killed before it commits leaves the old catalogue, after it the next load finishes it), the
+previous catalogue is kept in catalogue-versions/N/, and the files are renamed into place tokens
+and rows first, so a server reloading mid-change never reads ids whose tokens are not there yet.
 
 remove: items leave recommendations (`unavailable.json`); the model and the ids are untouched, so
 histories may still name them and `add` of the same id is refused (it is still in the catalogue).
@@ -37,7 +38,7 @@ from llmrec.errors import InputError
 from llmrec.ids import ItemIds
 from llmrec.ids.embeddings import item_texts, text_embeddings
 from llmrec.ids.item_ids import place_new_items
-from llmrec.io import atomic_path, exclusive, write_json
+from llmrec.io import MARK, atomic_path, write_json
 from llmrec.train.anchored import new_item_rows
 from llmrec.train.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
 
@@ -104,7 +105,7 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
                              path=items_file, where=row.where, field="title")  # fmt: skip
     if ids.scheme == "semantic":
         return _add_semantic(run, cfg, ids, table, items_file, log)
-    with exclusive(run.path / "catalogue.lock", f"changing the catalogue of {run.path}"):
+    with run.writing("a catalogue change"):
         tokenizer = run.load_tokenizer()
         model = run.load_model(tokenizer, dtype="fp32")
         embed = model.get_input_embeddings()
@@ -144,17 +145,15 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
         version = _keep_catalogue(
             run, {"change": "add", "file": str(items_file), "items": table["item"].tolist()}
         )
-        # tokens and rows first: every state between these renames still loads
-        with atomic_path(run.tokenizer, kind="tokenizer") as tmp:
-            tokenizer.save_pretrained(tmp)
-        with atomic_path(run.added_rows) as tmp:
-            save_file({k: v.contiguous() for k, v in rows.items()}, str(tmp))
-        ItemIds("atomic", [*ids.items, *table["item"]], [*ids.ids, *new_tokens],
-                [*ids.new_tokens, *new_tokens]).save(run.path)  # fmt: skip
-        with atomic_path(run.path / "items.parquet") as tmp:
-            items.to_parquet(tmp, index=False)
-        with atomic_path(run.text_vectors) as tmp, open(tmp, "wb") as f:
-            np.save(f, vectors)
+        with run.staged(first=("tokenizer", run.added_rows.name)) as stage:
+            tokenizer.save_pretrained(stage / "tokenizer")
+            (stage / "tokenizer" / MARK).write_text("tokenizer\n")
+            save_file({k: v.contiguous() for k, v in rows.items()}, str(stage / run.added_rows.name))
+            ItemIds("atomic", [*ids.items, *table["item"]], [*ids.ids, *new_tokens],
+                    [*ids.new_tokens, *new_tokens]).save(stage)  # fmt: skip
+            items.to_parquet(stage / "items.parquet", index=False)
+            with open(stage / run.text_vectors.name, "wb") as f:
+                np.save(f, vectors)
     log(f"added {len(table)} items to {run.path} (the catalogue before is in {version})")
     return {"added": len(table), "catalogue": len(items), "previous": str(version)}
 
@@ -191,17 +190,17 @@ def _add_semantic(run: RunDir, cfg, ids: ItemIds, table: pd.DataFrame, items_fil
         text = catalogue_text_vectors(*base, table).astype(np.float32)
     else:
         text = np.zeros((len(table), 1), dtype=np.float32)  # place_new_items says why it cannot place
-    with exclusive(run.path / "catalogue.lock", f"changing the catalogue of {run.path}"):
+    with run.writing("a catalogue change"):
         new_ids = place_new_items(ids, text, cfg.ids)
         split = run.load_split()
         version = _keep_catalogue(
             run, {"change": "add", "file": str(items_file), "items": table["item"].tolist()}
         )
-        ItemIds("semantic", [*ids.items, *table["item"]], [*ids.ids, *new_ids], ids.new_tokens,
-                ids.codebooks).save(run.path)  # fmt: skip
         items = pd.concat([split.items, table[["item", "title", "text"]]], ignore_index=True)
-        with atomic_path(run.path / "items.parquet") as tmp:
-            items.to_parquet(tmp, index=False)
+        with run.staged() as stage:
+            ItemIds("semantic", [*ids.items, *table["item"]], [*ids.ids, *new_ids], ids.new_tokens,
+                    ids.codebooks).save(stage)  # fmt: skip
+            items.to_parquet(stage / "items.parquet", index=False)
     log(f"added {len(table)} items to {run.path} (the catalogue before is in {version})")
     return {"added": len(table), "catalogue": len(items), "previous": str(version)}
 
@@ -219,7 +218,7 @@ def remove_items(run_dir: str | Path, ids_file: str | Path, log: Callable[[str],
         if item not in catalogue:
             raise InputError(f"item '{item}' is not in the catalogue", path=ids_file, where=f"entry {n}",
                              field="item")  # fmt: skip
-    with exclusive(run.path / "catalogue.lock", f"changing the catalogue of {run.path}"):
+    with run.writing("a catalogue change"):
         before = run.load_unavailable()
         now = sorted(before | set(wanted))
         if len(now) >= len(catalogue):

@@ -117,6 +117,9 @@ class SplitData:
             raise InputError(
                 "not a prepared folder (no users.parquet): run `llmrec prepare` first", path=folder
             )
+        if not (folder / "items.parquet").exists():
+            raise InputError("missing (every prepared folder and run has one): restore it, or prepare again",
+                             path=folder / "items.parquet")  # fmt: skip
         users = pd.read_parquet(folder / "users.parquet")
         users["train"] = users["train"].map(list)
         if "train_t" in users.columns:

@@ -113,6 +113,7 @@ class Recommender:
         backend = backend or cfg.generate.backend
         if backend not in ("hf", "vllm"):
             raise InputError(f"unknown backend {backend!r}: use 'hf' or 'vllm'", field="backend")
+        run.check_loadable()  # a missing or damaged file: one clear error before anything loads
         tokenizer = run.load_tokenizer()
         titles = run.load_split().titles()
         ids = ItemIds.load(run.path)

@@ -13,13 +13,23 @@ decoded in dynamic batches (`batcher.py`), and answered with what `llmrec recomm
 same history. A full queue answers 503 with Retry-After. The run directory is read-only to the
 server, so replicas scale out behind any load balancer; items added or removed with `llmrec items`
 are picked up between batches (the recommender is rebuilt when the catalogue files change).
+
+Limits: a request body over `max_body_bytes` (default 1 MiB) answers 413 before it is parsed; with
+an API key (`--api-key`, or the LLMREC_API_KEY environment variable, as vLLM's `--api-key` /
+VLLM_API_KEY) every endpoint but the probes needs `Authorization: Bearer KEY` (401 otherwise); the
+probes (/healthz, /readyz, /metrics) stay open. A run that cannot load (a missing or damaged file, a
+setting this version does not know) stops the server at start with the error, never a 503 forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
+import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -34,6 +44,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from starlette.exceptions import HTTPException
 
 from llmrec import recipes
 from llmrec.errors import InputError
@@ -231,6 +242,42 @@ class Metrics:
         self.queue = Gauge("llmrec_queue_depth", "requests waiting for the decoder", registry=self.registry)
 
 
+API_KEY_ENV = "LLMREC_API_KEY"
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # probes answer without a key
+GUARDED = ("/recommend", "/recommend/batch")
+MIB = 1024 * 1024
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` answers 413, from its Content-Length before
+    anything is read, or as soon as a body sent without one passes the limit."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse(self._detail(), status_code=413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:  # raised where the route reads the body: FastAPI answers 413
+                raise HTTPException(413, self._detail()["detail"])
+            return message
+
+        return await self.app(scope, counted, send)
+
+    def _detail(self) -> dict:
+        return {"detail": f"request body over {self.max_bytes} bytes (--max-body-bytes)", "field": None}
+
+
 def build_app(
     run_dir: str | Path,
     *,
@@ -239,14 +286,27 @@ def build_app(
     max_batch: int = 32,
     max_wait_ms: float = 10.0,
     max_queue: int = 1024,
+    max_body_bytes: int = MIB,
+    api_key: str | None = None,
+    on_load_error: Callable[[str], None] | None = None,
 ) -> FastAPI:
-    """The ASGI app; the model loads at startup (in a thread: /healthz answers meanwhile)."""
-    RunDir(run_dir).load_config()  # not a run: fail now, not after the server started
+    """The ASGI app; the model loads at startup (in a thread: /healthz answers meanwhile). What the
+    run needs is checked first, so a missing or damaged file fails here, before the server starts;
+    a load that still fails calls `on_load_error` with the message (`serve` exits with it) and
+    /readyz answers 500 with it. `api_key` (default: $LLMREC_API_KEY) guards every endpoint but the probes."""
+    RunDir(run_dir).check_loadable()  # not a loadable run: fail now, not after the server started
+    api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
     metrics = Metrics()
-    state: dict = {"engine": None, "batcher": None}
+    state: dict = {"engine": None, "batcher": None, "error": None}
 
     def load() -> None:
-        engine = Engine(Path(run_dir), backend, retriever)
+        try:
+            engine = Engine(Path(run_dir), backend, retriever)
+        except Exception as exc:  # noqa: BLE001 - reported, not left in a thread nobody joins
+            state["error"] = f"cannot load the run {run_dir}: {exc}"
+            if on_load_error is not None:
+                on_load_error(state["error"])
+            return
         batcher = Batcher(engine.decode, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
                           on_batch=metrics.batch.observe)  # fmt: skip
         batcher.start()
@@ -261,6 +321,21 @@ def build_app(
             await asyncio.get_running_loop().run_in_executor(None, state["batcher"].stop)
 
     app = FastAPI(title="llmrec", summary="Recommendations from a trained llmrec run", lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+    @app.middleware("http")
+    async def require_key(request: Request, call_next):
+        if api_key is None or request.url.path in OPEN_PATHS:
+            return await call_next(request)
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+            endpoint = request.url.path if request.url.path in GUARDED else "other"  # bounded labels
+            metrics.requests.labels(endpoint, "401").inc()
+            return JSONResponse({"detail": "missing or wrong API key (Authorization: Bearer KEY)",
+                                 "field": "authorization"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        return await call_next(request)
 
     def error(
         status: int, message: str, field: str | None = None, retry_after: int | None = None
@@ -279,7 +354,9 @@ def build_app(
 
     async def answer(endpoint: str, work) -> Response:
         t0 = time.perf_counter()
-        if state["batcher"] is None:
+        if state["error"] is not None:
+            response = error(500, state["error"])
+        elif state["batcher"] is None:
             response = error(503, "the model is still loading; retry shortly", retry_after=2)
         else:
             try:
@@ -314,6 +391,8 @@ def build_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        if state["error"] is not None:
+            return error(500, state["error"])
         if state["batcher"] is None:
             return error(503, "the model is still loading", retry_after=2)
         return JSONResponse({"status": "ready", "run": str(Path(run_dir).resolve())})
@@ -331,9 +410,16 @@ def build_app(
     return app
 
 
+def exit_on_load_error(message: str) -> None:
+    """`llmrec serve`: a run that cannot load ends the process with the message and status 2 (an
+    orchestrator restarts or reports it) instead of a server answering 503 forever."""
+    print(f"llmrec serve: {message}", file=sys.stderr, flush=True)
+    os._exit(2)  # from the loading thread: uvicorn's loop would otherwise keep the process up
+
+
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, **settings) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight requests are answered before it exits."""
     import uvicorn
 
-    uvicorn.run(build_app(run_dir, **settings), host=host, port=port, timeout_graceful_shutdown=60,
-                log_level="info")  # fmt: skip
+    app = build_app(run_dir, on_load_error=exit_on_load_error, **settings)
+    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=60, log_level="info")

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from llmrec.errors import InputError
@@ -56,14 +57,27 @@ def load_checkpoint(folder: Path) -> tuple[dict, dict, dict, dict]:
             "evaluate and recommend; to train on, delete the checkpoint folder and train again",
             path=folder / LEGACY,
         )
-    meta = json.loads((folder / "state.json").read_text())
-    weights = load_file(folder / "weights.safetensors")
-    moments = load_file(folder / "optimizer.safetensors")
-    optimizer_state: dict[int, dict] = {}
-    for index, scalars in meta.pop("optimizer_scalars").items():
-        optimizer_state[int(index)] = dict(scalars)
-    for key, value in moments.items():
-        index, name = key.split(".", 1)
-        optimizer_state.setdefault(int(index), {})[name] = value
-    optimizer = {"state": optimizer_state, "param_groups": meta.pop("param_groups")}
-    return weights, optimizer, meta.pop("scheduler"), meta
+    name = "state.json"
+    try:
+        meta = json.loads((folder / name).read_text())
+        name = "weights.safetensors"
+        weights = load_file(folder / name)
+        name = "optimizer.safetensors"
+        moments = load_file(folder / name)
+        name = "state.json"
+        optimizer_state: dict[int, dict] = {}
+        for index, scalars in meta.pop("optimizer_scalars").items():
+            optimizer_state[int(index)] = dict(scalars)
+        for key, value in moments.items():
+            index, part = key.split(".", 1)
+            optimizer_state.setdefault(int(index), {})[part] = value
+        optimizer = {"state": optimizer_state, "param_groups": meta.pop("param_groups")}
+        return weights, optimizer, meta.pop("scheduler"), meta
+    except (OSError, ValueError, KeyError, AttributeError, SafetensorError) as exc:
+        # written atomically, so damage came from outside (a full disk, a copy cut short, an edit)
+        raise InputError(
+            f"the training checkpoint is damaged ({type(exc).__name__}: {exc}). To train again from the "
+            f"start, delete {folder} (the best weights so far stay in adapter/ or model/ until training "
+            "saves better ones), or train into a new run_dir",
+            path=folder / name,
+        ) from exc

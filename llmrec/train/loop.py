@@ -154,8 +154,10 @@ def fit(
         if patience_stops(tc, stale, step):
             total, stop_reason = step, "patience"  # it had stopped early; a larger budget does not undo that
         accelerator.print(f"resuming from step {step} of {total}")
-    if accelerator.is_main_process:
-        _truncate_log(run.log, step)
+    if accelerator.is_main_process and (torn := _truncate_log(run.log, step)):
+        lines = ", ".join(map(str, torn[:5]))
+        accelerator.print(f"warning: {run.log}: dropped {len(torn)} torn line(s) (line {lines}), left by a "
+                          "write that was cut short")  # fmt: skip
     if tracking:
         accelerator.init_trackers(run.path.name, config=tracker_config(cfg))
 
@@ -364,10 +366,20 @@ def _log(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """After a resume, drop log lines written after the checkpoint (they will be redone)."""
+def _truncate_log(path: Path, step: int) -> list[int]:
+    """After a resume, drop log lines written after the checkpoint (they will be redone), and any
+    torn line (what a full disk or a power cut leaves at the end): their line numbers are returned."""
     if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
+        return []
+    keep, torn = [], []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            torn.append(number)
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            keep.append(line)
     with atomic_path(path) as tmp:
         tmp.write_text("".join(line + "\n" for line in keep))
+    return torn

@@ -15,31 +15,74 @@ checkpoint/          last resumable state: weights and optimizer in safetensors,
 added_rows.safetensors  embedding rows of items added after training (`llmrec items add`)
 unavailable.json     items taken out of recommendations (`llmrec items remove`)
 catalogue-versions/  the catalogue files as they were before each change
+run.lock             held by the one command changing the run (`train`, `llmrec items`)
+
+A run folder is one unit. One command changes it at a time (`writing`: a second is refused, naming
+the process at work). Every file is replaced whole (written beside, then renamed); a catalogue change
+touches several files and is staged (`.catalogue-change/`, `io.staged_files`): a kill before its
+commit leaves the old catalogue, after it the next load finishes it. Loading checks up front what it
+needs (`check_loadable`): a missing or damaged file, a setting this version does not know, or
+weights in any format but safetensors are an `InputError` naming the file (and field).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 from peft import PeftModel
+from pydantic import ValidationError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.backbone import load_model, resize_for_tokenizer
-from llmrec.config import Config
+from llmrec.config import Config, validation_error
 from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.ids import ItemIds
+from llmrec.io import exclusive, settle_staged, staged_files
 from llmrec.train.anchored import ANCHOR_FILE
 from llmrec.train.time_gaps import GAPS_FILE, attach_saved
 
 # What a run copies from its prepared folder, so that it needs nothing outside itself to recommend.
 PREPARED_COPIES = ("item_ids.parquet", "item_ids.json", "items.parquet", "users.parquet")
 OPTIONAL_COPIES = ("codebooks.npz",)  # semantic ids only: what places a new item (`llmrec items add`)
+CATALOGUE_STAGING = ".catalogue-change"
+# Weight files llmrec never loads: pickles (loading one can run code) and other non-safetensors formats.
+UNSAFE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise an InputError unless `path` is a whole safetensors file (its header read, its size the
+    header's: a truncated file fails here, not halfway through loading a model)."""
+    if not path.is_file():
+        raise InputError("missing", path=path)
+    try:
+        with safe_open(path, "pt"):
+            pass
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"damaged weights file (truncated or not safetensors): {exc}", path=path) from exc
+
+
+def refuse_unsafe_weights(folder: Path, expected: str) -> None:
+    """Weights load from safetensors only: a folder that offers them only in another format (a
+    pickle such as adapter_model.bin) is refused with the reason, before any loader sees it."""
+    if any(folder.glob("*.safetensors")):
+        return  # the loaders read these and never the others
+    others = sorted(p.name for pattern in UNSAFE_WEIGHTS for p in folder.glob(pattern))
+    if others:
+        raise InputError(
+            f"weights in {', '.join(others)} but no {expected}: llmrec loads weights from safetensors "
+            "only (a pickle can run code when loaded). Convert them to safetensors where you trust "
+            "them, or train the run again",
+            path=folder / others[0],
+        )
 
 
 class RunDir:
@@ -102,13 +145,77 @@ class RunDir:
     def metrics(self, split: str) -> Path:
         return self.path / f"metrics-{split}.json"
 
+    @contextmanager
+    def writing(self, what: str) -> Iterator[None]:
+        """Hold the run's writer lock for the block: a second command that changes the run (another
+        `train`, `llmrec items`) is refused at once, naming the process at work."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with exclusive(self.path / "run.lock", f"{what} of {self.path}",
+                       "one command changes a run at a time: wait for it to finish"):  # fmt: skip
+            settle_staged(self.path, CATALOGUE_STAGING)
+            yield
+
+    @contextmanager
+    def staged(self, first: tuple[str, ...] = ()) -> Iterator[Path]:
+        """Stage a change of several catalogue files (`io.staged_files`); hold `writing` around it."""
+        with staged_files(self.path, CATALOGUE_STAGING, first) as stage:
+            yield stage
+
+    def settle(self) -> None:
+        """Finish (committed) or drop (not committed) a catalogue change that a killed command left,
+        unless a command is at work on the run now (its change is not finished)."""
+        if not (self.path / CATALOGUE_STAGING).exists():
+            return
+        try:
+            with exclusive(self.path / "run.lock", "settling a catalogue change"):
+                settle_staged(self.path, CATALOGUE_STAGING)
+        except InputError:
+            pass  # a writer holds the lock: its change is in progress, not left behind
+        except OSError:
+            pass  # a read-only copy of the run (a server replica): read it as it is
+
     def load_config(self) -> Config:
         if not self.config.exists():
             raise InputError("not a run directory (no config.yaml): run `llmrec train` first", path=self.path)
-        raw = yaml.safe_load(self.config.read_text())
+        self.settle()
+        try:
+            raw = yaml.safe_load(self.config.read_text())
+        except yaml.YAMLError as exc:
+            raise InputError(f"not valid YAML: {exc}", path=self.config) from exc
+        if not isinstance(raw, dict):
+            raise InputError("top level must be a mapping", path=self.config)
         # runs trained before item_separator existed listed every id with a line break
         raw.setdefault("prompts", {}).setdefault("item_separator", "line_break")
-        return Config.model_validate(raw)
+        try:
+            return Config.model_validate(raw)
+        except ValidationError as exc:
+            raise validation_error(exc, self.config) from exc
+
+    def check_loadable(self) -> None:
+        """What loading the trained model needs, checked before anything loads: the config, the
+        catalogue and split files, the tokenizer, and whole safetensors weights (never a pickle)."""
+        cfg = self.load_config()
+        needed = [self.path / name for name in ("item_ids.parquet", "item_ids.json", "items.parquet")]
+        needed += [self.tokenizer / "tokenizer_config.json"]
+        if not (self.path / "users.parquet").exists():  # runs from before the copy read their prepared data
+            needed += [Path(cfg.prepared_dir) / "users.parquet"]
+        for path in needed:
+            if not path.exists():
+                raise InputError("missing from the run (restore it, or train the run again)", path=path)
+        if (self.full_model / "config.json").exists():
+            refuse_unsafe_weights(self.full_model, "model.safetensors")
+            shards = sorted(self.full_model.glob("*.safetensors"))
+            if not shards:
+                raise InputError("no safetensors weights in the run's model folder", path=self.full_model)
+            for shard in shards:
+                check_safetensors(shard)
+        elif self.adapter.exists():
+            refuse_unsafe_weights(self.adapter, "adapter_model.safetensors")
+            if (self.adapter / "adapter_config.json").exists():
+                check_safetensors(self.adapter / "adapter_model.safetensors")
+        for extra in (self.added_rows, self.anchor, self.time_gaps):
+            if extra is not None and extra.exists():
+                check_safetensors(extra)
 
     def load_split(self) -> SplitData:
         """The run's own copy of the users and items; runs trained before the copy existed read
@@ -124,6 +231,7 @@ class RunDir:
 
     def load_model(self, tokenizer: PreTrainedTokenizerBase, dtype: str | None = None) -> PreTrainedModel:
         """The trained model in eval mode: the whole fine-tuned model, or base model + adapter."""
+        self.check_loadable()
         if (self.full_model / "config.json").exists():
             model = load_model(str(self.full_model), dtype or self.load_config().model.dtype)
             resize_for_tokenizer(model, tokenizer)
