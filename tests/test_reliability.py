@@ -52,14 +52,17 @@ def recommends(run: Path, history: str = "m1,m2,m3") -> list[str]:
     return [json.loads(line)["item"] for line in result.stdout.splitlines()]
 
 
-def serve_fails_fast(run: Path, *names: str) -> None:
-    """`llmrec serve` on a run that cannot load exits 2 at once, naming what is wrong."""
+def refused_everywhere(run: Path, *words: str) -> None:
+    """`recommend`, `evaluate` and `serve` on a run that cannot load exit 2 at once, each naming what
+    is wrong (every one of `words`), with no traceback."""
+    for args in (["recommend", run, "--history", "m1"], ["evaluate", run]):
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        assert all(w in result.output for w in words) and "Traceback" not in result.output, result.output
     proc = subprocess.run([sys.executable, "-m", "llmrec", "serve", str(run), "--port", "0"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, out
-    for name in names:
-        assert name in out, out
+    assert proc.returncode == 2 and all(w in out for w in words), out
 
 
 def test_a_second_train_on_a_run_at_work_is_refused_and_the_first_resumes_cleanly(root):
@@ -167,11 +170,7 @@ def test_a_truncated_adapter_is_named_by_every_command_and_the_server_exits(root
     adapter = root / "run" / "adapter" / "adapter_model.safetensors"
     whole = adapter.read_bytes()
     adapter.write_bytes(whole[: len(whole) // 2])
-    for args in (["recommend", root / "run", "--history", "m1"], ["evaluate", root / "run"]):
-        result = cli(*args)
-        assert result.exit_code == 2 and "adapter_model.safetensors" in result.output, result.output
-        assert "damaged" in result.output
-    serve_fails_fast(root / "run", "adapter_model.safetensors", "damaged")
+    refused_everywhere(root / "run", "adapter_model.safetensors", "damaged")
     adapter.write_bytes(whole)
     assert len(recommends(root / "run")) == 3
 
@@ -182,11 +181,7 @@ def test_a_setting_this_version_does_not_know_names_the_file_and_field(root):
     raw = yaml.safe_load(original)
     raw["generate"]["beam_magic"] = 3
     config.write_text(yaml.safe_dump(raw))
-    for args in (["recommend", root / "run", "--history", "m1"], ["evaluate", root / "run"]):
-        result = cli(*args)
-        assert result.exit_code == 2 and "config.yaml" in result.output, result.output
-        assert "generate.beam_magic" in result.output
-    serve_fails_fast(root / "run", "config.yaml", "generate.beam_magic")
+    refused_everywhere(root / "run", "config.yaml", "generate.beam_magic")
     config.write_text(original)
     assert len(recommends(root / "run")) == 3
 
@@ -194,10 +189,7 @@ def test_a_setting_this_version_does_not_know_names_the_file_and_field(root):
 def test_a_missing_items_table_is_named_and_the_server_exits(root):
     items = root / "run" / "items.parquet"
     shutil.move(items, root / "kept.parquet")
-    result = cli("recommend", root / "run", "--history", "m1")
-    assert result.exit_code == 2 and "items.parquet" in result.output and "missing" in result.output
-    assert "Traceback" not in result.output
-    serve_fails_fast(root / "run", "items.parquet")
+    refused_everywhere(root / "run", "items.parquet", "missing")
     shutil.move(root / "kept.parquet", items)
     assert len(recommends(root / "run")) == 3
 
