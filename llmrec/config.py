@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -566,3 +568,66 @@ def checked(func: F) -> F:
 
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _type_name(annotation: Any) -> str:
+    """A field's type as a reader of the config writes it: `int | none`, `'a' | 'b'`."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return " \\| ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is Annotated:
+        return _type_name(typing.get_args(annotation)[0])
+    if origin in (list, dict):
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in typing.get_args(annotation))}]"
+    if annotation is type(None):
+        return "none"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(field) -> str:
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        return "(section)"
+    return "none" if value is None else f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
+
+
+def reference() -> str:
+    """docs/configuration.md: every config key with its type, default and description, from the
+    pydantic models themselves (`python -m llmrec.config > docs/configuration.md`; a test keeps the
+    page current)."""
+    out = [
+        "# Configuration",
+        "",
+        "Generated from `llmrec/config.py` by `python -m llmrec.config > docs/configuration.md` (a",
+        "test checks it is current). A config needs only its `data` section; every key left out takes",
+        "the default below (the default recipe). Relative paths are relative to the config file.",
+        "",
+    ]
+
+    def section(model: type[BaseModel], prefix: str) -> None:
+        rows, nested = [], []
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                nested.append((f"{prefix}{name}", annotation))
+                continue
+            description = (field.description or "").replace("|", "\\|").replace("\n", " ")
+            rows.append(
+                f"| `{prefix}{name}` | {_type_name(annotation)} | {_default(field)} | {description} |"
+            )
+        if rows:
+            title = prefix.rstrip(".") or "top level"
+            doc = " ".join((model.__doc__ or "").split())
+            out.extend([f"## `{title}`", "", *([doc, ""] if doc and prefix else []),
+                        "| key | type | default | what |", "|---|---|---|---|", *rows, ""])  # fmt: skip
+        for name, child in nested:
+            section(child, f"{name}.")
+
+    section(Config, "")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+if __name__ == "__main__":
+    print(reference(), end="")

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.process  # starts processes, servers or engines: the process tier
+
 SUITE = Path(__file__).resolve().parent.parent / "scripts" / "gpu_suite.py"
 
 

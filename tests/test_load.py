@@ -112,6 +112,7 @@ def top_k_by_user(rows: pd.DataFrame, users: list[str]) -> dict[str, list[str]]:
     return {u: ranked[u] for u in users}
 
 
+@pytest.mark.process
 def test_every_entry_point_serves_the_runs_choice(default_run, tmp_path):
     """llmrec.load, `recommend --json`, the server, `score` and the Ray pipeline give the same top-K
     for the same users, and that top-K is the chosen mix's, not the LLM alone's."""

@@ -106,6 +106,7 @@ def test_generic_csv_prepare_train_evaluate(tmp_path, tiny_backbone, scheme, obj
     assert result.exit_code == 2 and "nope" in result.output
 
 
+@pytest.mark.process
 def test_training_resumes_after_kill(tmp_path, tiny_backbone):
     """`kill -9` mid-run, then the same command again: it continues from the last checkpoint."""
     config = write_config(tmp_path, tiny_backbone, max_steps=400, eval_every=0, save_every=5, log_every=5)
@@ -131,6 +132,7 @@ def test_training_resumes_after_kill(tmp_path, tiny_backbone):
     assert json.loads(run.summary.read_text())["steps"] == 400
 
 
+@pytest.mark.process
 def test_two_cpu_processes_with_accelerate_launch(tmp_path, tiny_backbone):
     """As documented: `accelerate launch --cpu --num_processes 2` trains in two gloo processes."""
     config = write_config(tmp_path, tiny_backbone, max_steps=4, eval_every=2, save_every=2)

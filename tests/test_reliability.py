@@ -22,6 +22,8 @@ from test_serve import Server
 
 from llmrec.cli import app
 
+pytestmark = pytest.mark.process  # starts processes, servers or engines: the process tier
+
 NEW_ITEMS = "iid,name,genre\nm100,Film 100,comedy\nm101,Film 101,drama\n"
 
 

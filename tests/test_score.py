@@ -66,6 +66,7 @@ def test_unknown_users_go_to_errors_file_or_fail_strict(trained_run, tmp_path):
     assert result.exit_code == 2 and "ghost" in result.output and not strict_out.exists()
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
 def test_resume_after_kill_never_duplicates_or_drops(trained_run, tmp_path, backend):
     if backend == "vllm":
@@ -97,6 +98,7 @@ def test_resume_after_kill_never_duplicates_or_drops(trained_run, tmp_path, back
     assert frame.groupby("user").size().eq(4).all()  # each of the 40 users once, with its top 4
 
 
+@pytest.mark.process
 def test_ray_data_pipeline_scores_every_user(trained_run, tmp_path):
     """The many-machine path, on a local Ray instance: same rows as the single-machine scorer."""
     ray = pytest.importorskip("ray") if not os.environ.get("CI") else __import__("ray")

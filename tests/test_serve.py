@@ -17,6 +17,8 @@ from test_pipeline import runner
 from llmrec.cli import app
 from llmrec.generate import Recommender
 
+pytestmark = pytest.mark.process  # starts processes, servers or engines: the process tier
+
 
 @pytest.fixture(scope="module")
 def run_dir(atomic_run):

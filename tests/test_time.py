@@ -222,6 +222,7 @@ def test_score_uses_each_users_times(timed_run, tmp_path):
         assert scored[scored["user"] == user]["item"].tolist() == [r.item for r in recs]
 
 
+@pytest.mark.process
 def test_the_server_takes_timed_histories_and_refuses_malformed_ones(timed_run):
     server = Server(timed_run)
     try:

@@ -13,6 +13,8 @@ from llmrec.data import SplitData
 from llmrec.generate import Recommender
 from llmrec.train.run_dir import RunDir
 
+pytestmark = pytest.mark.process  # starts processes, servers or engines: the process tier
+
 
 @pytest.fixture(scope="module", params=["lora", "full"])
 def vllm_run(request, tmp_path_factory, tiny_vllm_backbone):

@@ -1,6 +1,6 @@
 """Chronological leave-one-out split and the prepared-data tables that later stages read.
 
-Rules (documented in the README):
+Rules (documented in docs/data.md):
 - Each user's interactions are sorted by timestamp; ties keep file order (a stable sort on the
   line/record number), so the split is deterministic.
 - Repeated (user, item) interactions are kept (re-consumption is signal) unless `dedupe: true`,
