@@ -218,6 +218,9 @@ def train(cfg: Config) -> RunDir:
                          field="prepared_dir")  # fmt: skip
     resolve_model(cfg.model.name)  # a wrong model name fails before the run folder is made
     check_tracker(cfg)
+    if cfg.generate.retriever == "auto" and cfg.generate.sasrec_time_share > 0:
+        # where SASRec-CE for the choice goes after the LLM trained: a folder it may not write fails now
+        check_writable_dir(Path(cfg.baselines_dir) / "sasrec", "baseline", field="baselines_dir")
     run = RunDir(claim_dir(cfg.run_dir, "run", field="run_dir"))
     pin = {"prepared_dir": str(prepared.resolve()), "fingerprint": prepared_fingerprint(prepared)}
     if run.prepared.exists() and has_checkpoint(run.checkpoint):

@@ -110,6 +110,18 @@ def _in_user_folder(w: World, d: Path, key: str, command: str) -> list[str]:
     return [command, str(cfg)]
 
 
+def _sasrec_into_user_folder(w: World, d: Path) -> list[str]:
+    """train would put SASRec-CE for the choice into a folder of the user's: refused before the LLM trains."""
+    (d / "mine" / "sasrec").mkdir(parents=True)
+    (d / "mine" / "sasrec" / "notes.txt").write_text("precious\n")
+    changes = {
+        "baselines_dir": str(d / "mine"),
+        "run_dir": str(d / "run"),
+        "generate.sasrec_time_share": 0.25,
+    }
+    return ["train", str(edited_config(w, d, changes))]
+
+
 def _config_is_folder(w: World, d: Path) -> list[str]:
     (d / "cfg.yaml").mkdir()
     return ["prepare", str(d / "cfg.yaml")]
@@ -205,6 +217,8 @@ CASES = [
     Case("run_dir is the user's folder", lambda w, d: _in_user_folder(w, d, "run_dir", "train"),
          ["not written by llmrec", "run_dir"]),
     # evaluate
+    Case("train's SASRec-CE would go into the user's folder", _sasrec_into_user_folder,
+         ["sasrec", "not written by llmrec", "baselines_dir"]),
     Case("evaluate --limit -1", _run("evaluate", "--limit", "-1"), ["--limit", "greater than or equal to 1"]),
     Case("evaluate --limit 0", _run("evaluate", "--limit", "0"), ["--limit"]),
     Case("evaluate --split train", _run("evaluate", "--split", "train"), ["--split", "'valid' or 'test'"]),
