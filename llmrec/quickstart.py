@@ -14,6 +14,7 @@ import llmrec
 from llmrec import recipes
 from llmrec.config import builtin_config, load_config
 from llmrec.data import SplitData
+from llmrec.report import BASELINE_LABELS, RETRIEVER_LABELS
 
 
 def run(config: Path | None = None, eval_users: int = 200, steps: int | None = None) -> dict:
@@ -36,7 +37,7 @@ def run(config: Path | None = None, eval_users: int = 200, steps: int | None = N
     console = Console()
     explainer = recipes.explainer(run_dir, rec, split)
     for user in recipes.sample_users(split, 3, seed=1):
-        history, times = recipes.user_history(split, user)
+        history, times = split.user_history(user)
         table = Table(title=f"user {user}: last watched {titles.get(history[-1], history[-1])!r}")
         table.add_column("rank")
         table.add_column("title")
@@ -46,8 +47,8 @@ def run(config: Path | None = None, eval_users: int = 200, steps: int | None = N
         for r in explainer.attach([history], recs)[0]:
             table.add_row(str(r.rank), r.title, f"{r.score:.2f}", r.reason)
         console.print(table)
-    chosen = recipes.RETRIEVER_LABELS[metrics["retriever"]["model"]]
-    labels = recipes.BASELINE_LABELS
+    chosen = RETRIEVER_LABELS[metrics["retriever"]["model"]]
+    labels = BASELINE_LABELS
     others = ", ".join(f"{labels.get(n, n)} {b['ndcg@10']:.4f}" for n, b in metrics["baselines"].items())
     console.print(
         f"NDCG@10 of the run's default ({chosen}, chosen on validation) {metrics['ndcg@10']:.4f}; {others}; "

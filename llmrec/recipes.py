@@ -10,7 +10,6 @@ score(run, out)  batch top-K to Parquet/JSONL, resumable (with reasons: explain=
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import random
 import shutil
@@ -22,7 +21,6 @@ import numpy as np
 import pandas as pd
 from accelerate.utils import set_seed
 from rich.console import Console
-from rich.table import Table
 
 from llmrec.backbone import (
     add_tokens,
@@ -35,7 +33,7 @@ from llmrec.backbone import (
 )
 from llmrec.baselines import Popularity
 from llmrec.config import Config, Count, checked, dump_config
-from llmrec.data import SplitData, item_has_text, leave_one_out, load_catalog, newest_items
+from llmrec.data import SplitData, item_has_text, leave_one_out, load_catalog
 from llmrec.errors import InputError
 from llmrec.evaluate import ranking_metrics
 from llmrec.evaluate.metrics import by_history_length
@@ -66,7 +64,9 @@ from llmrec.prompts import (
     training_examples,
     window_examples,
 )
-from llmrec.train.anchored import AnchoredTuning, ItemAnchor, build_anchor
+from llmrec.report import RETRIEVER_LABELS, print_metrics
+from llmrec.train.anchored import AnchoredTuning
+from llmrec.train.assembly import item_anchor, prepared_fingerprint, time_gap_rows
 from llmrec.train.checkpoint import has_checkpoint
 from llmrec.train.examples import encode_training, with_examples
 from llmrec.train.finetune import build_finetuning
@@ -149,68 +149,6 @@ def _validator(cfg: Config, tokenizer, ids: ItemIds, split: SplitData):
     return validate
 
 
-def _time_gap_rows(cfg: Config, split: SplitData) -> bool:
-    """Whether the model learns time-gap embeddings: `prompts.time: gaps` on item lists of data with
-    times (next_item prompts carry the gaps as words; data without times has none, said why)."""
-    if cfg.prompts.time != "gaps":
-        return False
-    if not split.timed:
-        console.log("prompts.time: gaps, but the data has no times (only an order): training without them")
-        return False
-    if cfg.prompts.objective != "every_item":
-        console.log("prompts.time: gaps: the gaps are words in the next_item prompts")
-        return False
-    console.log("prompts.time: gaps: each listed item carries its time gaps as learned embeddings")
-    return True
-
-
-def _item_anchor(cfg: Config, model, tokenizer, ids: ItemIds, split: SplitData) -> ItemAnchor | None:
-    """model.item_rows: anchored, atomic ids, a catalogue with text: the anchor of the item rows
-    (train/anchored.py), from the base model before any adapter; else None (free rows, said why)."""
-    if cfg.model.item_rows != "anchored":
-        return None
-    if ids.scheme != "atomic":
-        console.log(f"model.item_rows: anchored applies to atomic ids; {ids.scheme} ids train as configured")
-        return None
-    text = split.title_or_text()
-    texts = [text.get(i, "") for i in ids.items]
-    anchor = None
-    if any(texts):  # else the pooled vectors would be embedded for nothing
-        order = {item: n for n, item in enumerate(split.items["item"])}
-        pooled_all = text_embeddings(embedding_texts(split), model, tokenizer, cache_folder=cache_dir())
-        pooled = pooled_all[[order[i] for i in ids.items]]
-        token_ids = tokenizer.convert_tokens_to_ids(ids.ids)
-        share = cfg.model.anchor.withhold_newest
-        # only when asked: the training interactions are every user's history, rebuilt
-        newest = set(newest_items(split.training_interactions(), share)) if share else set()
-        withheld = [item in newest for item in ids.items]
-        anchor = build_anchor(model, tokenizer, token_ids, texts, pooled, cfg.model.anchor, cfg.train.seed,
-                              withheld)  # fmt: skip
-    if anchor is None:
-        console.log("model.item_rows: anchored, but no item has a title or text: training free item rows")
-        return None
-    with_text = int(anchor.has_text.sum())
-    bound = cfg.model.anchor.delta_bound
-    console.log(f"anchored item rows: {with_text} of {len(ids.items)} items anchored to their text "
-                f"(delta within {bound:g} of a row's norm), the rest free")  # fmt: skip
-    if anchor.withheld.any():
-        console.log(f"model.anchor.withhold_newest: the newest {int(anchor.withheld.sum())} items with text "
-                    "keep no delta (ranked by their text alone, as added items are)")  # fmt: skip
-    return anchor
-
-
-def prepared_fingerprint(prepared: Path) -> str:
-    """A content hash of what training reads from a prepared folder."""
-    h = hashlib.sha256()
-    for name in PREPARED_COPIES:
-        h.update(name.encode() + b"\0" + (prepared / name).read_bytes())
-    examples = examples_path(prepared, "train")
-    files = sorted(examples.rglob("*")) if examples.is_dir() else [examples]
-    for path in (p for p in files if p.is_file() and not p.name.startswith("cache-")):
-        h.update(str(path.relative_to(prepared)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def train(cfg: Config) -> RunDir:
     prepared = Path(cfg.prepared_dir)
     if examples_path(prepared, "train") is None:
@@ -262,10 +200,10 @@ def _train(cfg: Config, run: RunDir, prepared: Path, pin: dict) -> RunDir:
         )
         console.log(f"atomic ids: {rows} of {len(ids.items)} item rows start from their text")
     tuning = build_finetuning(cfg)
-    anchor = _item_anchor(cfg, model, tokenizer, ids, split)
+    anchor = item_anchor(cfg, model, tokenizer, ids, split, log=console.log)
     if anchor is not None:
         tuning = AnchoredTuning(tuning, anchor, tokenizer.convert_tokens_to_ids(ids.ids))
-    if _time_gap_rows(cfg, split):
+    if time_gap_rows(cfg, split, log=console.log):
         tuning = TimedTuning(tuning, model.get_input_embeddings().weight.shape[1])
     # LoRA's initial weights come from the global RNG, whose state depends on what ran before in
     # this process (a first-time GGUF conversion, say): seed it so a run is reproducible.
@@ -451,10 +389,6 @@ def evaluate(
     return metrics
 
 
-RETRIEVER_LABELS = {"none": "LLM alone", "sasrec": "hybrid (SASRec-CE + LLM)", "content": "content mix"}
-BASELINE_LABELS = {"llm_alone": "LLM alone", "sasrec": "SASRec-CE"}
-
-
 def _item_text_vectors(cfg: Config, split: SplitData) -> np.ndarray:
     """Every catalogue item's text embedding by the base model (cached by text): what the content
     baseline ranks by and anchored SASRec's rows start from."""
@@ -539,39 +473,6 @@ def write_lists(path: Path, users: list[str], targets: list[str], lists: list[li
         pd.DataFrame({"user": users, "target": targets, "items": lists}).to_parquet(tmp, index=False)
 
 
-def print_metrics(metrics: dict, label: str = "llm") -> None:
-    keys = ["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr", "valid_rate", "distinct_rate"]
-    table = Table(title=f"{metrics.get('split', '')} metrics, {metrics['users']} users (full ranking)")
-    table.add_column("model")
-    for key in keys:
-        table.add_column(key, justify="right")
-    table.add_row(label, *(f"{metrics[k]:.4f}" for k in keys))
-    for name, base in metrics.get("baselines", {}).items():
-        table.add_row(BASELINE_LABELS.get(name, name), *(f"{base[k]:.4f}" for k in keys))
-    Console(width=max(Console().width, 120)).print(table)
-
-
-def user_history(split: SplitData, user: str) -> tuple[list[str], list[float] | None]:
-    """Everything known about a user, oldest first (train + valid + test items), and the items'
-    times (None for data without times)."""
-    rows = split.users[split.users["user"] == str(user)]
-    if rows.empty:
-        raise InputError(f"unknown user '{user}'", field="user")
-    return full_history(rows.iloc[0]), full_times(rows.iloc[0], split)
-
-
-def full_history(row: pd.Series) -> list[str]:
-    return [*row["train"], *(x for x in (row["valid"], row["test"]) if isinstance(x, str))]
-
-
-def full_times(row: pd.Series, split: SplitData) -> list[float] | None:
-    """The times of `full_history(row)`'s items; None for data without times."""
-    if not split.timed:
-        return None
-    evaluated = isinstance(row["test"], str)
-    return [*row["train_t"], *((row["valid_t"], row["test_t"]) if evaluated else ())]
-
-
 @checked
 def recommend(
     run_dir: Path,
@@ -592,7 +493,7 @@ def recommend(
         raise InputError("give exactly one of a user (--user) or a history (--history)", field="user")
     split = run.load_split()
     if history is None:
-        history, times = user_history(split, user)
+        history, times = split.user_history(user)
     if not history:
         raise InputError("the history is empty: give at least one item id", field="history")
     catalogue = set(split.items["item"])
@@ -686,7 +587,7 @@ def score(
     else:
         known = {row["user"]: row for _, row in split.users.iterrows()}
         requests = [
-            ScoreRequest(user, full_history(known[user]), full_times(known[user], split))
+            ScoreRequest(user, split.full_history(known[user]), split.full_times(known[user]))
             if user in known
             else ScoreRequest(user, None, error=f"unknown user '{user}'")
             for user in read_user_ids(users_file)

@@ -13,8 +13,8 @@ from llmrec.cli import app
 from llmrec.data import newest_items
 from llmrec.generate import Recommender
 from llmrec.ids import ItemIds
-from llmrec.recipes import _item_anchor
 from llmrec.train.anchored import ItemAnchor
+from llmrec.train.assembly import item_anchor
 from llmrec.train.run_dir import RunDir
 
 BOUND = 0.05  # small, so that training pushes deltas against it
@@ -40,7 +40,7 @@ def _anchor_as_trained(run: RunDir) -> tuple[ItemAnchor, list[int]]:
     model = load_model(cfg.model.name, cfg.model.dtype)
     resize_for_tokenizer(model, tokenizer, seed=cfg.train.seed)
     ids = ItemIds.load(run.path)
-    anchor = _item_anchor(cfg, model, tokenizer, ids, run.load_split())
+    anchor = item_anchor(cfg, model, tokenizer, ids, run.load_split())
     anchor.load_state_dict(load_file(run.anchor))
     return anchor, tokenizer.convert_tokens_to_ids(ids.ids)
 

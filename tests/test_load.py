@@ -20,7 +20,6 @@ from llmrec.cli import app
 from llmrec.generate import Recommender
 from llmrec.hybrid import ContentMixRecommender, HybridRecommender
 from llmrec.hybrid.shortlist import RETRIEVER_BY_CHOICE
-from llmrec.recipes import full_history
 from llmrec.train.run_dir import RunDir
 
 
@@ -126,7 +125,7 @@ def test_every_entry_point_serves_the_runs_choice(default_run, tmp_path):
     split = run.load_split()
     users = split.eval_users("test")["user"].tolist()[:6]
     known = {row["user"]: row for _, row in split.users.iterrows()}
-    histories = {u: full_history(known[u]) for u in users}  # what `score --users` and `--user` read
+    histories = {u: split.full_history(known[u]) for u in users}  # what `score --users` and `--user` read
     k = 5
     lists = rec.recommend([histories[u] for u in users], k=k)
     expected = {u: [r.item for r in row] for u, row in zip(users, lists, strict=True)}

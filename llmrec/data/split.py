@@ -69,6 +69,25 @@ class SplitData:
         """`history_times(row, split)` for every row of `users`; None for data without times."""
         return [self.history_times(row, split) for _, row in users.iterrows()] if self.timed else None
 
+    def full_history(self, row: pd.Series | dict) -> list[str]:
+        """Everything known about the user of `row`, oldest first: train + valid + test items (what
+        `recommend --user`, `score --users` and the server use)."""
+        return [*row["train"], *(x for x in (row["valid"], row["test"]) if isinstance(x, str))]
+
+    def full_times(self, row: pd.Series | dict) -> list[float] | None:
+        """The times of `full_history(row)`'s items; None for data without times."""
+        if not self.timed:
+            return None
+        evaluated = isinstance(row["test"], str)
+        return [*row["train_t"], *((row["valid_t"], row["test_t"]) if evaluated else ())]
+
+    def user_history(self, user: str) -> tuple[list[str], list[float] | None]:
+        """A known user's full history and its times; an unknown user is an InputError."""
+        rows = self.users[self.users["user"] == str(user)]
+        if rows.empty:
+            raise InputError(f"unknown user '{user}'", field="user")
+        return self.full_history(rows.iloc[0]), self.full_times(rows.iloc[0])
+
     def eval_users(self, split: str) -> pd.DataFrame:
         return self.users[self.users[split].notna()].reset_index(drop=True)
 

@@ -168,8 +168,7 @@ class Engine:
         rec = load_recommender(self.run.path, self.backend, self.retriever, log=lambda _: None)
         split = self.run.load_split()
         users = {
-            row["user"]: (recipes.full_history(row), recipes.full_times(row, split))
-            for _, row in split.users.iterrows()
+            row["user"]: (split.full_history(row), split.full_times(row)) for _, row in split.users.iterrows()
         }
         with self.lock:
             self.rec, self.split, self.users, self.stamp = rec, split, users, stamp
