@@ -49,8 +49,7 @@ from llmrec.hybrid import (
 )
 from llmrec.hybrid.surface import MixedRecommender
 from llmrec.ids import ItemIds, build_item_ids
-from llmrec.ids.embeddings import item_texts as embedding_texts
-from llmrec.ids.embeddings import text_embeddings
+from llmrec.ids.embeddings import item_text_vectors, text_embeddings
 from llmrec.ids.item_ids import choose_embeddings
 from llmrec.io import atomic_path, check_writable_dir, claim_dir, exclusive, read_json, write_json
 from llmrec.prompts import (
@@ -390,10 +389,11 @@ def evaluate(
 
 
 def _item_text_vectors(cfg: Config, split: SplitData) -> np.ndarray:
-    """Every catalogue item's text embedding by the base model (cached by text): what the content
-    baseline ranks by and anchored SASRec's rows start from."""
-    weights, tokenizer = load_model(cfg.model.name, cfg.model.dtype), load_tokenizer(cfg.model.name)
-    return text_embeddings(embedding_texts(split), weights, tokenizer, cache_folder=cache_dir())
+    """The item text vectors by the config's base model: what the content baseline ranks by and
+    anchored SASRec's rows start from."""
+    return item_text_vectors(
+        split.items, load_model(cfg.model.name, cfg.model.dtype), load_tokenizer(cfg.model.name)
+    )
 
 
 @checked

@@ -31,12 +31,11 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from llmrec.backbone import cache_dir, load_model, load_tokenizer, mean_token_rows
-from llmrec.data import SplitData
+from llmrec.backbone import load_model, load_tokenizer, mean_token_rows
 from llmrec.data.importers import read_id_list, read_items_table
 from llmrec.errors import InputError
 from llmrec.ids import ItemIds
-from llmrec.ids.embeddings import item_texts, text_embeddings
+from llmrec.ids.embeddings import item_text_vectors
 from llmrec.ids.item_ids import place_new_items
 from llmrec.io import MARK, atomic_path, write_json
 from llmrec.train.anchored import new_item_rows
@@ -167,8 +166,7 @@ def anchored_rows(model, tokenizer, state: dict, table: pd.DataFrame) -> torch.T
     """The rows of `table`'s items by the run's anchor's text path (train/anchored.py: the map of
     their text, no id delta), from the base model's text vectors and token rows as training computed
     its items' features: an added item's row, or what the text path alone makes of a trained one."""
-    pooled = text_embeddings(item_texts(SplitData(items=table, users=pd.DataFrame())), model, tokenizer,
-                             cache_folder=cache_dir())  # fmt: skip
+    pooled = item_text_vectors(table, model, tokenizer)
     texts = [r.title or r.text for r in table.itertuples()]
     token_rows, _ = mean_token_rows(model.get_input_embeddings().weight, tokenizer, texts, len(tokenizer))
     return new_item_rows(state, pooled, token_rows)
@@ -178,8 +176,7 @@ def catalogue_text_vectors(model, tokenizer, items: pd.DataFrame) -> np.ndarray:
     """Every item's text embedding by the base model ("title. text", as `prepare` embeds items for
     semantic ids; cached by text, so a later add embeds only its own items): what
     `generate.new_item_slots` compares a user's latest item with the added ones by."""
-    texts = item_texts(SplitData(items=items, users=pd.DataFrame()))
-    return text_embeddings(texts, model, tokenizer, cache_folder=cache_dir()).astype(np.float16)
+    return item_text_vectors(items, model, tokenizer).astype(np.float16)
 
 
 def _add_semantic(run: RunDir, cfg, ids: ItemIds, table: pd.DataFrame, items_file: Path, log) -> dict:

@@ -24,10 +24,23 @@ from llmrec.errors import InputError
 from llmrec.io import atomic_path
 
 
-def item_texts(split: SplitData) -> list[str]:
-    titles = split.items["title"].fillna("").astype(str)
-    texts = split.items["text"].fillna("").astype(str)
+def item_texts(items: pd.DataFrame) -> list[str]:
+    """Each item's text as every text vector embeds it: "title. text" (either part may be empty)."""
+    titles = items["title"].fillna("").astype(str)
+    texts = items["text"].fillna("").astype(str)
     return [". ".join(p for p in (t, x) if p) for t, x in zip(titles, texts, strict=True)]
+
+
+def item_text_vectors(
+    items: pd.DataFrame, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
+) -> np.ndarray:
+    """The item text vectors (float32, one row per item of `items`): the base model's embedding of
+    each item's "title. text", cached by text per model fingerprint in $LLMREC_CACHE, so a second
+    caller embeds only texts it has not seen. The one definition behind semantic ids from text, the
+    content baseline and mix, anchored rows (the LLM's and SASRec-CE's) and items added later."""
+    from llmrec.backbone import cache_dir
+
+    return text_embeddings(item_texts(items), model, tokenizer, cache_folder=cache_dir())
 
 
 def model_fingerprint(model: PreTrainedModel, max_tokens: int) -> str:

@@ -175,7 +175,7 @@ def numeric_ids(n_items: int, seed: int) -> list[str]:
 def choose_embeddings(cfg: IdsConfig, split: SplitData) -> str:
     if cfg.embeddings != "auto":
         return cfg.embeddings
-    has_text = (pd.Series(item_texts(split)).str.len() > 0).mean() >= 0.5
+    has_text = (pd.Series(item_texts(split.items)).str.len() > 0).mean() >= 0.5
     return "both" if has_text else "collaborative"
 
 
@@ -195,7 +195,7 @@ def build_item_ids(cfg: IdsConfig, split: SplitData, text_embedder=None) -> Item
     if kind in ("text", "both"):
         if text_embedder is None:
             raise InputError("text embeddings need the backbone model", field="ids.embeddings")
-        parts.append(normalise(text_embedder(item_texts(split))))
+        parts.append(normalise(text_embedder(item_texts(split.items))))
         widths["text"] = parts[-1].shape[1]
     if kind in ("collaborative", "both"):
         parts.append(collaborative_embeddings(split, seed=cfg.seed))

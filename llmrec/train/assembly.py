@@ -9,12 +9,10 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from llmrec.backbone import cache_dir
 from llmrec.config import Config
 from llmrec.data import SplitData, newest_items
 from llmrec.ids import ItemIds
-from llmrec.ids.embeddings import item_texts as embedding_texts
-from llmrec.ids.embeddings import text_embeddings
+from llmrec.ids.embeddings import item_text_vectors
 from llmrec.prompts import examples_path
 from llmrec.train.anchored import ItemAnchor, build_anchor
 from llmrec.train.run_dir import PREPARED_COPIES
@@ -50,7 +48,7 @@ def item_anchor(
     anchor = None
     if any(texts):  # else the pooled vectors would be embedded for nothing
         order = {item: n for n, item in enumerate(split.items["item"])}
-        pooled_all = text_embeddings(embedding_texts(split), model, tokenizer, cache_folder=cache_dir())
+        pooled_all = item_text_vectors(split.items, model, tokenizer)  # the base model: no adapter yet
         pooled = pooled_all[[order[i] for i in ids.items]]
         token_ids = tokenizer.convert_tokens_to_ids(ids.ids)
         share = cfg.model.anchor.withhold_newest
