@@ -32,6 +32,7 @@ from llmrec.backbone import (
     resolve_model,
 )
 from llmrec.baselines import Popularity
+from llmrec.catalogue.change import base_model
 from llmrec.config import Config, Count, checked, dump_config
 from llmrec.data import SplitData, item_has_text, leave_one_out, load_catalog
 from llmrec.errors import InputError
@@ -264,12 +265,16 @@ def sasrec_for_choice(cfg: Config, split: SplitData, llm_wall_s: float) -> dict 
     folder = Path(cfg.baselines_dir) / "sasrec"
     stamp = folder / "split.json"
     if (folder / "model.pt").is_file():
-        trained_on = read_json(stamp).get("fingerprint") if stamp.is_file() else _loads(cfg, split, folder)
-        if trained_on == split.fingerprint():
+        this = split.fingerprint()  # hashes every user's sequence: once
+        if stamp.is_file():
+            trained_on = read_json(stamp).get("fingerprint")
+        else:  # weights from before `baseline` recorded its split: this split's if they load for it
+            trained_on = this if _loads(cfg, split, folder) else None
+        if trained_on == this:
             console.log(f"retriever: reusing SASRec-CE from {folder} (trained on this split)")
             return {"reused": str(folder / "model.pt")}
         console.log(f"retriever: the SASRec-CE in {folder} was trained on other data (split {trained_on}, "
-                    f"this run's {split.fingerprint()}): training a new one in its place")  # fmt: skip
+                    f"this run's {this}): training a new one in its place")  # fmt: skip
     share = cfg.generate.sasrec_time_share
     if share == 0:
         console.log("retriever: generate.sasrec_time_share is 0: no SASRec-CE trained for the choice")
@@ -297,16 +302,16 @@ def sasrec_for_choice(cfg: Config, split: SplitData, llm_wall_s: float) -> dict 
     }
 
 
-def _loads(cfg: Config, split: SplitData, folder: Path) -> str | None:
-    """For weights saved before `baseline` recorded its split: this split's fingerprint if they load
-    for this catalogue and settings (the best that can be checked), else None."""
+def _loads(cfg: Config, split: SplitData, folder: Path) -> bool:
+    """Whether the SASRec-CE weights in `folder` load for this catalogue and settings: the best that
+    can be checked of weights saved before `baseline` recorded its split."""
     from llmrec.baselines import SasrecRecommender
 
     try:
         SasrecRecommender(split, cfg.baselines.sasrec).load_checked(folder / "model.pt")
     except InputError:
-        return None
-    return split.fingerprint()
+        return False
+    return True
 
 
 @checked
@@ -391,9 +396,7 @@ def evaluate(
 def _item_text_vectors(cfg: Config, split: SplitData) -> np.ndarray:
     """The item text vectors by the config's base model: what the content baseline ranks by and
     anchored SASRec's rows start from."""
-    return item_text_vectors(
-        split.items, load_model(cfg.model.name, cfg.model.dtype), load_tokenizer(cfg.model.name)
-    )
+    return item_text_vectors(split.items, *base_model(cfg))
 
 
 @checked
