@@ -110,7 +110,8 @@ class PromptConfig(_Section):
         description="gaps: the time between consecutive items and until the request (`now`) reaches the "
         "model, as embeddings added to the listed ids (item-list prompts, no extra token) or as words "
         "in text templates (`item.gap`, `now_gap`); needs data with times (else unused, with a log line). "
-        "The default is the one measured best (docs/benchmarks/time.json: no difference on ML-100K)",
+        "The default is the one measured best (no difference on ML-100K: "
+        "benchmarks/results/quality/ml100k-compare-default-vs-time-gaps.json)",
         json_schema_extra=EXPERIMENTAL,
     )
     max_examples_per_user: Annotated[int, Field(ge=1)] | Literal["all"] = Field(
@@ -192,7 +193,7 @@ class ModelConfig(_Section):
         description="atomic ids: free: each item token's row starts from its text and trains freely; "
         "anchored: row = a trained map of the item's frozen text vectors + a bounded id delta "
         "(model.anchor), so new items get their rows from the same map. A catalogue without text "
-        "trains free rows (anchored: 0.91x free rows' NDCG@10 on ML-100K, docs/benchmarks/suite.json)",
+        "trains free rows (anchored: 0.91x free rows' NDCG@10 on ML-100K, docs/benchmarks.md)",
         json_schema_extra=EXPERIMENTAL,
     )
     anchor: AnchorSettings = Field(
@@ -337,7 +338,7 @@ class GenerateConfig(_Section):
         description="calibrated placement: an added item's chance (of text similarity's rank table) is "
         "multiplied by this before the top-K is taken. 1: as often as validation says items at that "
         "text rank are the next item; above 1 shows new items more often (a freshness policy, paid "
-        "for by warm users: docs/benchmarks/cold-start.json); 0 keeps them out",
+        "for by warm users: benchmarks/results/cold_start/newest-items.json); 0 keeps them out",
         json_schema_extra=EXPERIMENTAL,
     )
     new_item_slots: int = Field(

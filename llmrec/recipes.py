@@ -428,7 +428,7 @@ def baseline(
         sasrec = SasrecRecommender(split, cfg.baselines.sasrec, vectors)
         summary = sasrec.fit(split, exclude, log=console.log)
         claim_dir(out_dir, "baseline", field="baselines_dir")
-        sasrec.save(out_dir / "model.pt")  # reused by scripts/rerank.py
+        sasrec.save(out_dir / "model.pt")  # reused by `train` (the hybrid's shortlist)
         sasrec.save_item_embeddings(out_dir / "item-embeddings.parquet")
 
         def recommend(histories: list[list[str]]) -> list[list[str]]:

@@ -3,7 +3,7 @@
 #   call 1  bash scripts/device_suite.sh stage   carry [.model/part-a]: keeps the first half in /tmp
 #   call 2  bash scripts/device_suite.sh run     carry [.whl, .model/part-b, .model/name, .model/sha256],
 #           within 30 s of call 1 (files outside $OUT last only while the machine stays warm): joins the
-#           halves, checks the sha256, installs the wheels, runs scripts/gpu_suite.py into $OUT. Without
+#           halves, checks the sha256, installs the wheels, runs `python -m benchmarks gpu` into $OUT. Without
 #           the first half the suite still runs, its ml100k section skipped.
 # MODEL_TMP (default /tmp/llmrec-model) and BUDGET_S (default 480) may be set.
 set -euo pipefail
@@ -31,6 +31,6 @@ case ${1:-} in
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     fi
     export PYTHONPATH=/tmp/site:$tmp:$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-    python3 scripts/gpu_suite.py --out "${OUT:-docs/benchmarks}" --budget-s "${BUDGET_S:-480}" ;;
+    python3 -m benchmarks gpu --out "${OUT:-benchmarks/results/gpu}" --budget-s "${BUDGET_S:-480}" ;;
   *) sed -n 2,9p "$0"; exit 2 ;;
 esac

@@ -132,7 +132,7 @@ class SASRec(nn.Module):
         causal = nn.Transformer.generate_square_subsequent_mask(length, device=seqs.device)
         # As in SASRec's PyTorch reference port, padding positions are zeroed after every block (a
         # "timeline mask") and padding keys stay visible. Masking them was measured and lost
-        # validation NDCG@10 on ML-100K (0.1128 -> 0.1062; docs/benchmarks/quality-notes.md).
+        # validation NDCG@10 on ML-100K (0.1128 -> 0.1062; docs/experiments/2026-12-01-quality-notes.md).
         keep = (seqs > 0).unsqueeze(-1).to(x.dtype)
         h = self.dropout(x) * keep
         for layer in self.encoder.layers:

@@ -11,7 +11,7 @@ its W finished items all score above its best running beam.
 Each step gathers, from every beam's next-token log-probs, only the tokens the trie allows there (a
 few dozen for semantic ids) and ranks those: the vocabulary-wide mask and top-k it replaces, and the
 copy of every row's whole vocabulary off the device, cost more than the model's step on a GPU
-(docs/benchmarks/gpu-suite.json).
+(benchmarks/results/gpu/suite.json).
 """
 
 from __future__ import annotations

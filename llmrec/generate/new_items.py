@@ -2,7 +2,8 @@
 
 An added item's row is predicted from its text (llmrec.catalogue.change), never trained, and a ridge
 map shrinks towards the average row: left to the plain catalogue softmax, added items rarely reach a
-top-10, and the LLM's score of one says little (docs/benchmarks/cold-start.json). `slots` reserves up
+top-10, and the LLM's score of one says little
+(benchmarks/results/cold_start/newest-items.json). `slots` reserves up
 to that many places: when fewer added items made the top-K on their own, added items join it in place
 of the last warm ones. Which ones: with `affinity` (each item's text similarity to the user's latest
 item), the most similar, and only those among the `neighbours` items (of the whole recommendable
@@ -16,7 +17,7 @@ and at each rank of text similarity to the user's latest item (`RankChance.by_te
 at rank j among warm items then has chance ranked[j], an added item at text rank r (whole
 catalogue) by_text[r], and the list is the top-K by chance: where text predicts the next item, the
 nearest added item leads the list; where it does not, added items stay out instead of taking two
-places from every user (ML-100K, docs/benchmarks/cold-start.json).
+places from every user (ML-100K, benchmarks/results/cold_start/newest-items.json).
 
 When the user's nearest item by text is an added one, no warm item is the nearest, and a warm
 item's chance is lower than `ranked` says: part of the ranking's first place is the nearest text

@@ -1,6 +1,6 @@
 """The vLLM backend: the same trie beam search, with vLLM computing the next-token log-probs.
 
-How (chosen by measurement, see docs/benchmarks/score.json):
+How (chosen by measurement, see benchmarks/results/score/backends-cpu.json):
 - The search itself is `trie_beam_search`, shared with the transformers backend, so both select
   beams and close items by the same rule. Only `advance` differs.
 - Each step sends one vLLM request per live beam: prompt + the beam's id tokens, `max_tokens=1`,

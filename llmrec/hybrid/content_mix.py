@@ -3,7 +3,8 @@ where the run has one: the content mix (`generate.retriever: content`).
 
 On a text-rich catalogue the text of consecutive items is the strongest single signal, and the
 LLM, even with anchored rows, uses only part of it (Industrial warm NDCG@10: content baseline 0.0668,
-anchored LLM 0.0597, the two mixed 0.0717; docs/benchmarks/cold-start.json). For atomic ids every
+anchored LLM 0.0597, the two mixed 0.0717; benchmarks/results/cold_start/newest-items.json).
+For atomic ids every
 item already has an exact log-probability, so the mix is a sum over the whole catalogue, new items
 included:
 
@@ -14,7 +15,8 @@ with the content baseline's vectors and profile (`llmrec.baselines.content`). SA
 there when a SASRec-CE trained on the run's split is available (`generate.retriever_weights`, or the
 one `llmrec baseline` left in baselines_dir: what the hybrid uses): collaborative and text signals
 are complementary, and on Industrial the three together lifted warm NDCG@10 by 10% over the LLM and
-text alone (docs/benchmarks/cold-start.json). L, w and v are picked on validation users from fixed
+text alone (benchmarks/results/cold_start/newest-items.json). L, w and v are picked on validation
+users from fixed
 grids (w = v = 0 is the LLM alone), and a mix is kept only when it beats the LLM alone there by more
 than one standard error (the best of 54 mixes on the same users also wins by luck); SASRec-CE's term
 likewise only when it beats the best mix without it by more than one standard error. An item

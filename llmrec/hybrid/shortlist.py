@@ -298,7 +298,7 @@ def placed_by_chance(
     `generate.new_item_placement` is calibrated, on atomic ids and a catalogue with text, with
     those items placed by the content mix fit's chance tables (its `llm_alone` table: the mix's
     weight is not used), fitted now if the run has none. On ML-100K this kept warm NDCG@10 that the
-    slots gave away (docs/benchmarks/cold-start.json). A fit from before the table: slots."""
+    slots gave away (benchmarks/results/cold_start/newest-items.json). A fit from before the table: slots."""
     if not (
         llm.new_items.any() and llm.cfg.new_item_placement == "calibrated" and llm.item_tokens is not None
     ):
