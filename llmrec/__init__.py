@@ -1,6 +1,8 @@
 """llmrec: generative recommendation with LLMs.
 
-Stages, in data-flow order: data -> ids -> prompts -> train -> generate -> evaluate / explain / score.
+Stages, in data-flow order: data -> ids -> prompts -> model -> run_dir -> train -> generate -> catalogue
+-> evaluate -> baselines -> mix -> explain / score / serve. Each imports only from the ones before it
+(and from errors, io, config, backbone); tests/test_layout.py checks it.
 The public names below are imported on first use, so `import llmrec.errors` (and the CLI's --help)
 does not load torch.
 """
@@ -25,15 +27,16 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "load"])
 
 
-def load(run_dir, backend: str | None = None, retriever: str | None = None):
+def load(run_dir, backend: str | None = None, mix: str | None = None, *, retriever: str | None = None):
     """The run's recommender, exactly what `llmrec evaluate / recommend / score / serve` use: the
     default `train` chose on validation (the LLM alone, the hybrid or the content mix), or
-    `retriever` (none, sasrec, content) when given; `backend` hf or vllm (default: the run's).
+    `mix` (none, hybrid, content) when given; `backend` hf or vllm (default: the run's).
     `.recommend(histories, k=10)` gives each history's top-K. `Recommender.from_run` is the LLM
-    alone, the building block under every mix."""
-    from llmrec.hybrid import load_recommender
+    alone, the building block under every mix. `retriever` is `mix`'s old name (deprecated)."""
+    from llmrec.config import mix_name
+    from llmrec.mix import load_recommender
 
-    return load_recommender(run_dir, backend, retriever)
+    return load_recommender(run_dir, backend, mix_name(mix, retriever))
 
 
 def __getattr__(name: str):

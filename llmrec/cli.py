@@ -101,12 +101,25 @@ Explain = Annotated[
 Backend = Annotated[
     str | None, typer.Option(help="hf (transformers) or vllm; default: the run's generate.backend")
 ]
-Retriever = Annotated[
+
+
+def _mix_option(value: str | None) -> str | None:
+    if value is not None and "--retriever" in sys.argv:
+        print("llmrec: --retriever is now --mix", file=sys.stderr)
+    from llmrec.config import mix_name
+
+    return mix_name(value)
+
+
+MixName = Annotated[
     str | None,
     typer.Option(
-        help="none (the LLM ranks the catalogue), sasrec (SASRec-CE shortlists, the LLM scores) or content "
+        "--mix",
+        "--retriever",  # the old name, kept working
+        help="none (the LLM ranks the catalogue), hybrid (SASRec-CE shortlists, the LLM scores) or content "
         "(the LLM's scores + the item text's similarity to the history; atomic ids), each fitted once per "
-        "run; default: the run's generate.retriever"
+        "run; default: the run's generate.mix",
+        callback=_mix_option,
     ),
 ]
 
@@ -117,7 +130,7 @@ def evaluate(
     split: Annotated[str, typer.Option(help="valid or test")] = "test",
     limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N users")] = None,
     backend: Backend = None,
-    retriever: Retriever = None,
+    mix: MixName = None,
     compare: Annotated[
         bool, typer.Option(help="also SASRec-CE (when the run has one) and, for a mix, the LLM alone")
     ] = True,
@@ -127,7 +140,7 @@ def evaluate(
     from llmrec import recipes
 
     with reported():
-        recipes.evaluate(run_dir, split, limit, backend=backend, retriever=retriever, compare=compare)
+        recipes.evaluate(run_dir, split, limit, backend=backend, mix=mix, compare=compare)
 
 
 @app.command()
@@ -152,7 +165,7 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
     backend: Backend = None,
     explain: Explain = False,
-    retriever: Retriever = None,
+    mix: MixName = None,
 ) -> None:
     """Top-K items for a known user or an ad-hoc history (with --explain: a reason for each)."""
     from llmrec import recipes
@@ -164,7 +177,7 @@ def recommend(
             items, times = split_timed([h.strip() for h in history.split(",") if h.strip()], "--history")
         moment = None if now is None else parse_time(now, "--now", "now")
         recs = recipes.recommend(run_dir, user=user, history=items, k=k, backend=backend, explain=explain,
-                                 retriever=retriever, times=times, now=moment)  # fmt: skip
+                                 mix=mix, times=times, now=moment)  # fmt: skip
     if as_json:
         for r in recs:
             row = {"rank": r.rank, "item": r.item, "title": r.title, "score": r.score}
@@ -200,7 +213,7 @@ def score(
     strict: Annotated[bool, typer.Option(help="stop at the first bad user instead of logging it")] = False,
     backend: Backend = None,
     explain: Explain = False,
-    retriever: Retriever = None,
+    mix: MixName = None,
 ) -> None:
     """Offline batch scoring: one row per (user, rank); resumable after a kill."""
     from llmrec import recipes
@@ -208,7 +221,7 @@ def score(
     with reported():
         recipes.score(run_dir, out, users_file=users, split_name=split, k=k, shard_size=shard_size,
                       limit=limit, strict=strict, backend=backend, explain=explain,
-                      retriever=retriever)  # fmt: skip
+                      mix=mix)  # fmt: skip
 
 
 @app.command()
@@ -261,7 +274,7 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
     backend: Backend = None,
-    retriever: Retriever = None,
+    mix: MixName = None,
     max_batch: Annotated[int, typer.Option(help="most users decoded in one call", min=1)] = 32,
     max_wait_ms: Annotated[
         float, typer.Option(help="longest a request waits for its batch to fill", min=0)
@@ -286,7 +299,7 @@ def serve(
 
             raise InputError(f"llmrec serve needs {exc.name}: pip install 'llmrec[serve]'") from exc
 
-        run_server(run_dir, host=host, port=port, backend=backend, retriever=retriever, max_batch=max_batch,
+        run_server(run_dir, host=host, port=port, backend=backend, mix=mix, max_batch=max_batch,
                    max_wait_ms=max_wait_ms, max_queue=max_queue, max_body_bytes=max_body_bytes,
                    api_key=api_key or None)  # fmt: skip
 

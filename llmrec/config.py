@@ -10,6 +10,7 @@ import functools
 import inspect
 import types
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -286,43 +287,84 @@ class VllmSettings(_Section):
     enforce_eager: bool | None = Field(None, description="default: eager on CPU, CUDA graphs on GPU")
 
 
+def mix_name(value: str | None, retriever: str | None = None) -> str | None:
+    """A mix's name, with the names it had before accepted and flagged: the `retriever` argument
+    (now `mix`) and the value `sasrec` (now `hybrid`)."""
+    if retriever is not None:
+        if value is not None:
+            raise InputError("`retriever` is the old name of `mix`: give `mix` only", field="mix")
+        warnings.warn("`retriever` is now `mix`", FutureWarning, stacklevel=3)
+        value = retriever
+    if value == "sasrec":
+        warnings.warn("the mix `sasrec` is now called `hybrid`", FutureWarning, stacklevel=3)
+        return "hybrid"
+    return value
+
+
 class GenerateConfig(_Section):
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """The mixes had another name (`retriever`) until 2026-12: old configs keep working, and say so."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in (("retriever", "mix"), ("retriever_weights", "sasrec_weights")):
+            if old not in data:
+                continue
+            if new in data:
+                raise ValueError(
+                    f"`{old}` and `{new}` both set: `{old}` is the old name of `{new}`; keep `{new}`"
+                )
+            value = data.pop(old)
+            data[new] = "hybrid" if new == "mix" and value == "sasrec" else value
+            warnings.warn(
+                f"generate.{old} is now generate.{new}"
+                + (" (sasrec is now hybrid)" if value == "sasrec" else ""),
+                FutureWarning,
+                stacklevel=2,
+            )
+        return data
+
     backend: Literal["hf", "vllm"] = "hf"
     num_beams: int = Field(20, ge=1)
     top_k: int = Field(10, ge=1)
     batch_size: int = Field(8, ge=1, description="users per batch on the hf backend")
     exclude_history: bool = True
-    retriever: Literal["auto", "none", "sasrec", "content"] = Field(
+    mix: Literal["auto", "none", "hybrid", "content"] = Field(
         "auto",
-        description="sasrec: SASRec-CE (baselines.sasrec settings, trained on the run's split) shortlists "
-        "and the LLM scores the shortlist; the two mix (llmrec.hybrid). content (atomic ids): the LLM's "
-        "catalogue log-probs + w * the item text's cosine with the recent history (+ v * SASRec-CE's "
-        "log-prob when one is available, as for sasrec; v picked on validation, 0 if it does not help). "
-        "none: the LLM ranks "
-        "the whole catalogue. auto: `train` compares the LLM alone with each available mix (the hybrid "
-        "when a SASRec-CE is available: retriever_weights, or `llmrec baseline`'s in baselines_dir; the "
-        "content mix when items have text) on validation and keeps the best as the run's default; with no "
-        "SASRec-CE available `train` trains one first (sasrec_time_share)",
+        description="what the LLM is mixed with (llmrec.mix). hybrid: SASRec-CE (baselines.sasrec "
+        "settings, trained on the run's split) shortlists and the LLM scores the shortlist, the two "
+        "scores mixed. content (atomic ids): the LLM's catalogue log-probs + w * the item text's cosine "
+        "with the recent history (+ v * SASRec-CE's log-prob when one is available; v picked on "
+        "validation, 0 if it does not help). none: the LLM alone ranks the whole catalogue. auto: "
+        "`train` compares the LLM alone with each available mix (the hybrid when a SASRec-CE is "
+        "available: sasrec_weights, or `llmrec baseline`'s in baselines_dir; the content mix when items "
+        "have text) on validation and keeps the best as the run's default; with no SASRec-CE available "
+        "`train` trains one first (sasrec_time_share). Formerly `generate.retriever` (sasrec: hybrid)",
     )
     sasrec_time_share: float = Field(
         0.25,
         ge=0,
         le=1,
-        description="retriever auto with no SASRec-CE available: `train` trains one after the LLM (the "
+        description="mix: auto with no SASRec-CE available: `train` trains one after the LLM (the "
         "model and files of `llmrec baseline --model sasrec`, into baselines_dir), its training capped at "
         "this share of the LLM's training wall time, so the validation choice always sees the hybrid and "
         "the mix with SASRec-CE's term; 0: never (the choice then sees the content mix alone)",
     )
-    shortlist: int = Field(50, ge=1, description="retriever: items shortlisted per user for the LLM to score")
+    shortlist: int = Field(
+        50, ge=1, description="mix hybrid: items shortlisted per user for the LLM to score"
+    )
     mix_weight: float | None = Field(
         None,
         ge=0,
-        description="retriever: score = log p(SASRec) + w * log p(LLM); none: picked on validation",
+        description="mix hybrid: score = log p(SASRec) + w * log p(LLM); none: picked on validation",
     )
-    retriever_weights: str | None = Field(
+    sasrec_weights: str | None = Field(
         None,
-        description="retriever: SASRec-CE weights `llmrec baseline` saved (BASELINES_DIR/sasrec/model.pt) "
-        "on the same split and baselines.sasrec settings; none: the run trains its own",
+        description="the mixes' SASRec-CE: weights `llmrec baseline` saved (BASELINES_DIR/sasrec/model.pt) "
+        "on the same split and baselines.sasrec settings; none: the run trains its own. Formerly "
+        "`generate.retriever_weights`",
     )
     new_item_placement: Literal["calibrated", "slots"] = Field(
         "calibrated",
@@ -398,8 +440,10 @@ class SasrecSettings(_Section):
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if self.anchor.withhold_newest:
-            raise ValueError("anchor.withhold_newest is the LLM's (model.anchor); SASRec's anchor drops "
-                             "deltas at random only")  # fmt: skip
+            raise ValueError(
+                "anchor.withhold_newest is the LLM's (model.anchor); SASRec's anchor drops "
+                "deltas at random only"
+            )
         return self
 
 
@@ -467,8 +511,8 @@ class Config(_Section):
                 setattr(cfg.data, key, anchor(value))
         if cfg.ids.embeddings_file is not None:
             cfg.ids.embeddings_file = anchor(cfg.ids.embeddings_file)
-        if cfg.generate.retriever_weights is not None:
-            cfg.generate.retriever_weights = anchor(cfg.generate.retriever_weights)
+        if cfg.generate.sasrec_weights is not None:
+            cfg.generate.sasrec_weights = anchor(cfg.generate.sasrec_weights)
         if (base / cfg.prompts.template).exists():
             cfg.prompts.template = anchor(cfg.prompts.template)
         if (base / cfg.explain.template).exists():
@@ -635,8 +679,17 @@ def reference() -> str:
         if rows:
             title = prefix.rstrip(".") or "top level"
             doc = " ".join((model.__doc__ or "").split())
-            out.extend([f"## `{title}`", "", *([doc, ""] if doc and prefix else []),
-                        "| key | type | default | what |", "|---|---|---|---|", *rows, ""])  # fmt: skip
+            out.extend(
+                [
+                    f"## `{title}`",
+                    "",
+                    *([doc, ""] if doc and prefix else []),
+                    "| key | type | default | what |",
+                    "|---|---|---|---|",
+                    *rows,
+                    "",
+                ]
+            )
         for name, child, child_experimental in nested:
             section(child, f"{name}.", experimental or child_experimental)
 

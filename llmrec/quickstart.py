@@ -14,7 +14,7 @@ import llmrec
 from llmrec import recipes
 from llmrec.config import builtin_config, load_config
 from llmrec.data import SplitData
-from llmrec.report import BASELINE_LABELS, RETRIEVER_LABELS
+from llmrec.report import BASELINE_LABELS, MIX_LABELS
 
 
 def run(config: Path | None = None, eval_users: int = 200, steps: int | None = None) -> dict:
@@ -47,7 +47,7 @@ def run(config: Path | None = None, eval_users: int = 200, steps: int | None = N
         for r in explainer.attach([history], recs)[0]:
             table.add_row(str(r.rank), r.title, f"{r.score:.2f}", r.reason)
         console.print(table)
-    chosen = RETRIEVER_LABELS[metrics["retriever"]["model"]]
+    chosen = MIX_LABELS[metrics["mix"]["model"]]
     labels = BASELINE_LABELS
     others = ", ".join(f"{labels.get(n, n)} {b['ndcg@10']:.4f}" for n, b in metrics["baselines"].items())
     console.print(

@@ -40,19 +40,21 @@ from llmrec.evaluate import ranking_metrics
 from llmrec.evaluate.metrics import by_history_length
 from llmrec.explain import Explainer
 from llmrec.generate import Recommendation, Recommender
-from llmrec.hybrid import (
-    ContentMixRecommender,
-    HybridRecommender,
-    choose_retriever,
-    fit_retriever,
-    fitted_sasrec,
-    load_recommender,
-)
-from llmrec.hybrid.surface import MixedRecommender
 from llmrec.ids import ItemIds, build_item_ids
 from llmrec.ids.embeddings import item_text_vectors, text_embeddings
 from llmrec.ids.item_ids import choose_embeddings
 from llmrec.io import atomic_path, check_writable_dir, claim_dir, exclusive, read_json, write_json
+from llmrec.mix import (
+    ContentMixRecommender,
+    HybridRecommender,
+    choose_mix,
+    fit_hybrid,
+    fitted_sasrec,
+    load_recommender,
+)
+from llmrec.mix.surface import MixedRecommender
+from llmrec.model.anchored import AnchoredTuning
+from llmrec.model.time_gaps import TimedTuning
 from llmrec.prompts import (
     PromptBuilder,
     alignment_examples,
@@ -64,8 +66,8 @@ from llmrec.prompts import (
     training_examples,
     window_examples,
 )
-from llmrec.report import RETRIEVER_LABELS, print_metrics
-from llmrec.train.anchored import AnchoredTuning
+from llmrec.report import MIX_LABELS, print_metrics
+from llmrec.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
 from llmrec.train.assembly import item_anchor, prepared_fingerprint, time_gap_rows
 from llmrec.train.checkpoint import has_checkpoint
 from llmrec.train.examples import encode_training, with_examples
@@ -73,8 +75,6 @@ from llmrec.train.finetune import build_finetuning
 from llmrec.train.loop import check_tracker, fit
 from llmrec.train.objectives import build_objective
 from llmrec.train.packing import PackedRows, plan_rows
-from llmrec.train.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
-from llmrec.train.time_gaps import TimedTuning
 
 console = Console(stderr=True)
 
@@ -156,7 +156,7 @@ def train(cfg: Config) -> RunDir:
                          field="prepared_dir")  # fmt: skip
     resolve_model(cfg.model.name)  # a wrong model name fails before the run folder is made
     check_tracker(cfg)
-    if cfg.generate.retriever == "auto" and cfg.generate.sasrec_time_share > 0:
+    if cfg.generate.mix == "auto" and cfg.generate.sasrec_time_share > 0:
         # where SASRec-CE for the choice goes after the LLM trained: a folder it may not write fails now
         check_writable_dir(Path(cfg.baselines_dir) / "sasrec", "baseline", field="baselines_dir")
     run = RunDir(claim_dir(cfg.run_dir, "run", field="run_dir"))
@@ -242,25 +242,25 @@ def _train(cfg: Config, run: RunDir, prepared: Path, pin: dict) -> RunDir:
     summary = fit(
         cfg, model, tokenizer, examples, run, validate, tuning=tuning, objective=objective, info=info
     )
-    # a retriever's mixing weight was chosen for the weights it was fitted with: refit or drop it
-    shutil.rmtree(run.path / "retriever", ignore_errors=True)
-    if cfg.generate.retriever == "sasrec":
-        fit_retriever(run.path, log=console.log)
-    elif cfg.generate.retriever == "auto":
+    # a mix's mixing weight was chosen for the weights it was fitted with: refit or drop it
+    shutil.rmtree(run.mix_dir, ignore_errors=True)
+    if cfg.generate.mix == "hybrid":
+        fit_hybrid(run.path, log=console.log)
+    elif cfg.generate.mix == "auto":
         sasrec = sasrec_for_choice(cfg, split, summary["train_wall_s"])
         # the best weights' validation NDCG@10 is the LLM-alone side, on the users the choice uses
-        choose_retriever(run.path, log=console.log, llm_ndcg=summary["best_valid"].get("ndcg@10"),
+        choose_mix(run.path, log=console.log, llm_ndcg=summary["best_valid"].get("ndcg@10"),
                          record={"sasrec": sasrec} if sasrec else None)  # fmt: skip
     return run
 
 
 def sasrec_for_choice(cfg: Config, split: SplitData, llm_wall_s: float) -> dict | None:
-    """Make sure `train`'s validation choice (`generate.retriever: auto`) has a SASRec-CE to mix in:
+    """Make sure `train`'s validation choice (`generate.mix: auto`) has a SASRec-CE to mix in:
     reuse `baselines_dir/sasrec/model.pt` when it was trained on this split, else train one there
     (`baseline(cfg, "sasrec")`, the same files), capped at `generate.sasrec_time_share` of the LLM's
     training wall time. Returns what was done, for the run's choice.json; None when the config names
-    weights (`generate.retriever_weights`) or the share is 0."""
-    if cfg.generate.retriever_weights is not None:
+    weights (`generate.sasrec_weights`) or the share is 0."""
+    if cfg.generate.sasrec_weights is not None:
         return None
     folder = Path(cfg.baselines_dir) / "sasrec"
     stamp = folder / "split.json"
@@ -271,25 +271,25 @@ def sasrec_for_choice(cfg: Config, split: SplitData, llm_wall_s: float) -> dict 
         else:  # weights from before `baseline` recorded its split: this split's if they load for it
             trained_on = this if _loads(cfg, split, folder) else None
         if trained_on == this:
-            console.log(f"retriever: reusing SASRec-CE from {folder} (trained on this split)")
+            console.log(f"mix: reusing SASRec-CE from {folder} (trained on this split)")
             return {"reused": str(folder / "model.pt")}
-        console.log(f"retriever: the SASRec-CE in {folder} was trained on other data (split {trained_on}, "
+        console.log(f"mix: the SASRec-CE in {folder} was trained on other data (split {trained_on}, "
                     f"this run's {this}): training a new one in its place")  # fmt: skip
     share = cfg.generate.sasrec_time_share
     if share == 0:
-        console.log("retriever: generate.sasrec_time_share is 0: no SASRec-CE trained for the choice")
+        console.log("mix: generate.sasrec_time_share is 0: no SASRec-CE trained for the choice")
         return None
     cap_s = share * llm_wall_s
     capped = cfg.model_copy(deep=True)
     own = capped.baselines.sasrec.max_minutes
     capped.baselines.sasrec.max_minutes = cap_s / 60 if own is None else min(own, cap_s / 60)
     cap_s = capped.baselines.sasrec.max_minutes * 60
-    console.log(f"retriever: training SASRec-CE into {folder} for the validation choice, at most "
+    console.log(f"mix: training SASRec-CE into {folder} for the validation choice, at most "
                 f"{cap_s:.0f}s ({share:g} of the LLM's {llm_wall_s:.0f}s)")  # fmt: skip
     t0 = time.time()
     fitted = baseline(capped, "sasrec")["valid"]["train"]
     wall = time.time() - t0
-    console.log(f"retriever: SASRec-CE trained in {wall:.0f}s (stopped by {fitted['stop_reason']}, "
+    console.log(f"mix: SASRec-CE trained in {wall:.0f}s (stopped by {fitted['stop_reason']}, "
                 f"best epoch {fitted['best_epoch']} of {fitted['epochs_run']})")  # fmt: skip
     return {
         "trained": str(folder / "model.pt"),
@@ -322,13 +322,13 @@ def evaluate(
     seed: int = 0,
     recommender: Recommender | HybridRecommender | ContentMixRecommender | None = None,
     backend: str | None = None,
-    retriever: Literal["none", "sasrec", "content"] | None = None,
+    mix: Literal["none", "hybrid", "content"] | None = None,
     compare: bool = True,
 ) -> dict:
     """Evaluate the run's recommender (`llmrec.load`'s) and popularity on the same users; write
     `metrics-<split>.json` and each user's list (`lists-<split>.parquet`: user, target, items), for
-    paired comparisons. `retriever`: none (the LLM alone), sasrec (the hybrid) or content (the content
-    mix); default: the run's generate.retriever (auto: chosen on validation). `compare`: beside
+    paired comparisons. `mix`: none (the LLM alone), sasrec (the hybrid) or content (the content
+    mix); default: the run's generate.mix (auto: chosen on validation). `compare`: beside
     popularity, SASRec-CE (when the run's mixes have one) and, for a mix, the LLM alone (one more
     pass of the LLM over the users)."""
     run = RunDir(run_dir)
@@ -340,7 +340,7 @@ def evaluate(
     histories, times = split.histories(users, split_name), split.times(users, split_name)
     targets = users[split_name].tolist()
     k = max(10, cfg.generate.top_k)
-    rec = recommender or load_recommender(run.path, backend, retriever, log=console.log)
+    rec = recommender or load_recommender(run.path, backend, mix, log=console.log)
     t0 = time.time()
     lists = [[r.item for r in row] for row in rec.recommend(histories, k=k, progress=True, times=times)]
     wall = time.time() - t0
@@ -373,23 +373,23 @@ def evaluate(
         "users_per_s": round(len(histories) / max(wall, 1e-9), 2),
     }
     if isinstance(rec, HybridRecommender):
-        metrics["retriever"] = {"model": "sasrec", "shortlist": rec.shortlist, "weight": str(rec.weight)}
+        metrics["mix"] = {"model": "hybrid", "shortlist": rec.shortlist, "weight": str(rec.weight)}
     elif isinstance(rec, ContentMixRecommender) and rec.alone:
-        metrics["retriever"] = {"model": "none", "new_item_placement": "calibrated"}
+        metrics["mix"] = {"model": "none", "new_item_placement": "calibrated"}
     elif isinstance(rec, ContentMixRecommender):
-        metrics["retriever"] = {"model": "content", "profile": rec.profile or "all", "weight": rec.weight,
+        metrics["mix"] = {"model": "content", "profile": rec.profile or "all", "weight": rec.weight,
                                 "sasrec_weight": rec.sasrec_weight}  # fmt: skip
     else:
-        metrics["retriever"] = {"model": "none"}
-    if (choice_file := run.path / "retriever" / "choice.json").exists():
-        choice = metrics["retriever"]["chosen_on_validation"] = read_json(choice_file)
-        console.log(f"retriever: {metrics['retriever']['model']} (validation chose {choice['chosen']}; "
-                    "--retriever overrides)")  # fmt: skip
+        metrics["mix"] = {"model": "none"}
+    if (choice_file := run.mix_dir / "choice.json").exists():
+        choice = metrics["mix"]["chosen_on_validation"] = read_json(choice_file)
+        console.log(f"mix: {metrics['mix']['model']} (validation chose {choice['chosen']}; "
+                    "--mix overrides)")  # fmt: skip
     if run.summary.exists():
         metrics["train"] = read_json(run.summary)
     write_lists(run.path / f"lists-{split_name}.parquet", users["user"].tolist(), targets, lists)
     write_json(run.metrics(split_name), metrics)
-    print_metrics(metrics, label=RETRIEVER_LABELS[metrics["retriever"]["model"]])
+    print_metrics(metrics, label=MIX_LABELS[metrics["mix"]["model"]])
     return metrics
 
 
@@ -484,7 +484,7 @@ def recommend(
     k: Count = 10,
     backend: Literal["hf", "vllm"] | None = None,
     explain: bool = False,
-    retriever: Literal["none", "sasrec", "content"] | None = None,
+    mix: Literal["none", "hybrid", "content"] | None = None,
     times: list[float] | None = None,
     now: float | None = None,
 ) -> list[Recommendation]:
@@ -503,7 +503,7 @@ def recommend(
     unknown = [i for i in history if i not in catalogue]
     if unknown:
         raise InputError(f"unknown item id(s) {unknown[:5]} (not in the run's catalogue)", field="history")
-    rec = load_recommender(run.path, backend, retriever, log=console.log)
+    rec = load_recommender(run.path, backend, mix, log=console.log)
     recs = rec.recommend([history], k=k, times=None if times is None else [times],
                          now=None if now is None else [now])  # fmt: skip
     if explain:
@@ -567,7 +567,7 @@ def score(
     strict: bool = False,
     backend: Literal["hf", "vllm"] | None = None,
     explain: bool = False,
-    retriever: Literal["none", "sasrec", "content"] | None = None,
+    mix: Literal["none", "hybrid", "content"] | None = None,
 ) -> dict:
     """Batch top-K for a users file (full known history) or an evaluation split (its history).
     Everything about the command line is checked before the model loads; a second `score` on the
@@ -599,9 +599,9 @@ def score(
     if strict and (bad := next((r for r in requests if r.error), None)):
         raise InputError(bad.error, path=users_file, where=f"user {bad.user}", field="user")
     with exclusive(out.with_name(out.name + ".parts") / "lock", f"scoring into {out}"):
-        rec = load_recommender(run.path, backend, retriever, log=console.log)
+        rec = load_recommender(run.path, backend, mix, log=console.log)
         settings = {"run": str(run.path.resolve()), "k": k, "source": str(users_file or split_name),
-                    "retriever": rec.backend}  # fmt: skip
+                    "mix": rec.backend}  # fmt: skip
         recommend = lambda histories, times: rec.recommend(histories, k=k, times=times)  # noqa: E731
         if explain:
             settings["explain"] = cfg.explain.model_dump()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-RETRIEVER_LABELS = {"none": "LLM alone", "sasrec": "hybrid (SASRec-CE + LLM)", "content": "content mix"}
+MIX_LABELS = {"none": "LLM alone", "hybrid": "hybrid (SASRec-CE + LLM)", "content": "content mix"}
 BASELINE_LABELS = {"llm_alone": "LLM alone", "sasrec": "SASRec-CE"}
 
 

@@ -13,9 +13,9 @@ from llmrec.cli import app
 from llmrec.data import newest_items
 from llmrec.generate import Recommender
 from llmrec.ids import ItemIds
-from llmrec.train.anchored import ItemAnchor
+from llmrec.model.anchored import ItemAnchor
+from llmrec.run_dir import RunDir
 from llmrec.train.assembly import item_anchor
-from llmrec.train.run_dir import RunDir
 
 BOUND = 0.05  # small, so that training pushes deltas against it
 

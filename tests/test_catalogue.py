@@ -13,7 +13,7 @@ from llmrec.catalogue.change import fit_row_map, with_intercept
 from llmrec.cli import app
 from llmrec.generate import Recommender
 from llmrec.ids import ItemIds
-from llmrec.train.run_dir import RunDir
+from llmrec.run_dir import RunDir
 
 
 def copy_run(run, tmp_path):

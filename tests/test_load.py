@@ -18,9 +18,9 @@ from test_serve import Server
 import llmrec
 from llmrec.cli import app
 from llmrec.generate import Recommender
-from llmrec.hybrid import ContentMixRecommender, HybridRecommender
-from llmrec.hybrid.shortlist import RETRIEVER_BY_CHOICE
-from llmrec.train.run_dir import RunDir
+from llmrec.mix import ContentMixRecommender, HybridRecommender
+from llmrec.mix.hybrid import MIX_BY_CHOICE
+from llmrec.run_dir import RunDir
 
 
 def data_only_config(folder, backbone) -> str:
@@ -58,7 +58,7 @@ def test_train_trains_sasrec_and_chooses_among_the_llm_the_hybrid_and_the_mix(de
     # the same files as `llmrec baseline --model sasrec`, in baselines_dir
     for name in ("model.pt", "split.json", "config.yaml", "metrics-valid.json", "metrics-test.json"):
         assert (sasrec / name).is_file(), name
-    choice = json.loads((run.path / "retriever" / "choice.json").read_text())
+    choice = json.loads((run.path / "mix" / "choice.json").read_text())
     assert set(choice["valid_ndcg@10"]) == {"llm", "hybrid", "content"}
     best = max(choice["valid_ndcg@10"], key=lambda k: (choice["valid_ndcg@10"][k], k == "llm"))
     assert choice["chosen"] == best
@@ -74,15 +74,15 @@ def test_train_trains_sasrec_and_chooses_among_the_llm_the_hybrid_and_the_mix(de
     result = runner.invoke(app, ["evaluate", str(run.path), "--split", "test"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     metrics = json.loads(run.metrics("test").read_text())
-    assert metrics["retriever"]["model"] == RETRIEVER_BY_CHOICE[choice["chosen"]]
-    assert metrics["retriever"]["chosen_on_validation"]["chosen"] == choice["chosen"]
+    assert metrics["mix"]["model"] == MIX_BY_CHOICE[choice["chosen"]]
+    assert metrics["mix"]["chosen_on_validation"]["chosen"] == choice["chosen"]
     expected = {"popularity", "sasrec"} | ({"llm_alone"} if choice["chosen"] != "llm" else set())
     assert set(metrics["baselines"]) == expected
     # SASRec-CE's row is the baseline's own test metrics: the same weights on the same users
     own = json.loads((sasrec / "metrics-test.json").read_text())
     assert metrics["baselines"]["sasrec"]["ndcg@10"] == pytest.approx(own["ndcg@10"])
     if "llm_alone" in metrics["baselines"]:
-        runner.invoke(app, ["evaluate", str(run.path), "--split", "test", "--retriever", "none"])
+        runner.invoke(app, ["evaluate", str(run.path), "--split", "test", "--mix", "none"])
         alone = json.loads(run.metrics("test").read_text())
         assert metrics["baselines"]["llm_alone"]["ndcg@10"] == pytest.approx(alone["ndcg@10"])
 
@@ -92,18 +92,18 @@ def test_train_again_reuses_sasrec_trained_on_the_same_split_and_replaces_one_fr
     run = RunDir(folder / "runs" / "default")
     stamp = folder / "baselines" / "sasrec" / "split.json"
     assert runner.invoke(app, ["train", config]).exit_code == 0  # resumes a finished run: the choice again
-    choice = json.loads((run.path / "retriever" / "choice.json").read_text())
+    choice = json.loads((run.path / "mix" / "choice.json").read_text())
     assert choice["sasrec"] == {"reused": str(folder / "baselines" / "sasrec" / "model.pt")}
     fingerprint = json.loads(stamp.read_text())["fingerprint"]
 
     stamp.write_text(json.dumps({"fingerprint": "another-split"}))  # weights from other data
     assert runner.invoke(app, ["train", config]).exit_code == 0
-    assert "trained" in json.loads((run.path / "retriever" / "choice.json").read_text())["sasrec"]
+    assert "trained" in json.loads((run.path / "mix" / "choice.json").read_text())["sasrec"]
     assert json.loads(stamp.read_text())["fingerprint"] == fingerprint
 
     stamp.unlink()  # weights from before the stamp: reused when they load for this catalogue
     assert runner.invoke(app, ["train", config]).exit_code == 0
-    assert "reused" in json.loads((run.path / "retriever" / "choice.json").read_text())["sasrec"]
+    assert "reused" in json.loads((run.path / "mix" / "choice.json").read_text())["sasrec"]
 
 
 def top_k_by_user(rows: pd.DataFrame, users: list[str]) -> dict[str, list[str]]:
@@ -117,7 +117,7 @@ def test_every_entry_point_serves_the_runs_choice(default_run, tmp_path):
     for the same users, and that top-K is the chosen mix's, not the LLM alone's."""
     folder, _ = default_run
     run = RunDir(folder / "runs" / "default")
-    chosen = json.loads((run.path / "retriever" / "choice.json").read_text())["chosen"]
+    chosen = json.loads((run.path / "mix" / "choice.json").read_text())["chosen"]
     assert chosen != "llm", "the tiny run must choose a mix for this test to tell the paths apart"
     rec = llmrec.load(run.path)
     assert isinstance(rec, {"hybrid": HybridRecommender, "content": ContentMixRecommender}[chosen])

@@ -19,7 +19,7 @@ from conftest import ATOMIC_PROMPTS, write_synthetic_csvs
 from typer.testing import CliRunner
 
 from llmrec.cli import app
-from llmrec.train.run_dir import RunDir
+from llmrec.run_dir import RunDir
 
 runner = CliRunner()
 

@@ -21,6 +21,7 @@ from llmrec.config import Config, DataConfig, PromptConfig
 from llmrec.data import leave_one_out, load_catalog
 from llmrec.errors import InputError
 from llmrec.generate import Recommender
+from llmrec.model.time_gaps import TimeGapEmbedding, attach, gap_context
 from llmrec.prompts import PromptBuilder, window_examples
 from llmrec.prompts.time import (
     BUCKETS,
@@ -35,8 +36,7 @@ from llmrec.prompts.time import (
     split_code,
     split_timed,
 )
-from llmrec.train.run_dir import RunDir
-from llmrec.train.time_gaps import TimeGapEmbedding, attach, gap_context
+from llmrec.run_dir import RunDir
 
 T0 = 1_600_000_000
 

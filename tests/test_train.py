@@ -160,8 +160,8 @@ def test_atomic_item_rows_start_from_their_titles():
 
 
 def test_patience_stops_training_and_a_resumed_run_stays_stopped(tmp_path):
+    from llmrec.run_dir import RunDir
     from llmrec.train.loop import fit
-    from llmrec.train.run_dir import RunDir
 
     tok, _, new_ids = with_new_tokens(["<a_0>", "<a_1>"])
     settings = {"max_steps": 40, "batch_size": 2, "eval_every": 2, "patience": 2, "save_every": 1}
@@ -225,8 +225,8 @@ def test_packed_rows_give_the_loss_of_the_unpacked_examples(share_header):
 def _fit(tmp_path, name: str, scores: list[float], kill_at: int | None = None, **train):
     """A tiny LoRA fit whose n-th validation returns scores[n], killed in step `kill_at`'s forward
     pass if given; returns (summary, model, run, log)."""
+    from llmrec.run_dir import RunDir
     from llmrec.train.loop import fit
-    from llmrec.train.run_dir import RunDir
 
     tok, model, new_ids = with_new_tokens(["<a_0>", "<a_1>"])
     settings = {"batch_size": 2, "warmup_steps": 2, "save_every": 1, "min_steps": 0, "eval_min_gap": 1}

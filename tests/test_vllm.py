@@ -11,7 +11,7 @@ from test_pipeline import runner, write_config
 from llmrec.cli import app
 from llmrec.data import SplitData
 from llmrec.generate import Recommender
-from llmrec.train.run_dir import RunDir
+from llmrec.run_dir import RunDir
 
 pytestmark = pytest.mark.process  # starts processes, servers or engines: the process tier
 

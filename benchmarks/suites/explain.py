@@ -30,7 +30,7 @@ from llmrec.explain.explainer import traits
 from llmrec.generate import Recommendation, Recommender
 from llmrec.io import atomic_path
 from llmrec.recipes import sample_users
-from llmrec.train.run_dir import RunDir
+from llmrec.run_dir import RunDir
 
 
 def substring_audit(titles: dict[str, str]) -> Callable[[str, list[str]], list[str]]:

@@ -14,7 +14,7 @@ import time
 from benchmarks.common import record
 from llmrec.data import SplitData
 from llmrec.generate import Recommender
-from llmrec.train.run_dir import RunDir
+from llmrec.run_dir import RunDir
 
 
 def timed(rec: Recommender, histories, reference: bool, k: int) -> tuple[float, list]:

@@ -156,21 +156,21 @@ def run_llm(name: str, config: Path, variant: str, seed: int) -> None:
         *dotted(variant_settings(variant)),
     ]
     if weights.exists():
-        sets.append(f"generate.retriever_weights={base}/sasrec/model.pt")
+        sets.append(f"generate.sasrec_weights={base}/sasrec/model.pt")
     flags = [x for s in sets for x in ("--set", s)]
     if not (run / "train_summary.json").exists():
         llmrec("train", str(config), *flags)
     rows = {}
-    for row, retriever in (("llm", "none"), ("hybrid", "sasrec"), ("mix", "content")):
-        if retriever == "sasrec" and not weights.exists():  # train trains one unless the variant opts out
+    for row, mix in (("llm", "none"), ("hybrid", "hybrid"), ("mix", "content")):
+        if mix == "hybrid" and not weights.exists():  # train trains one unless the variant opts out
             continue
-        if retriever == "content" and not (run / "retriever" / "content_mix.json").exists():
+        if mix == "content" and not (run / "mix" / "content_mix.json").exists():
             continue
-        llmrec("evaluate", str(run), "--split", "test", "--retriever", retriever, "--no-compare")
+        llmrec("evaluate", str(run), "--split", "test", "--mix", mix, "--no-compare")
         rows[row] = json.loads((run / "metrics-test.json").read_text())
         shutil.copy(run / "lists-test.parquet", run / f"lists-test-{row}.parquet")
     summary = json.loads((run / "train_summary.json").read_text())
-    choice_file = run / "retriever" / "choice.json"
+    choice_file = run / "mix" / "choice.json"
     choice = json.loads(choice_file.read_text()) if choice_file.exists() else {}
     extra = {
         "chosen": ROW_BY_CHOICE.get(choice.get("chosen", "llm")),
@@ -184,13 +184,13 @@ def run_llm(name: str, config: Path, variant: str, seed: int) -> None:
 def refit(name: str, seeds: list[int], variant: str) -> None:
     """After a change to how the mixes are fitted (not to training): train's choice fitted again on
     the trained runs and the cells' results written again."""
-    from llmrec.hybrid import choose_retriever
+    from llmrec.mix import choose_mix
 
     for seed in seeds:
         run = folder_for(name) / f"{variant}-seed{seed}"
         if not (run / "train_summary.json").exists():
             continue
-        choose_retriever(
+        choose_mix(
             run, llm_ndcg=json.loads((run / "train_summary.json").read_text())["best_valid"]["ndcg@10"]
         )
         result_path(SUITE, f"{name}-{variant}-seed{seed}").unlink(missing_ok=True)

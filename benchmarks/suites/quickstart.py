@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         run = work / "runs" / "quickstart" / "run"
     m = json.loads((run / "metrics-test.json").read_text())
-    chosen = m["retriever"].get("chosen_on_validation", {})
+    chosen = m["mix"].get("chosen_on_validation", {})
     rows = {"chosen": m["ndcg@10"]} | {f"{k}": m["baselines"][k]["ndcg@10"] for k in m["baselines"]}
     metrics = {
         "rows_ndcg@10": rows,

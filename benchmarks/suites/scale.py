@@ -132,7 +132,7 @@ def measure(size: int, steps: int, score_users: int, n_items: int | None = None)
             "train.eval_users=50",
             "train.log_every=1",
             f"train.save_every={steps}",
-            "generate.retriever=none",
+            "generate.mix=none",
         ]
         result = timed(["train", str(config), *[x for s in sets for x in ("--set", s)]], folder / "train.log")
         log = [json.loads(line) for line in (folder / "run" / "train_log.jsonl").read_text().splitlines()]

@@ -22,7 +22,7 @@ import torch
 from benchmarks.common import record
 from llmrec.data import SplitData
 from llmrec.generate import Recommender
-from llmrec.train.run_dir import RunDir
+from llmrec.run_dir import RunDir
 
 
 def timed(rec: Recommender, histories: list[list[str]], k: int) -> tuple[float, list]:

@@ -26,7 +26,7 @@ import httpx
 
 from benchmarks.common import record
 from llmrec.generate import Recommender
-from llmrec.train.run_dir import RunDir
+from llmrec.run_dir import RunDir
 
 
 def peak_memory_mib(pid: int) -> float | None:

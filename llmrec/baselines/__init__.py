@@ -1,4 +1,4 @@
-"""Stage 7, on top of evaluate: the baselines every LLM number stands beside, on the same split and
+"""After evaluate: the baselines every LLM number stands beside, on the same split and
 metrics. Popularity; SASRec-CE (full cross-entropy, the bar); content (item-text similarity to the
 user's recent history, the bar for new items and text-rich catalogues)."""
 

@@ -8,7 +8,7 @@ by); the best epoch's weights are kept. Scores tie items' input and output embed
 layouts: pre-LN (ours) and RecBole's, so our evaluation can be checked against RecBole's figures.
 
 `item_rows: anchored` ties each item's row to its text, as `model.item_rows: anchored` does for the
-LLM (train/anchored.py, whose text features are the LLM's own): row = a trained linear map of the
+LLM (model/anchored.py, whose text features are the LLM's own): row = a trained linear map of the
 item's frozen text vector (the base model's, centred and unit length) + an id delta clipped to
 `anchor.delta_bound` x the mean norm of the text rows, dropped for `anchor.delta_dropout` of the
 items at each step. An item added after training gets the text path alone (`add_items`).

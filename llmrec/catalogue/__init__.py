@@ -1,4 +1,4 @@
-"""Stage 5, after train: change a trained run's catalogue without retraining (`llmrec items`)."""
+"""After generate: change a trained run's catalogue without retraining (`llmrec items`)."""
 
 from llmrec.catalogue.change import add_items, remove_items
 

@@ -38,8 +38,8 @@ from llmrec.ids import ItemIds
 from llmrec.ids.embeddings import item_text_vectors
 from llmrec.ids.item_ids import place_new_items
 from llmrec.io import MARK, atomic_path, write_json
-from llmrec.train.anchored import new_item_rows
-from llmrec.train.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
+from llmrec.model.anchored import new_item_rows
+from llmrec.run_dir import OPTIONAL_COPIES, PREPARED_COPIES, RunDir
 
 RIDGE = 0.1  # times the mean diagonal of X'X: keeps the map stable when few items have text
 
@@ -163,7 +163,7 @@ def base_model(cfg):
 
 
 def anchored_rows(model, tokenizer, state: dict, table: pd.DataFrame) -> torch.Tensor:
-    """The rows of `table`'s items by the run's anchor's text path (train/anchored.py: the map of
+    """The rows of `table`'s items by the run's anchor's text path (model/anchored.py: the map of
     their text, no id delta), from the base model's text vectors and token rows as training computed
     its items' features: an added item's row, or what the text path alone makes of a trained one."""
     pooled = item_text_vectors(table, model, tokenizer)

@@ -1,4 +1,4 @@
-"""Stage 1: import interactions and items from any supported source, and split them."""
+"""First stage: import interactions and items from any supported source, and split them."""
 
 from llmrec.data.importers import Catalog, load_catalog
 from llmrec.data.split import SplitData, item_has_text, leave_one_out, newest_items

@@ -93,7 +93,7 @@ class SplitData:
 
     def eval_sample(self, split: str, n: int, seed: int) -> pd.DataFrame:
         """A seeded sample of `n` of `eval_users(split)` (all, shuffled, if fewer): the users that
-        training validates on and that `generate.retriever: auto` compares on."""
+        training validates on and that `generate.mix: auto` compares on."""
         users = self.eval_users(split)
         return users.sample(n=min(n, len(users)), random_state=seed)
 

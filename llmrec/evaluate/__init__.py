@@ -1,4 +1,4 @@
-"""Stage 6: full-ranking evaluation metrics (the baselines they compare with are `llmrec.baselines`)."""
+"""After generate: full-ranking evaluation metrics (the baselines compared with: `llmrec.baselines`)."""
 
 from llmrec.evaluate.metrics import ranking_metrics
 

@@ -1,4 +1,4 @@
-"""Stage 7: explanations: evidence from co-occurrence, LLM-written reasons, the faithfulness guard."""
+"""After generate: explanations: evidence from co-occurrence, LLM-written reasons, the faithfulness guard."""
 
 from llmrec.explain.evidence import CooccurrenceEvidence, Evidence
 from llmrec.explain.explainer import Explainer, Explanation

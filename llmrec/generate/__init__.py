@@ -1,4 +1,4 @@
-"""Stage 5: trie-constrained top-K generation (prefill-once beam search; `generate()` reference)."""
+"""After train: trie-constrained top-K generation (prefill-once beam search; `generate()` reference)."""
 
 from llmrec.generate.beam import Scored, beam_search
 from llmrec.generate.recommender import Recommendation, Recommender

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from llmrec.generate.beam import Scored, left_pad
+from llmrec.model.time_gaps import gap_context
 from llmrec.train.objectives import item_logits, model_parts
-from llmrec.train.time_gaps import gap_context
 
 
 def catalogue_scores(

@@ -23,8 +23,8 @@ import torch
 from transformers import PreTrainedModel
 
 from llmrec.generate.trie import ItemTrie
+from llmrec.model.time_gaps import gap_context
 from llmrec.prompts.time import split_code
-from llmrec.train.time_gaps import gap_context
 
 NEG = float("-inf")
 

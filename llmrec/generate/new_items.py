@@ -12,7 +12,7 @@ scale; without `affinity`, those the LLM scores best.
 
 Calibrated placement (`generate.new_item_placement: calibrated`, atomic ids with item text: the
 content mix, or the LLM alone) instead weighs what a place is worth. On validation the mix fit
-(llmrec.hybrid) counts the share of targets at each rank of the ranking (`RankChance.ranked`)
+(llmrec.mix) counts the share of targets at each rank of the ranking (`RankChance.ranked`)
 and at each rank of text similarity to the user's latest item (`RankChance.by_text`). A warm item
 at rank j among warm items then has chance ranked[j], an added item at text rank r (whole
 catalogue) by_text[r], and the list is the top-K by chance: where text predicts the next item, the

@@ -28,7 +28,7 @@ from llmrec.generate.trie import ItemTrie
 from llmrec.ids import ItemIds, id_token_ids
 from llmrec.prompts import PromptBuilder
 from llmrec.prompts.time import check_times
-from llmrec.train.run_dir import RunDir
+from llmrec.run_dir import RunDir
 
 if TYPE_CHECKING:
     from llmrec.generate.vllm_backend import VllmDecoder
@@ -286,7 +286,7 @@ class Recommender:
     ) -> torch.Tensor:
         """Atomic ids: (histories, catalogue) float32 log-probabilities of every item as the next one
         (the catalogue softmax training optimised), excluded and unavailable items -inf, columns in
-        `item_ids.items` order: what a mix with another score starts from (`llmrec.hybrid`)."""
+        `item_ids.items` order: what a mix with another score starts from (`llmrec.mix`)."""
         if self.item_tokens is None:
             raise InputError("scoring the whole catalogue needs atomic item ids (ids.scheme: atomic)",
                              field="ids.scheme")  # fmt: skip

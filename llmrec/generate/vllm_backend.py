@@ -35,7 +35,7 @@ from llmrec.errors import InputError
 from llmrec.generate.beam import Scored, trie_beam_search
 from llmrec.generate.trie import ItemTrie
 from llmrec.io import atomic_path, read_json, write_json
-from llmrec.train.run_dir import RunDir
+from llmrec.run_dir import RunDir
 
 MAX_SCORED_TOKENS = 128  # vLLM's cap on SamplingParams.logprob_token_ids per request
 

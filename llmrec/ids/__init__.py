@@ -1,4 +1,4 @@
-"""Stage 2: item identifiers (semantic, title, numeric) built from training data only."""
+"""After data: item identifiers (semantic, title, numeric) built from training data only."""
 
 from llmrec.ids.item_ids import ItemIds, build_item_ids, id_token_ids
 

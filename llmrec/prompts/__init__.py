@@ -1,4 +1,4 @@
-"""Stage 3: verbalise histories with editable templates (top-level prompts/) into prompt datasets."""
+"""After ids: verbalise histories with editable templates (top-level prompts/) into prompt datasets."""
 
 from llmrec.prompts.alignment import alignment_examples, item_texts
 from llmrec.prompts.examples import (

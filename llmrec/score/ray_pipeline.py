@@ -5,7 +5,7 @@
 
 Ray Data schedules the actors over the cluster (one GPU each for the vLLM backend), streams
 batches through them and retries failed tasks; each actor holds the run's recommender as
-`llmrec.load` gives it (the default chosen on validation, or `retriever`; one vLLM engine each), so
+`llmrec.load` gives it (the default chosen on validation, or `mix`; one vLLM engine each), so
 its top-K are `llmrec score`'s.
 Within one machine, prefer `llmrec score` (resumable shards, errors file); use this when one
 machine is not enough.
@@ -17,18 +17,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmrec.hybrid import load_recommender
+from llmrec.config import mix_name
+from llmrec.mix import load_recommender
 from llmrec.score.batch import SCHEMA, to_rows
 
 
 class ScoringActor:
     """Ray Data callable class: a batch of users with histories -> their top-K rows."""
 
-    def __init__(
-        self, run_dir: str, k: int, backend: str | None = None, retriever: str | None = None
-    ) -> None:
+    def __init__(self, run_dir: str, k: int, backend: str | None = None, mix: str | None = None) -> None:
         # log=print: an actor's log goes to the Ray worker's output
-        self.recommender = load_recommender(run_dir, backend, retriever, log=print)
+        self.recommender = load_recommender(run_dir, backend, mix, log=print)
         self.k = k
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -50,6 +49,7 @@ def score_with_ray(
     *,
     k: int = 10,
     backend: str | None = None,
+    mix: str | None = None,
     retriever: str | None = None,
     actors: int = 1,
     gpus_per_actor: float = 0,
@@ -57,9 +57,10 @@ def score_with_ray(
 ) -> None:
     """Score `users` (columns `user`, `history`: item ids oldest first, and optionally `times`: their
     unix times) into Parquet files in `out_dir`, with the run's recommender (`llmrec.load`: its
-    chosen default, or `retriever`)."""
+    chosen default, or `mix`; `retriever` is its old name, deprecated)."""
     import ray
 
+    mix = mix_name(mix, retriever)
     dataset = ray.data.from_pandas(users[[c for c in ("user", "history", "times") if c in users.columns]])
     scored = dataset.map_batches(
         ScoringActor,
@@ -67,7 +68,7 @@ def score_with_ray(
             "run_dir": str(Path(run_dir).resolve()),
             "k": k,
             "backend": backend,
-            "retriever": retriever,
+            "mix": mix,
         },
         batch_size=batch_size,
         batch_format="pandas",

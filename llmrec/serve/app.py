@@ -49,10 +49,10 @@ from starlette.exceptions import HTTPException
 from llmrec import recipes
 from llmrec.errors import InputError
 from llmrec.generate import Recommendation
-from llmrec.hybrid import HybridRecommender, load_recommender
+from llmrec.mix import HybridRecommender, load_recommender
 from llmrec.prompts.time import check_times, parse_time
+from llmrec.run_dir import RunDir
 from llmrec.serve.batcher import Batcher, Job, QueueFull
-from llmrec.train.run_dir import RunDir
 
 
 class TimedItem(BaseModel):
@@ -139,10 +139,8 @@ class Engine:
     WATCHED = ("item_ids.parquet", "items.parquet", "unavailable.json", "added_rows.safetensors",
                "item_text_vectors.npy")  # fmt: skip
 
-    def __init__(
-        self, run_dir: Path, backend: str | None, retriever: str | None, watch_s: float = 2.0
-    ) -> None:
-        self.run, self.backend, self.retriever = RunDir(run_dir), backend, retriever
+    def __init__(self, run_dir: Path, backend: str | None, mix: str | None, watch_s: float = 2.0) -> None:
+        self.run, self.backend, self.mix = RunDir(run_dir), backend, mix
         self.stamp = None
         self.lock = threading.Lock()
         self.reload()
@@ -165,7 +163,7 @@ class Engine:
 
     def reload(self) -> None:
         stamp = self._stamp()
-        rec = load_recommender(self.run.path, self.backend, self.retriever, log=lambda _: None)
+        rec = load_recommender(self.run.path, self.backend, self.mix, log=lambda _: None)
         split = self.run.load_split()
         users = {
             row["user"]: (split.full_history(row), split.full_times(row)) for _, row in split.users.iterrows()
@@ -201,7 +199,7 @@ class Engine:
             if unknown:
                 raise BadRequest(400, f"unknown item id(s) {unknown[:5]} (not in the catalogue)", name)
         if req.candidates is not None and isinstance(rec, HybridRecommender):
-            raise BadRequest(400, "a shortlist cannot be reranked with the hybrid retriever", "candidates")
+            raise BadRequest(400, "a shortlist cannot be reranked with the hybrid mix", "candidates")
         return history
 
     def decode(self, jobs: list[Job]) -> list[list[Recommendation]]:
@@ -281,7 +279,7 @@ def build_app(
     run_dir: str | Path,
     *,
     backend: str | None = None,
-    retriever: str | None = None,
+    mix: str | None = None,
     max_batch: int = 32,
     max_wait_ms: float = 10.0,
     max_queue: int = 1024,
@@ -300,7 +298,7 @@ def build_app(
 
     def load() -> None:
         try:
-            engine = Engine(Path(run_dir), backend, retriever)
+            engine = Engine(Path(run_dir), backend, mix)
         except Exception as exc:  # noqa: BLE001 - reported, not left in a thread nobody joins
             state["error"] = f"cannot load the run {run_dir}: {exc}"
             if on_load_error is not None:

@@ -13,9 +13,9 @@ from llmrec.config import Config
 from llmrec.data import SplitData, newest_items
 from llmrec.ids import ItemIds
 from llmrec.ids.embeddings import item_text_vectors
+from llmrec.model.anchored import ItemAnchor, build_anchor
 from llmrec.prompts import examples_path
-from llmrec.train.anchored import ItemAnchor, build_anchor
-from llmrec.train.run_dir import PREPARED_COPIES
+from llmrec.run_dir import PREPARED_COPIES
 
 
 def time_gap_rows(cfg: Config, split: SplitData, log: Callable[[str], None] = print) -> bool:
@@ -37,7 +37,7 @@ def item_anchor(
     cfg: Config, model, tokenizer, ids: ItemIds, split: SplitData, log: Callable[[str], None] = print
 ) -> ItemAnchor | None:
     """model.item_rows: anchored, atomic ids, a catalogue with text: the anchor of the item rows
-    (train/anchored.py), from the base model before any adapter; else None (free rows, said why)."""
+    (model/anchored.py), from the base model before any adapter; else None (free rows, said why)."""
     if cfg.model.item_rows != "anchored":
         return None
     if ids.scheme != "atomic":

@@ -82,8 +82,8 @@ class FullTuning:
         model.tie_weights()
 
 
-# modules llmrec attaches to a model, which keep and save their own state (train/anchored.py,
-# train/time_gaps.py)
+# modules llmrec attaches to a model, which keep and save their own state (model/anchored.py,
+# model/time_gaps.py)
 ATTACHED = ("item_anchor.", "time_gaps.")
 
 

@@ -33,12 +33,12 @@ from transformers import (
 from llmrec.config import Config, TrainConfig
 from llmrec.errors import InputError
 from llmrec.io import atomic_path, write_json
+from llmrec.model.time_gaps import gap_context
 from llmrec.prompts import encode_prompts
+from llmrec.run_dir import RunDir
 from llmrec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from llmrec.train.finetune import FullTuning, LoraTuning
 from llmrec.train.objectives import CatalogueLoss, TokenLoss
-from llmrec.train.run_dir import RunDir
-from llmrec.train.time_gaps import gap_context
 
 Example = dict[str, list[int]]
 

@@ -21,7 +21,7 @@ from transformers import PreTrainedModel
 from llmrec.config import Config
 from llmrec.errors import InputError
 from llmrec.ids import ItemIds
-from llmrec.train.anchored import ItemAnchor
+from llmrec.model.anchored import ItemAnchor
 from llmrec.train.packing import block_causal_mask
 
 

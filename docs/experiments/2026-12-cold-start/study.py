@@ -74,11 +74,11 @@ from llmrec.data import Catalog, SplitData, leave_one_out, load_catalog, newest_
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.generate import Recommender
 from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance, target_ranks, top_by_chance
-from llmrec.hybrid import ContentMixRecommender, fit_content_mix
-from llmrec.hybrid.content_mix import SASREC_FILE
-from llmrec.hybrid.shortlist import placed_by_chance
 from llmrec.io import write_json
-from llmrec.train.run_dir import RunDir
+from llmrec.mix import ContentMixRecommender, fit_content_mix
+from llmrec.mix.content import SASREC_FILE
+from llmrec.mix.hybrid import placed_by_chance
+from llmrec.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -323,11 +323,11 @@ def merge_measured(path: Path, new: dict) -> dict:
 
 
 def content_mix(name: str, seeds: list[int], variants: list[str], sasrec: bool = False) -> None:
-    """The content mix rows (`generate.retriever: content`, what `train`'s auto choice fits when items
+    """The content mix rows (`generate.mix: content`, what `train`'s auto choice fits when items
     have text): profile and weight picked on the warm run's training validation sample, then the
     added run ranks the test users with them, added items placed by the default rule (calibrated,
     the fit's chance tables) and by the slots; merged into measure-test.json as llm_<variant>_mix
-    and llm_<variant>_mix_slots. llm_<variant>_alone: the LLM alone as `retriever: none` serves it
+    and llm_<variant>_mix_slots. llm_<variant>_alone: the LLM alone as `mix: none` serves it
     (`load_recommender`), added items placed by the fit's `llm_alone` chance table. `sasrec`: the
     fit also sweeps the seed's SASRec-CE term (what the auto choice fits when `llmrec baseline` ran
     before `train`), rows llm_<variant>_mix_sasrec and _mix_sasrec_slots (the LLM alone is unchanged)."""
@@ -347,10 +347,10 @@ def content_mix(name: str, seeds: list[int], variants: list[str], sasrec: bool =
             weights = folder / f"baselines-seed{seed}" / "sasrec" / "model.pt" if sasrec else None
             settings = fit_content_mix(run.path, users=users, sasrec_weights=weights)
             added = added_run(folder, run.path.name)
-            (added / "retriever").mkdir(exist_ok=True)
-            write_json(added / "retriever" / "content_mix.json", settings)
+            (added / "mix").mkdir(exist_ok=True)
+            write_json(added / "mix" / "content_mix.json", settings)
             if sasrec:
-                shutil.copy(run.path / "retriever" / SASREC_FILE, added / "retriever" / SASREC_FILE)
+                shutil.copy(run.path / "mix" / SASREC_FILE, added / "mix" / SASREC_FILE)
             rec = ContentMixRecommender.from_run(added)
             rec.cfg.new_item_slots = defaults.new_item_slots
             rec.cfg.new_item_neighbours = defaults.new_item_neighbours
@@ -390,13 +390,13 @@ def fitted_mixes(
 ):
     """Per seed whose `variant` run the `mix` stage fitted (`sasrec`: with SASRec-CE's term, `mix
     --sasrec`; else without, as `mix`): the seed, the added run's content mix (`alone`: the LLM alone
-    with the fit's chances, as `retriever: none` serves it) and its scores (LLM log-probs + the
+    with the fit's chances, as `mix: none` serves it) and its scores (LLM log-probs + the
     mix's bonus) for `histories`."""
     for seed in seeds:
         added = folder / f"{variant}-seed{seed}-added"
-        if not (added / "retriever" / "content_mix.json").exists():
+        if not (added / "mix" / "content_mix.json").exists():
             continue  # the mix stage fits it
-        fitted_with = "sasrec_weights" in json.loads((added / "retriever" / "content_mix.json").read_text())
+        fitted_with = "sasrec_weights" in json.loads((added / "mix" / "content_mix.json").read_text())
         if fitted_with != sasrec:
             sys.exit(f"{added}: its content mix was fitted {'with' if fitted_with else 'without'} SASRec-CE; "
                      f"run the mix stage{' with --sasrec' if sasrec else ''} first")  # fmt: skip
@@ -441,7 +441,7 @@ def placement(name: str, seeds: list[int], sasrec: bool = False, variant: str = 
               alone: bool = False) -> None:  # fmt: skip
     """What calibrated placement (`generate.new_item_placement: calibrated`, the default) trades, a
     diagnostic read on test: the `variant` runs' content mix (`sasrec`: with SASRec-CE's term;
-    `alone`: the LLM alone, as `retriever: none` serves it) with the chance tables the `mix` stage's
+    `alone`: the LLM alone, as `mix: none` serves it) with the chance tables the `mix` stage's
     fit stored, side by side: warm items by the share of validation targets at their rank, for a
     user whose nearest item by text is an added one the share where the item there was not the
     nearest (the library's, `apart_table_prior_*`), or the first share for every user (fits before
@@ -943,7 +943,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=30, help="the LLM's epoch cap (both variants)")
     parser.add_argument("--titles", action="store_true", help="train/measure: also the titles variant")
     parser.add_argument("--sasrec", action="store_true", help="mix/placement: the mix with SASRec-CE's term")
-    parser.add_argument("--alone", action="store_true", help="placement: the LLM alone (retriever: none)")
+    parser.add_argument("--alone", action="store_true", help="placement: the LLM alone (mix: none)")
     parser.add_argument("--variants", nargs="*", choices=tuple(VARIANTS), default=DEFAULT_VARIANTS,
                         help="train/measure/mix: item-row variants (default: free, anchored); "
                              "placement: the one named (default anchored)")  # fmt: skip

@@ -1,5 +1,5 @@
 """The LLM plus the item text's similarity to the user's recent history, and SASRec-CE's log-prob
-where the run has one: the content mix (`generate.retriever: content`).
+where the run has one: the content mix (`generate.mix: content`).
 
 On a text-rich catalogue the text of consecutive items is the strongest single signal, and the
 LLM, even with anchored rows, uses only part of it (Industrial warm NDCG@10: content baseline 0.0668,
@@ -12,7 +12,7 @@ included:
                                   + v * log p_sasrec(item)
 
 with the content baseline's vectors and profile (`llmrec.baselines.content`). SASRec-CE's term is
-there when a SASRec-CE trained on the run's split is available (`generate.retriever_weights`, or the
+there when a SASRec-CE trained on the run's split is available (`generate.sasrec_weights`, or the
 one `llmrec baseline` left in baselines_dir: what the hybrid uses): collaborative and text signals
 are complementary, and on Industrial the three together lifted warm NDCG@10 by 10% over the LLM and
 text alone (benchmarks/results/cold_start/newest-items.json). L, w and v are picked on validation
@@ -25,12 +25,12 @@ added after training (`llmrec items add`) get their cosine from their text at on
 are placed by calibrated chance (`generate.new_item_placement`, `generate.new_items.top_by_chance`;
 `generate.new_item_boost` scales their chance):
 the fit also counts, on the same validation users, the share of targets at each rank of the kept
-ranking, of the LLM's own ranking (for the LLM alone, `retriever: none`, which places added items
+ranking, of the LLM's own ranking (for the LLM alone, `mix: none`, which places added items
 the same way: `llm_alone`) and of text similarity to the latest item, and each ranking's share
 among the users whose item at that rank is not their nearest by text (`ranked_apart`,
 `llm_alone_apart`: the warm chances for a user whose nearest item is an added one). Stored in
-RUN_DIR/retriever/content_mix.json (profile, weight, the validation sweep, the gain and its error,
-the chance tables, SASRec-CE's weight; its weights in RUN_DIR/retriever/sasrec.pt).
+RUN_DIR/mix/content_mix.json (profile, weight, the validation sweep, the gain and its error,
+the chance tables, SASRec-CE's weight; its weights in RUN_DIR/mix/sasrec.pt).
 """
 
 from __future__ import annotations
@@ -51,13 +51,13 @@ from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.generate import Recommendation, Recommender
 from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance, rank_chance_apart, target_ranks
-from llmrec.hybrid.surface import MixedRecommender
 from llmrec.io import atomic_path, read_json, write_json
-from llmrec.train.run_dir import RunDir
+from llmrec.mix.surface import MixedRecommender
+from llmrec.run_dir import RunDir
 
 WEIGHTS = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 40.0)  # log-prob units per unit of cosine
 SASREC_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # per nat of SASRec-CE's log-prob
-SASREC_FILE = "sasrec.pt"  # in RUN_DIR/retriever/, shared with the hybrid (llmrec.hybrid.shortlist)
+SASREC_FILE = "sasrec.pt"  # in RUN_DIR/mix/, shared with the hybrid (llmrec.mix.hybrid)
 CHUNK = 256  # histories per bonus matrix: (chunk, catalogue) floats, whatever the request's size
 
 
@@ -82,13 +82,13 @@ def has_text(split: SplitData) -> bool:
 
 
 def run_sasrec(run: RunDir, catalogue_items: int | None) -> SasrecRecommender:
-    """The SASRec-CE in RUN_DIR/retriever/, over the catalogue it was trained on: the run's first
+    """The SASRec-CE in RUN_DIR/mix/, over the catalogue it was trained on: the run's first
     `catalogue_items` items (`llmrec items add` appends; None: fits from before that count was kept,
     the whole catalogue)."""
     split = run.load_split()
     split.items = split.items.iloc[:catalogue_items]
     sasrec = SasrecRecommender(split, run.load_config().baselines.sasrec)
-    sasrec.load(run.path / "retriever" / SASREC_FILE)
+    sasrec.load(run.mix_dir / SASREC_FILE)
     return sasrec
 
 
@@ -127,7 +127,7 @@ class ContentMixRecommender(MixedRecommender):
         apart: list[float] | None = None,
     ) -> None:
         """`chance`: the fit's (ranked, by_text) tables for placing added items (`new_item_placement`);
-        `alone`: the LLM alone (`weight` 0) whose added items are placed by `chance`, `retriever: none`;
+        `alone`: the LLM alone (`weight` 0) whose added items are placed by `chance`, `mix: none`;
         `sasrec`, `sasrec_weight`: SASRec-CE's term (none: the LLM and the text only); `apart`: the
         ranking's table where its item is not the nearest by text (fits before it: none)."""
         if content.items != llm.item_ids.items:
@@ -148,7 +148,7 @@ class ContentMixRecommender(MixedRecommender):
     ) -> ContentMixRecommender:
         """The run's fitted mix; `alone`: the LLM alone with the fit's `llm_alone` chance table."""
         run = RunDir(run_dir)
-        settings = read_json(run.path / "retriever" / "content_mix.json")
+        settings = read_json(run.mix_dir / "content_mix.json")
         llm = llm or Recommender.from_run(run.path, backend=backend)
         split = run.load_split()
         content = ContentRecommender(split, run_text_vectors(run, split.items))
@@ -233,14 +233,14 @@ def fit_content_mix(
 ) -> dict:
     """Pick the profile length and weights on validation (every validation user, or `users`): the LLM
     scores the catalogue once, each (L, w, v) is a sum and a rank. `sasrec_weights`: a SASRec-CE
-    trained on the run's split (copied to RUN_DIR/retriever/sasrec.pt), whose term is swept too;
+    trained on the run's split (copied to RUN_DIR/mix/sasrec.pt), whose term is swept too;
     none: the LLM and the text only. Saves and returns content_mix.json."""
     run = RunDir(run_dir)
     cfg = run.load_config()
     split = run.load_split()
     if not has_text(split):
         raise InputError("the content mix needs item text (titles or text columns); this catalogue has none",
-                         field="generate.retriever")  # fmt: skip
+                         field="generate.mix")  # fmt: skip
     t0 = time.time()
     llm = llm or Recommender.from_run(run.path)
     content = ContentRecommender(split, run_text_vectors(run, split.items, log))
@@ -250,7 +250,7 @@ def fit_content_mix(
     log(f"content mix: the LLM scores the catalogue for {len(users)} validation users")
     scores = llm.score_catalogue(histories, cfg.generate.exclude_history, times=split.times(users, "valid"))
     columns = [llm.item_ids.index[t] for t in targets]
-    folder = run.path / "retriever"
+    folder = run.mix_dir
     folder.mkdir(exist_ok=True)
     sasrec_scores, sasrec_grid = torch.zeros_like(scores), (0.0,)
     if sasrec_weights is not None:

@@ -47,8 +47,8 @@ from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.ids import ItemIds
 from llmrec.io import exclusive, settle_staged, staged_files
-from llmrec.train.anchored import ANCHOR_FILE
-from llmrec.train.time_gaps import GAPS_FILE, attach_saved
+from llmrec.model.anchored import ANCHOR_FILE
+from llmrec.model.time_gaps import GAPS_FILE, attach_saved
 
 # What a run copies from its prepared folder, so that it needs nothing outside itself to recommend.
 PREPARED_COPIES = ("item_ids.parquet", "item_ids.json", "items.parquet", "users.parquet")
@@ -98,6 +98,13 @@ class RunDir:
     prepared = property(lambda self: self.path / "prepared.json")
     added_rows = property(lambda self: self.path / "added_rows.safetensors")
     unavailable = property(lambda self: self.path / "unavailable.json")
+
+    @property
+    def mix_dir(self) -> Path:
+        """The fitted mixes and train's choice among them (llmrec.mix). Runs trained before the mixes
+        had one name keep theirs in `retriever/`, read where it is."""
+        legacy = self.path / "retriever"
+        return legacy if legacy.is_dir() and not (self.path / "mix").exists() else self.path / "mix"
 
     @property
     def anchor(self) -> Path | None:

@@ -9,7 +9,7 @@ the catalogue for atomic ids, a beam as wide as the shortlist otherwise); the fi
 
 with w picked on the validation split from a fixed grid (w = 0 is SASRec alone, w = inf the LLM
 alone on the shortlist, so validation can only choose a mix that helped there), unless
-`generate.mix_weight` fixes it. Everything lives in RUN_DIR/retriever/: sasrec.pt (weights),
+`generate.mix_weight` fixes it. Everything lives in RUN_DIR/mix/: sasrec.pt (weights),
 hybrid.json (shortlist, weight, the validation sweep, SASRec's training summary).
 """
 
@@ -24,26 +24,27 @@ import pandas as pd
 import torch
 
 from llmrec.baselines.sasrec import SasrecRecommender
+from llmrec.config import mix_name
 from llmrec.errors import InputError
 from llmrec.evaluate import ranking_metrics
 from llmrec.generate import Recommendation, Recommender
 from llmrec.generate.recommender import check_shape
-from llmrec.hybrid.content_mix import (
+from llmrec.io import read_json, write_json
+from llmrec.mix.content import (
     SASREC_FILE,
     ContentMixRecommender,
     fit_content_mix,
     has_text,
     run_sasrec,
 )
-from llmrec.hybrid.surface import MixedRecommender
-from llmrec.io import read_json, write_json
-from llmrec.train.run_dir import RunDir
+from llmrec.mix.surface import MixedRecommender
+from llmrec.run_dir import RunDir
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, math.inf)
 Scored = tuple[str, float, float]  # item, SASRec log-prob, LLM log-prob
 
 
-def mix(rows: list[list[Scored]], weight: float, k: int) -> list[list[tuple[str, float]]]:
+def mixed_scores(rows: list[list[Scored]], weight: float, k: int) -> list[list[tuple[str, float]]]:
     """Each user's top-k (item, score) under sasrec + weight * llm; weight inf ranks by the LLM
     (SASRec breaks ties), 0 by SASRec (the LLM breaks ties)."""
     out = []
@@ -69,7 +70,7 @@ class HybridRecommender(MixedRecommender):
     @classmethod
     def from_run(cls, run_dir: str | Path, backend: str | None = None, llm: Recommender | None = None):
         run = RunDir(run_dir)
-        settings = read_json(run.path / "retriever" / "hybrid.json")
+        settings = read_json(run.mix_dir / "hybrid.json")
         cfg = run.load_config()
         sasrec = run_sasrec(run, settings.get("catalogue_items"))
         weight = cfg.generate.mix_weight if cfg.generate.mix_weight is not None else settings["weight"]
@@ -132,11 +133,11 @@ class HybridRecommender(MixedRecommender):
                 Recommendation(item, self.titles.get(item, ""), score, r + 1)
                 for r, (item, score) in enumerate(top)
             ]
-            for top in mix(rows, self.weight, k)
+            for top in mixed_scores(rows, self.weight, k)
         ]
 
 
-def fit_retriever(
+def fit_hybrid(
     run_dir: str | Path,
     llm: Recommender | None = None,
     log: Callable[[str], None] = print,
@@ -146,40 +147,42 @@ def fit_retriever(
     users: pd.DataFrame | None = None,
 ) -> dict:
     """Train SASRec-CE on the run's split (or load `sasrec_weights`, default the run's
-    generate.retriever_weights), pick the mixing weight on validation (every validation user, or
-    `users`) for `shortlist` (default generate.shortlist), and save both in RUN_DIR/retriever/.
+    generate.sasrec_weights), pick the mixing weight on validation (every validation user, or
+    `users`) for `shortlist` (default generate.shortlist), and save both in RUN_DIR/mix/.
     Returns hybrid.json."""
     run = RunDir(run_dir)
     cfg = run.load_config()
     split = run.load_split()
     shortlist = shortlist or cfg.generate.shortlist
-    sasrec_weights = sasrec_weights or cfg.generate.retriever_weights
+    sasrec_weights = sasrec_weights or cfg.generate.sasrec_weights
     t0 = time.time()
     sasrec = SasrecRecommender(split, cfg.baselines.sasrec)
     if sasrec_weights is not None:
-        log(f"retriever: SASRec-CE weights from {sasrec_weights}")
+        log(f"mix: SASRec-CE weights from {sasrec_weights}")
         sasrec.load_checked(Path(sasrec_weights))
         summary = {"weights": str(sasrec_weights)}
     else:
-        log("retriever: training SASRec-CE on the run's split (baselines.sasrec settings)")
+        log("mix: training SASRec-CE on the run's split (baselines.sasrec settings)")
         summary = sasrec.fit(split, cfg.generate.exclude_history, log=log)
-    folder = run.path / "retriever"
+    folder = run.mix_dir
     folder.mkdir(exist_ok=True)
     sasrec.save(folder / SASREC_FILE)
     hybrid = HybridRecommender(llm or Recommender.from_run(run.path), sasrec, shortlist, 0.0)
     users = split.eval_users("valid") if users is None else users
-    log(f"retriever: the LLM scores SASRec's top-{shortlist} for {len(users)} validation users")
+    log(f"mix: the LLM scores SASRec's top-{shortlist} for {len(users)} validation users")
     rows = hybrid.score_shortlists(split.histories(users, "valid"), shortlist, cfg.generate.exclude_history,
                                    progress=True, times=split.times(users, "valid"))  # fmt: skip
     targets, catalogue = users["valid"].tolist(), set(split.items["item"])
     sweep = {
-        str(w): ranking_metrics(targets, [[i for i, _ in t] for t in mix(rows, w, 10)], catalogue)["ndcg@10"]
+        str(w): ranking_metrics(targets, [[i for i, _ in t] for t in mixed_scores(rows, w, 10)], catalogue)[
+            "ndcg@10"
+        ]
         for w in WEIGHTS
     }
     weight = max(WEIGHTS, key=lambda w: (sweep[str(w)], -w))  # ties: the smaller weight
     recall = sum(t in {c for c, _, _ in r} for t, r in zip(targets, rows, strict=True)) / max(len(targets), 1)
     settings = {
-        "retriever": "sasrec",
+        "mix": "hybrid",
         "shortlist": shortlist,
         "weight": weight,
         "valid_ndcg@10_by_weight": sweep,
@@ -191,47 +194,47 @@ def fit_retriever(
     }
     write_json(folder / "hybrid.json", settings | {"weight": str(weight)})  # "inf": JSON has no infinity
     log(
-        f"retriever: weight {weight} (valid NDCG@10 {sweep[str(weight)]:.4f}; SASRec alone "
+        f"mix: weight {weight} (valid NDCG@10 {sweep[str(weight)]:.4f}; SASRec alone "
         f"{sweep['0.0']:.4f}, LLM alone on the shortlist {sweep['inf']:.4f})"
     )
     return settings
 
 
-def available_retriever(run_dir: str | Path) -> Path | None:
-    """SASRec-CE weights the run can use without training one: generate.retriever_weights, or those
+def available_sasrec(run_dir: str | Path) -> Path | None:
+    """SASRec-CE weights the run can use without training one: generate.sasrec_weights, or those
     `llmrec baseline CONFIG --model sasrec` left in baselines_dir."""
     cfg = RunDir(run_dir).load_config()
-    if cfg.generate.retriever_weights is not None:
-        return Path(cfg.generate.retriever_weights)
+    if cfg.generate.sasrec_weights is not None:
+        return Path(cfg.generate.sasrec_weights)
     saved = Path(cfg.baselines_dir) / "sasrec" / "model.pt"
     return saved if saved.is_file() else None
 
 
-def choose_retriever(
+def choose_mix(
     run_dir: str | Path,
     log: Callable[[str], None] = print,
     llm_ndcg: float | None = None,
     record: dict | None = None,
 ) -> dict:
-    """`generate.retriever: auto` after training: the LLM alone, the hybrid (with a SASRec-CE
+    """`generate.mix: auto` after training: the LLM alone, the hybrid (with a SASRec-CE
     available) and the content mix (atomic ids on a catalogue with text) are ranked on the same
     validation users (training's sample, `SplitData.eval_sample`) and the best becomes the run's
-    default (RUN_DIR/retriever/choice.json, read by `load_recommender`); with neither available, the
+    default (RUN_DIR/mix/choice.json, read by `load_recommender`); with neither available, the
     LLM alone, said so. `llm_ndcg`: the LLM's NDCG@10 on those users when the caller has it
     (training's best validation), else it is computed. Each mix's weight is picked on those users
     too, so its number is the better of a dozen mixes: a slight edge the choice gives it. `record`:
     more to keep in choice.json (what `train` did to have a SASRec-CE)."""
     run = RunDir(run_dir)
     cfg = run.load_config()
-    folder = run.path / "retriever"
-    weights = available_retriever(run.path)
+    folder = run.mix_dir
+    weights = available_sasrec(run.path)
     split = run.load_split()
     mixable = cfg.ids.scheme == "atomic" and has_text(split)
     if weights is None and not mixable:
-        log("retriever: none available (no SASRec-CE: generate.retriever_weights, `llmrec baseline CONFIG "
+        log("mix: none available (no SASRec-CE: generate.sasrec_weights, `llmrec baseline CONFIG "
             "--model sasrec`, or generate.sasrec_time_share above 0; a content mix needs atomic ids and "
             "item text): the LLM alone ranks the catalogue")  # fmt: skip
-        choice = {"chosen": "llm", "reason": "no SASRec-CE retriever available and no item text to mix"}
+        choice = {"chosen": "llm", "reason": "no SASRec-CE mix available and no item text to mix"}
     else:
         users = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
         llm = Recommender.from_run(run.path)
@@ -245,11 +248,11 @@ def choose_retriever(
         ndcg = {"llm": alone}
         choice = {"valid_users": len(users)}
         if weights is not None:
-            hybrid = fit_retriever(run.path, llm, log, sasrec_weights=weights, users=users)
+            hybrid = fit_hybrid(run.path, llm, log, sasrec_weights=weights, users=users)
             ndcg["hybrid"] = hybrid["valid_ndcg@10_by_weight"][str(hybrid["weight"])]
-            choice["retriever_weights"] = str(weights)
+            choice["sasrec_weights"] = str(weights)
         else:
-            log("retriever: no SASRec-CE available (generate.retriever_weights, `llmrec baseline CONFIG "
+            log("mix: no SASRec-CE available (generate.sasrec_weights, `llmrec baseline CONFIG "
                 "--model sasrec`, or generate.sasrec_time_share above 0): no hybrid to compare")  # fmt: skip
         if mixable:
             content = fit_content_mix(run.path, llm, log, users=users, sasrec_weights=weights)
@@ -257,7 +260,7 @@ def choose_retriever(
         chosen = max(ndcg, key=lambda name: (ndcg[name], name == "llm"))  # ties: the LLM alone
         choice = {"chosen": chosen, **choice, "valid_ndcg@10": ndcg}
         names = {"llm": "the LLM alone", "hybrid": "SASRec-CE shortlist + LLM", "content": "the content mix"}
-        log("retriever: validation NDCG@10 " + ", ".join(f"{names[n]} {v:.4f}" for n, v in ndcg.items())
+        log("mix: validation NDCG@10 " + ", ".join(f"{names[n]} {v:.4f}" for n, v in ndcg.items())
             + f": the run's default is {names[chosen]}")  # fmt: skip
     choice |= record or {}
     folder.mkdir(exist_ok=True)
@@ -265,30 +268,30 @@ def choose_retriever(
     return choice
 
 
-RETRIEVER_BY_CHOICE = {"llm": "none", "hybrid": "sasrec", "content": "content"}
+MIX_BY_CHOICE = {"llm": "none", "hybrid": "hybrid", "content": "content"}
 
 
 def fitted_sasrec(run_dir: str | Path) -> SasrecRecommender | None:
-    """The SASRec-CE the run's mixes were fitted with (RUN_DIR/retriever/sasrec.pt), over the
+    """The SASRec-CE the run's mixes were fitted with (RUN_DIR/mix/sasrec.pt), over the
     catalogue it was trained on; None when the run has none."""
     run = RunDir(run_dir)
-    if not (run.path / "retriever" / SASREC_FILE).exists():
+    if not (run.mix_dir / SASREC_FILE).exists():
         return None
     for name, key in (("hybrid.json", "catalogue_items"), ("content_mix.json", "sasrec_catalogue_items")):
-        if (path := run.path / "retriever" / name).exists() and key in (fit := read_json(path)):
+        if (path := run.mix_dir / name).exists() and key in (fit := read_json(path)):
             return run_sasrec(run, fit[key])
     return run_sasrec(run, None)
 
 
-def run_retriever(run_dir: str | Path) -> str:
-    """The retriever a run uses when none is asked for: its generate.retriever, with auto resolved
-    by what `choose_retriever` stored (none before it ran)."""
+def run_mix(run_dir: str | Path) -> str:
+    """The mix a run uses when none is asked for: its generate.mix, with auto resolved
+    by what `choose_mix` stored (none before it ran)."""
     run = RunDir(run_dir)
-    configured = run.load_config().generate.retriever
+    configured = run.load_config().generate.mix
     if configured != "auto":
         return configured
-    choice = run.path / "retriever" / "choice.json"
-    return RETRIEVER_BY_CHOICE[read_json(choice)["chosen"]] if choice.exists() else "none"
+    choice = run.mix_dir / "choice.json"
+    return MIX_BY_CHOICE[read_json(choice)["chosen"]] if choice.exists() else "none"
 
 
 def placed_by_chance(
@@ -311,36 +314,36 @@ def placed_by_chance(
 
 
 def has_content_mix(run: RunDir) -> bool:
-    return (run.path / "retriever" / "content_mix.json").exists()
+    return (run.mix_dir / "content_mix.json").exists()
 
 
 def fit_content_mix_once(run: RunDir, llm: Recommender, log: Callable[[str], None], why: str) -> None:
     """Fit the content mix on the run's validation users unless the run has one (said, with `why`)."""
     if not has_content_mix(run):
-        log(f"{run.path}: {why}; fitting it now (saved in {run.path / 'retriever'})")
-        fit_content_mix(run.path, llm, log, sasrec_weights=available_retriever(run.path))
+        log(f"{run.path}: {why}; fitting it now (saved in {run.mix_dir})")
+        fit_content_mix(run.path, llm, log, sasrec_weights=available_sasrec(run.path))
 
 
 def load_recommender(
     run_dir: str | Path,
     backend: str | None = None,
-    retriever: str | None = None,
+    mix: str | None = None,
     log: Callable[[str], None] = print,
 ) -> Recommender | HybridRecommender | ContentMixRecommender:
-    """The run's recommender: the LLM alone, or with `retriever` (default: the run's
-    `generate.retriever`, auto as chosen on validation) 'sasrec', the hybrid, or 'content', the
-    content mix; a run without a fitted retriever gets one now (once)."""
+    """The run's recommender: the LLM alone ('none'), or with `mix` (default: the run's
+    `generate.mix`, auto as chosen on validation) 'hybrid' or 'content'; a run without a fitted
+    mix gets one now (once)."""
     run = RunDir(run_dir)
-    retriever = retriever or run_retriever(run.path)
-    if retriever not in RETRIEVER_BY_CHOICE.values():
-        raise InputError(f"unknown retriever {retriever!r}: use none, sasrec or content", field="retriever")
+    mix = mix_name(mix) or run_mix(run.path)
+    if mix not in MIX_BY_CHOICE.values():
+        raise InputError(f"unknown mix {mix!r}: use none, hybrid or content", field="mix")
     llm = Recommender.from_run(run.path, backend=backend)
-    if retriever == "none":
+    if mix == "none":
         return placed_by_chance(run, llm, log)
-    if retriever == "content":
+    if mix == "content":
         fit_content_mix_once(run, llm, log, "no content mix fitted yet")
         return ContentMixRecommender.from_run(run.path, llm=llm)
-    if not (run.path / "retriever" / "hybrid.json").exists():
-        log(f"{run.path}: no retriever fitted yet; fitting it now (saved in {run.path / 'retriever'})")
-        fit_retriever(run.path, llm, log)
+    if not (run.mix_dir / "hybrid.json").exists():
+        log(f"{run.path}: no hybrid fitted yet; fitting it now (saved in {run.mix_dir})")
+        fit_hybrid(run.path, llm, log)
     return HybridRecommender.from_run(run.path, llm=llm)

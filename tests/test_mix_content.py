@@ -1,4 +1,4 @@
-"""The content mix (`generate.retriever: content`): the LLM's catalogue log-probs plus a weight times
+"""The content mix (`generate.mix: content`): the LLM's catalogue log-probs plus a weight times
 the item text's cosine with the recent history, profile and weight chosen on validation; a score
 bonus on `Recommender.recommend`; honoured by train's choice, evaluate, recommend and serve."""
 
@@ -15,19 +15,19 @@ from test_pipeline import runner, write_config
 from llmrec.cli import app
 from llmrec.errors import InputError
 from llmrec.generate import Recommender
-from llmrec.hybrid import ContentMixRecommender, choose_retriever, fit_content_mix
-from llmrec.hybrid.content_mix import WEIGHTS
-from llmrec.train.run_dir import RunDir
+from llmrec.mix import ContentMixRecommender, choose_mix, fit_content_mix
+from llmrec.mix.content import WEIGHTS
+from llmrec.run_dir import RunDir
 
 HISTORIES = [["m1", "m2", "m3"], ["m7", "m8"], ["m20"]]
 
 
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory, tiny_backbone):
-    """A tiny atomic run on the synthetic catalogue (titles "Film i", genres as text), retriever none
+    """A tiny atomic run on the synthetic catalogue (titles "Film i", genres as text), mix none
     so training fits nothing; the tests fit what they need."""
     root = tmp_path_factory.mktemp("content-mix")
-    config = write_config(root, tiny_backbone, "atomic", ATOMIC | {"generate": {"retriever": "none"}},
+    config = write_config(root, tiny_backbone, "atomic", ATOMIC | {"generate": {"mix": "none"}},
                           max_steps=2, eval_every=0)  # fmt: skip
     for args in (["prepare", config], ["train", config]):
         result = runner.invoke(app, args)
@@ -57,7 +57,7 @@ def test_bonus_is_added_to_the_catalogue_log_probs(text_run):
 
 def test_the_mix_is_llm_plus_weight_times_cosine_and_chosen_on_validation(text_run):
     settings = fit_content_mix(text_run.path, log=lambda _: None)
-    saved = json.loads((text_run.path / "retriever" / "content_mix.json").read_text())
+    saved = json.loads((text_run.path / "mix" / "content_mix.json").read_text())
     assert saved == settings and saved["valid_users"] == 40
     sweep = saved["valid_ndcg@10_by_profile_weight"]
     assert set(sweep) == {"1", "2", "3", "5", "10", "all"} and set(sweep["1"]) == {str(w) for w in WEIGHTS}
@@ -95,13 +95,13 @@ def test_train_chooses_among_llm_and_the_content_mix_and_every_verb_honours_it(t
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output + repr(result.exception)
     run = RunDir(tmp_path / "run")
-    choice_file = run.path / "retriever" / "choice.json"
+    choice_file = run.path / "mix" / "choice.json"
     choice = json.loads(choice_file.read_text())
     # no SASRec-CE available: the LLM alone and the content mix, on training's validation users
     assert set(choice["valid_ndcg@10"]) == {"llm", "content"} and choice["valid_users"] == 8
     best = max(choice["valid_ndcg@10"], key=lambda k: (choice["valid_ndcg@10"][k], k == "llm"))
     assert choice["chosen"] == best
-    mix_file = run.path / "retriever" / "content_mix.json"
+    mix_file = run.path / "mix" / "content_mix.json"
     assert json.loads(mix_file.read_text())["valid_ndcg@10"] == choice["valid_ndcg@10"]["content"]
     # a heavy weight, so the two recommenders differ and the test can tell which one answered
     mix_file.write_text(json.dumps(json.loads(mix_file.read_text()) | {"weight": 40.0, "profile": "1"}))
@@ -116,15 +116,15 @@ def test_train_chooses_among_llm_and_the_content_mix_and_every_verb_honours_it(t
         result = runner.invoke(app, ["evaluate", str(run.path), "--split", "test"])
         assert result.exit_code == 0, result.output
         metrics = json.loads(run.metrics("test").read_text())
-        assert metrics["retriever"]["model"] == model
+        assert metrics["mix"]["model"] == model
         result = runner.invoke(app, ["recommend", str(run.path), "--history", ",".join(history), "-k", "5",
                                      "--json"])  # fmt: skip
         assert [json.loads(line)["item"] for line in result.stdout.splitlines()] == expected[chosen]
         engine = Engine(run.path, None, None)
         assert isinstance(engine.rec, ContentMixRecommender) == (chosen == "content")
-    result = runner.invoke(app, ["evaluate", str(run.path), "--split", "test", "--retriever", "content"])
+    result = runner.invoke(app, ["evaluate", str(run.path), "--split", "test", "--mix", "content"])
     assert result.exit_code == 0, result.output
-    used = json.loads(run.metrics("test").read_text())["retriever"]
+    used = json.loads(run.metrics("test").read_text())["mix"]
     fitted = (used["model"], used["profile"], used["weight"], used["sasrec_weight"])
     assert fitted == ("content", 1, 40.0, 0.0)  # no SASRec-CE in this run
 
@@ -136,9 +136,9 @@ def test_a_catalogue_without_text_has_no_content_mix(tmp_path, tiny_backbone):
     for args in (["prepare", config], ["train", config]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output + repr(result.exception)
-    choice = choose_retriever(tmp_path / "run", log=lambda _: None)
+    choice = choose_mix(tmp_path / "run", log=lambda _: None)
     assert choice["chosen"] == "llm" and "no item text" in choice["reason"]
-    result = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--retriever", "content"])
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--mix", "content"])
     assert result.exit_code == 2 and "text" in result.output
 
 
@@ -272,25 +272,25 @@ def test_warm_items_get_the_table_apart_only_where_an_added_item_is_the_nearest_
 
 
 def test_the_llm_alone_places_added_items_by_its_own_chance_table(text_run, tmp_path):
-    """`retriever: none` with items added after training: the LLM's own ranking and scores, added
+    """`mix: none` with items added after training: the LLM's own ranking and scores, added
     items placed by the fit's `llm_alone` table (the share of validation targets at each rank of
     the LLM alone), the fit run on first use; without added items, or with slots, the plain LLM."""
     import shutil
 
     from llmrec.generate.new_items import rank_chance
-    from llmrec.hybrid import load_recommender
+    from llmrec.mix import load_recommender
 
     run = tmp_path / "run"
-    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "retriever"))
-    quiet = {"retriever": "none", "log": lambda _: None}
+    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "mix"))
+    quiet = {"mix": "none", "log": lambda _: None}
     assert type(load_recommender(run, **quiet)) is Recommender  # nothing added: nothing to fit
-    assert not (run / "retriever").exists()
+    assert not (run / "mix").exists()
     (tmp_path / "new.csv").write_text("iid,name,genre\nm99,Film 2,action\n")  # m2's text
     result = runner.invoke(app, ["items", "add", str(run), str(tmp_path / "new.csv")])
     assert result.exit_code == 0, result.output + repr(result.exception)
     alone = load_recommender(run, **quiet)
     assert isinstance(alone, ContentMixRecommender) and alone.alone and alone.weight == 0.0
-    saved = json.loads((run / "retriever" / "content_mix.json").read_text())["rank_chance"]
+    saved = json.loads((run / "mix" / "content_mix.json").read_text())["rank_chance"]
     split = RunDir(run).load_split()
     users = split.eval_users("valid")
     valid_scores = alone.llm.score_catalogue(
@@ -340,18 +340,18 @@ def test_a_sasrec_term_is_swept_and_the_mix_adds_its_log_probs(text_run, tmp_pat
     text-anchored rows load as they are (the run's config says free rows)."""
     import shutil
 
-    from llmrec.hybrid.content_mix import SASREC_WEIGHTS
+    from llmrec.mix.content import SASREC_WEIGHTS
 
     run = tmp_path / "run"
-    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "retriever"))
+    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "mix"))
     random_sasrec(RunDir(run), tmp_path / "sasrec.pt", anchored)
     saved = fit_content_mix(run, log=lambda _: None, sasrec_weights=tmp_path / "sasrec.pt")
     assert set(saved["valid_ndcg@10_by_sasrec_weight"]) == {str(v) for v in SASREC_WEIGHTS}
     assert saved["sasrec_weight"] in SASREC_WEIGHTS and saved["sasrec_catalogue_items"] == 30
-    assert (run / "retriever" / "sasrec.pt").read_bytes() == (tmp_path / "sasrec.pt").read_bytes()
+    assert (run / "mix" / "sasrec.pt").read_bytes() == (tmp_path / "sasrec.pt").read_bytes()
     if saved["sasrec_weight"] > 0:  # kept only beyond one standard error over the best mix without it
         assert saved["sasrec_gain"] > saved["sasrec_gain_se"]
-    mix_file = run / "retriever" / "content_mix.json"
+    mix_file = run / "mix" / "content_mix.json"
     mix_file.write_text(json.dumps(saved | {"weight": 3.0, "profile": "2", "sasrec_weight": 2.0}))
     mixed = ContentMixRecommender.from_run(run)
     assert mixed.sasrec is not None and mixed.sasrec_weight == 2.0 and mixed.sasrec.anchored == anchored
@@ -370,10 +370,10 @@ def test_a_sasrec_term_is_kept_when_it_points_at_the_target(text_run, tmp_path, 
     text alone, made neutral, cannot find the target)."""
     import shutil
 
-    import llmrec.hybrid.content_mix as content_mix
+    import llmrec.mix.content as content_mix
 
     run = tmp_path / "run"
-    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "retriever"))
+    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "mix"))
     random_sasrec(RunDir(run), tmp_path / "sasrec.pt")
     split = RunDir(run).load_split()
     users = split.eval_users("valid")
@@ -398,13 +398,13 @@ def test_an_item_sasrec_never_saw_gets_the_uniform_log_prob(text_run, tmp_path):
     import math
     import shutil
 
-    from llmrec.hybrid.content_mix import sasrec_log_probs
+    from llmrec.mix.content import sasrec_log_probs
 
     run = tmp_path / "run"
-    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "retriever"))
+    shutil.copytree(text_run.path, run, ignore=shutil.ignore_patterns("checkpoint", "mix"))
     random_sasrec(RunDir(run), tmp_path / "sasrec.pt")
     saved = fit_content_mix(run, log=lambda _: None, sasrec_weights=tmp_path / "sasrec.pt")
-    mix_file = run / "retriever" / "content_mix.json"
+    mix_file = run / "mix" / "content_mix.json"
     mix_file.write_text(json.dumps(saved | {"weight": 1.0, "sasrec_weight": 1.0}))
     (tmp_path / "new.csv").write_text("iid,name,genre\nm99,Film 2,action\n")
     result = runner.invoke(app, ["items", "add", str(run), str(tmp_path / "new.csv")])
