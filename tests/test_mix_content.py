@@ -203,24 +203,29 @@ def test_chance_tables_are_fitted_on_validation_and_place_added_items(text_run, 
     result = runner.invoke(app, ["items", "add", str(run), str(tmp_path / "new.csv")])
     assert result.exit_code == 0, result.output + repr(result.exception)
     mixed = ContentMixRecommender.from_run(run)
-    assert mixed.apart == saved["rank_chance"]["ranked_apart"] and len(mixed.apart) == 200
-    assert all(0 <= v <= 1 for v in mixed.apart)
+    apart = mixed.chance["ranked_apart"]
+    assert mixed.chance == saved["rank_chance"] and len(apart) == 200 and all(0 <= v <= 1 for v in apart)
     history = [["m5", "m2"]]  # m2 is excluded, so m99 (same text) is the nearest item by text
     text = mixed.content.scores(history, exclude_history=True, profile=1)[0]
     assert int(text.argmax()) == mixed.item_ids.index["m99"]
 
-    mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.45])  # m99's text rank 0: between warm places 1 and 2
-    mixed.apart = None  # a fit without the table apart from the nearest: `ranked` for every user
+    # a fit without the table apart from the nearest: `ranked` for every user
+    mixed.chance = {
+        "ranked": [0.5, 0.4, 0.3, 0.2, 0.1],
+        "by_text": [0.45],
+    }  # m99's text rank 0: between warm places 1 and 2
     listed = [r.item for r in mixed.recommend(history, k=5)[0]]
     warm = [i for i in [r.item for r in mixed.recommend(history, k=10)[0]] if i != "m99"]
     assert listed == [warm[0], "m99", *warm[1:4]]
     # m99 is this user's nearest item by text, so no warm item is: the table apart from it decides
-    mixed.apart = [0.4, 0.3, 0.2, 0.1, 0.05]
+    mixed.chance = mixed.chance | {"ranked_apart": [0.4, 0.3, 0.2, 0.1, 0.05]}
     assert [r.item for r in mixed.recommend(history, k=5)[0]] == ["m99", *warm[:4]]
-    mixed.apart = None
-    mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.0])  # text rank 0 never held a target: m99 stays out
+    mixed.chance = {
+        "ranked": [0.5, 0.4, 0.3, 0.2, 0.1],
+        "by_text": [0.0],
+    }  # text rank 0 never held a target: m99 stays out
     assert "m99" not in [r.item for r in mixed.recommend(history, k=5)[0]]
-    mixed.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.4])  # a tie keeps the warm item
+    mixed.chance = {"ranked": [0.5, 0.4, 0.3, 0.2, 0.1], "by_text": [0.4]}  # a tie keeps the warm item
     assert [r.item for r in mixed.recommend(history, k=5)[0]][1:3] == [warm[1], "m99"]
     mixed.llm.cfg.new_item_placement = "slots"
     assert mixed.placement(history) is None
@@ -298,15 +303,18 @@ def test_the_llm_alone_places_added_items_by_its_own_chance_table(text_run, tmp_
     )
     expected = rank_chance(valid_scores, [alone.item_ids.index[t] for t in users["valid"]])
     assert saved["llm_alone"] == pytest.approx(expected.tolist(), abs=1e-6)
-    assert alone.chance == (saved["llm_alone"], saved["by_text"])
-    assert alone.apart == saved["llm_alone_apart"]
-    alone.apart = None  # the `llm_alone` table for every user (the table apart: tested above)
+    assert alone.chance == saved
+    # the `llm_alone` table for every user (the table apart: tested above)
+    alone.chance = {k: v for k, v in saved.items() if k != "llm_alone_apart"}
 
     history = [["m5", "m2"]]  # m2 is excluded, so m99 (same text) is the nearest item by text
     scores = alone.llm.score_catalogue(history)[0]
     warm = [alone.item_ids.items[i] for i in scores.argsort(descending=True).tolist()]
     warm = [i for i in warm if i != "m99"]
-    alone.chance = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.45])  # m99's text rank 0: between warm places 1 and 2
+    alone.chance = {
+        "llm_alone": [0.5, 0.4, 0.3, 0.2, 0.1],
+        "by_text": [0.45],
+    }  # m99's text rank 0: between warm places 1 and 2
     listed = alone.recommend(history, k=5)[0]
     assert [r.item for r in listed] == [warm[0], "m99", *warm[1:4]]
     assert [r.score for r in listed] == pytest.approx(
@@ -431,7 +439,7 @@ def test_new_item_boost_scales_an_added_items_chance(text_run, tmp_path):
     assert result.exit_code == 0, result.output + repr(result.exception)
     mixed = ContentMixRecommender.from_run(run)
     history = [["m5", "m2"]]  # m99 is the nearest item by text
-    mixed.chance, mixed.apart = ([0.5, 0.4, 0.3, 0.2, 0.1], [0.25]), None
+    mixed.chance = {"ranked": [0.5, 0.4, 0.3, 0.2, 0.1], "by_text": [0.25]}
     where = {}
     for boost in (0.0, 1.0, 3.0):
         mixed.llm.cfg.new_item_boost = boost

@@ -1,4 +1,8 @@
-"""A capped share of each top-K for items added after training (`llmrec items add`).
+"""How items added after training (`llmrec items add`) enter a top-K: the one owner of that rule,
+its settings (`generate.new_item_placement`, `new_item_slots`, `new_item_neighbours`,
+`new_item_boost`), and the chance tables it is calibrated with (`chance_tables`, measured by the
+content mix fit on validation, and `RankChance.from_tables`, read back from the fit). The mixes
+(llmrec.mix) only pass these through.
 
 An added item's row is predicted from its text (llmrec.catalogue.change), never trained, and a ridge
 map shrinks towards the average row: left to the plain catalogue softmax, added items rarely reach a
@@ -83,6 +87,39 @@ class RankChance:
     def rows(self, index: list[int]) -> RankChance:
         return replace(self, similarity=self.similarity[index])
 
+    @classmethod
+    def from_tables(
+        cls, tables: dict[str, list[float]], similarity: torch.Tensor, alone: bool = False, boost: float = 1.0
+    ) -> RankChance:
+        """The chances a fit saved (`chance_tables`) for requests with this text `similarity`: the
+        mix's ranking's, or with `alone` the LLM's alone; `boost` scales the added items' chance
+        (`generate.new_item_boost`)."""
+        ranked = torch.tensor(tables["llm_alone" if alone else "ranked"])
+        apart = tables.get("llm_alone_apart" if alone else "ranked_apart")  # absent from older fits
+        return cls(
+            ranked,
+            boost * torch.tensor(tables["by_text"]),
+            similarity,
+            torch.tensor(apart) if apart is not None else None,
+        )
+
+
+def chance_tables(ranking: torch.Tensor, llm: torch.Tensor, text: torch.Tensor, targets: list[int]) -> dict:
+    """Measured on validation users (rows) with their `targets` (columns): the share of targets at each
+    rank of the mix's `ranking` and of the LLM's alone (`llm`), and at each rank of `text` similarity
+    to the user's latest item; and the two rankings' chances where their item is not the user's
+    nearest by text (an added item nearest by text is never the ranking's). What `from_tables` reads."""
+    text = text.masked_fill(llm == NEG, NEG)
+    nearest = text.argmax(dim=1)
+    tables = {
+        "ranked": rank_chance(ranking, targets),
+        "llm_alone": rank_chance(llm, targets),
+        "by_text": rank_chance(text, targets),
+        "ranked_apart": rank_chance_apart(ranking, targets, nearest),
+        "llm_alone_apart": rank_chance_apart(llm, targets, nearest),
+    }
+    return {name: [round(float(v), 6) for v in table] for name, table in tables.items()}
+
 
 def top_with_new_items(
     scores: torch.Tensor,
@@ -112,8 +149,11 @@ def top_with_new_items(
         best = row.topk(k)
         taken = [i for i, s in zip(best.indices.tolist(), best.values.tolist(), strict=True) if s > NEG]
         present = {i for i in taken if bool(new[r, i])}
-        extra = [i for i, s in zip(candidates.indices[r].tolist(), candidates.values[r].tolist(), strict=True)
-                 if s > NEG and i not in present][: reserved - len(present)]  # fmt: skip
+        extra = [
+            i
+            for i, s in zip(candidates.indices[r].tolist(), candidates.values[r].tolist(), strict=True)
+            if s > NEG and i not in present
+        ][: reserved - len(present)]
         if extra:
             warm = [i for i in taken if i not in present]
             dropped = set(warm[len(warm) - max(0, len(taken) + len(extra) - k) :])  # the lowest-scored

@@ -50,7 +50,7 @@ from llmrec.catalogue.change import base_model, catalogue_text_vectors
 from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.generate import Recommendation, Recommender
-from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, rank_chance, rank_chance_apart, target_ranks
+from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, chance_tables, target_ranks
 from llmrec.io import atomic_path, read_json, write_json
 from llmrec.mix.surface import MixedRecommender
 from llmrec.run_dir import RunDir
@@ -120,22 +120,20 @@ class ContentMixRecommender(MixedRecommender):
         content: ContentRecommender,
         profile: int | None,
         weight: float,
-        chance: tuple[list[float], list[float]] | None = None,
+        chance: dict[str, list[float]] | None = None,
         alone: bool = False,
         sasrec: SasrecRecommender | None = None,
         sasrec_weight: float = 0.0,
-        apart: list[float] | None = None,
     ) -> None:
-        """`chance`: the fit's (ranked, by_text) tables for placing added items (`new_item_placement`);
+        """`chance`: the fit's tables for placing added items (`generate.new_items.chance_tables`);
         `alone`: the LLM alone (`weight` 0) whose added items are placed by `chance`, `mix: none`;
-        `sasrec`, `sasrec_weight`: SASRec-CE's term (none: the LLM and the text only); `apart`: the
-        ranking's table where its item is not the nearest by text (fits before it: none)."""
+        `sasrec`, `sasrec_weight`: SASRec-CE's term (none: the LLM and the text only)."""
         if content.items != llm.item_ids.items:
             raise InputError("the content vectors and the run's catalogue list different items",
                              field="item_text_vectors.npy")  # fmt: skip
         super().__init__(llm, "text placement" if alone else "content")
         self.content, self.profile, self.weight = content, profile, weight
-        self.chance, self.alone, self.apart = chance, alone, apart
+        self.chance, self.alone = chance, alone
         self.sasrec, self.sasrec_weight = sasrec, sasrec_weight if sasrec is not None else 0.0
 
     @classmethod
@@ -153,14 +151,13 @@ class ContentMixRecommender(MixedRecommender):
         split = run.load_split()
         content = ContentRecommender(split, run_text_vectors(run, split.items))
         profile = None if settings["profile"] == "all" else int(settings["profile"])
-        chance = settings.get("rank_chance") or {}  # absent from fits before calibrated placement: slots
-        ranked = chance.get("llm_alone" if alone else "ranked")
-        tables = (ranked, chance["by_text"]) if ranked is not None else None
-        apart = chance.get("llm_alone_apart" if alone else "ranked_apart")
+        chance = settings.get("rank_chance")  # absent from fits before calibrated placement: slots
+        if chance is not None and "llm_alone" not in chance and alone:
+            chance = None  # a fit from before the LLM-alone table
         sasrec_weight = 0.0 if alone else float(settings.get("sasrec_weight", 0.0))  # absent from older fits
         sasrec = run_sasrec(run, settings["sasrec_catalogue_items"]) if sasrec_weight else None
         weight = 0.0 if alone else float(settings["weight"])
-        return cls(llm, content, profile, weight, tables, alone, sasrec, sasrec_weight, apart)
+        return cls(llm, content, profile, weight, chance, alone, sasrec, sasrec_weight)
 
     def cosines(self, histories: list[list[str]], profile: int | None) -> torch.Tensor:
         """(histories, catalogue) cosine with the profile; 0 for items without text (neutral)."""
@@ -189,9 +186,7 @@ class ContentMixRecommender(MixedRecommender):
         ):
             return None
         similarity = self.content.scores(histories, exclude_history=False, profile=PROFILE_ITEMS)
-        ranked, by_text = (torch.tensor(table) for table in self.chance)
-        apart = torch.tensor(self.apart) if self.apart is not None else None
-        return RankChance(ranked, self.llm.cfg.new_item_boost * by_text, similarity, apart)
+        return RankChance.from_tables(self.chance, similarity, self.alone, self.llm.cfg.new_item_boost)
 
     def recommend(
         self,
@@ -290,14 +285,8 @@ def fit_content_mix(
     # where a target sits in the kept ranking and in text similarity to the latest item: the chances
     # that place items added after training (generate.new_item_placement: calibrated)
     kept_scores = scores + kept_weight * mixer.cosines(histories, kept_last) + kept_sasrec * sasrec_scores
-    ranked = rank_chance(kept_scores, columns)
-    llm_alone = rank_chance(scores, columns)
     text = content.scores(histories, exclude_history=False, profile=PROFILE_ITEMS)
-    text = text.masked_fill(scores == float("-inf"), float("-inf"))
-    by_text = rank_chance(text, columns)
-    # an added item nearest by text is never the ranking's: the ranking's chances apart from the nearest
-    nearest = text.argmax(dim=1)
-    ranked_apart, llm_alone_apart = (rank_chance_apart(s, columns, nearest) for s in (kept_scores, scores))
+    chance = chance_tables(kept_scores, scores, text, columns)
     settings = {
         "profile": profile_name(kept_last),
         "weight": kept_weight,
@@ -321,13 +310,7 @@ def fit_content_mix(
             },
         }
     settings |= {
-        "rank_chance": {
-            "ranked": [round(float(v), 6) for v in ranked],
-            "llm_alone": [round(float(v), 6) for v in llm_alone],
-            "by_text": [round(float(v), 6) for v in by_text],
-            "ranked_apart": [round(float(v), 6) for v in ranked_apart],
-            "llm_alone_apart": [round(float(v), 6) for v in llm_alone_apart],
-        },
+        "rank_chance": chance,
         "fit_wall_s": round(time.time() - t0, 1),
     }
     with_sasrec = f" + SASRec-CE x {kept_sasrec}" if kept_sasrec else ""
