@@ -2,16 +2,13 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub: fail fast instead of retrying
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from tiny import save_tiny_backbone  # noqa: E402
+from tiny import save_tiny_backbone
 
 
 @pytest.fixture(scope="session")

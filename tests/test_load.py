@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import write_synthetic_csvs
+from helpers import Server
 from test_pipeline import runner
-from test_serve import Server
 
 import llmrec
 from llmrec.cli import app

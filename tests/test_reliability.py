@@ -16,9 +16,9 @@ import httpx
 import pytest
 import torch
 import yaml
+from helpers import Server
 from safetensors.torch import load_file
 from test_pipeline import runner
-from test_serve import Server
 
 from llmrec.cli import app
 

@@ -10,7 +10,7 @@ Windows of an item list all begin with the template's header (`Items:`, 3 tokens
 window that is most of the cost. A row of such windows holds the header once, as segment 0 at
 positions 0..h-1, and every window continues from position h and may see it. That is exact: the
 header comes first and attends only to itself, so its keys and values are the same in every window;
-the loss is the one each window has alone (tests/test_train.py). Examples without the header
+the loss is the one each window has alone (tests/train/test_train.py). Examples without the header
 (alignment tasks) are packed in rows of their own without one.
 
 Packing is first-fit decreasing, done once before training over the examples' lengths; a row is

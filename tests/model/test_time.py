@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers import Server
 from test_pipeline import runner, write_config
-from test_serve import Server
 
 from llmrec.cli import app
 from llmrec.config import Config, DataConfig, PromptConfig

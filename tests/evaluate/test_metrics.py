@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from test_split import catalog
+from helpers import catalog
 
 from llmrec.baselines import Popularity
 from llmrec.data import leave_one_out

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
+from helpers import catalog
 
-from llmrec.data import Catalog, leave_one_out, newest_items
-
-
-def catalog(rows) -> Catalog:
-    inter = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
-    inter["row"] = range(1, len(inter) + 1)
-    items = pd.DataFrame({"item": sorted(set(inter["item"])), "title": "", "text": ""})
-    return Catalog(inter, items, source="test")
+from llmrec.data import leave_one_out, newest_items
 
 
 def test_time_order_ties_in_file_order_and_short_users():

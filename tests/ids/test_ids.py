@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_split import catalog
+from helpers import catalog
 
 from llmrec.config import IdsConfig
 from llmrec.data import leave_one_out
