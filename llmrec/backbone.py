@@ -129,9 +129,12 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(name_or_path: str, dtype: str = "auto", load_in_4bit: bool = False) -> PreTrainedModel:
+def load_model(
+    name_or_path: str, dtype: str = "auto", load_in_4bit: bool = False, layers: int | None = None
+) -> PreTrainedModel:
     """Load the causal LM in `dtype` (`auto`: see `resolve_dtype`); 4-bit (QLoRA) only where CUDA
-    and bitsandbytes are present."""
+    and bitsandbytes are present; `layers`: keep only the first that many decoder layers
+    (`model.layers`)."""
     dtype = resolve_dtype(dtype)
     kwargs: dict = {"dtype": DTYPES[dtype]}
     if load_in_4bit:
@@ -147,11 +150,29 @@ def load_model(name_or_path: str, dtype: str = "auto", load_in_4bit: bool = Fals
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=DTYPES[dtype]
         )
     model = AutoModelForCausalLM.from_pretrained(resolve_model(name_or_path), **kwargs)
+    if layers is not None:
+        keep_layers(model, layers)
     if load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model)
     return model
+
+
+def keep_layers(model: PreTrainedModel, layers: int) -> None:
+    """Drop every decoder layer after the first `layers`, in place: the last hidden state then comes
+    from layer `layers` (through the model's final norm), and every token costs that share of the
+    body's FLOPs. The config says so, so a saved model reloads as it was trained."""
+    decoder = model.get_decoder()
+    total = len(decoder.layers)
+    if layers > total:
+        raise InputError(
+            f"model.layers is {layers}, but the model has {total} decoder layers", field="model.layers"
+        )
+    decoder.layers = decoder.layers[:layers]
+    model.config.num_hidden_layers = layers
+    if getattr(model.config, "layer_types", None):  # per-layer attention kinds in newer configs
+        model.config.layer_types = model.config.layer_types[:layers]
 
 
 def add_tokens(tokenizer: PreTrainedTokenizerBase, tokens: list[str]) -> list[int]:

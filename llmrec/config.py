@@ -183,6 +183,13 @@ class ModelConfig(_Section):
         "auto", description="auto: bf16 where the GPU or CPU computes it natively, else fp32"
     )
     load_in_4bit: bool = Field(False, description="QLoRA: needs a CUDA GPU and bitsandbytes")
+    layers: int | None = Field(
+        None,
+        ge=1,
+        description="keep only the first N decoder layers of the backbone (SmolLM2-135M has 30): every "
+        "token, in training and ranking, costs about N/30 of the body's FLOPs; none: all layers",
+        json_schema_extra=EXPERIMENTAL,
+    )
     finetune: Literal["lora", "full"] = Field(
         "lora",
         description="lora: LoRA + the new id-token rows (RUN_DIR/adapter); full: every weight "

@@ -95,7 +95,7 @@ def prepare(cfg: Config) -> Path:
                     "time gaps (prompts.time) are unused")  # fmt: skip
     embedder = None
     if cfg.ids.scheme == "semantic" and choose_embeddings(cfg.ids, split) in ("text", "both"):
-        model = load_model(cfg.model.name, cfg.model.dtype)
+        model = load_model(cfg.model.name, cfg.model.dtype, layers=cfg.model.layers)
         embedder = lambda texts: text_embeddings(texts, model, tokenizer, cache_folder=cache_dir())  # noqa: E731
     console.log(f"building {cfg.ids.scheme} item ids for {len(split.items)} items")
     ids = build_item_ids(cfg.ids, split, embedder)
@@ -191,7 +191,7 @@ def _train(cfg: Config, run: RunDir, prepared: Path, pin: dict) -> RunDir:
     tokenizer = run.load_tokenizer()
     ids = ItemIds.load(run.path)
     split = SplitData.load(run.path)
-    model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.load_in_4bit)
+    model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.load_in_4bit, cfg.model.layers)
     resize_for_tokenizer(model, tokenizer, seed=cfg.train.seed)
     if ids.scheme == "atomic":
         text = split.title_or_text()

@@ -250,7 +250,7 @@ class RunDir:
                 "run has no trained adapter yet (training did not finish a checkpoint)", path=self.adapter
             )
         cfg = self.load_config()
-        model = load_model(cfg.model.name, dtype or cfg.model.dtype)
+        model = load_model(cfg.model.name, dtype or cfg.model.dtype, layers=cfg.model.layers)
         resize_for_tokenizer(model, tokenizer)
         self.apply_added_rows(model)
         model = PeftModel.from_pretrained(model, self.adapter)

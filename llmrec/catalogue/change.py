@@ -159,7 +159,9 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
 
 def base_model(cfg):
     """The run's base model and tokenizer, as `prepare` and `train` loaded them: what embeds item text."""
-    return load_model(cfg.model.name, cfg.model.dtype), load_tokenizer(cfg.model.name)
+    return load_model(cfg.model.name, cfg.model.dtype, layers=cfg.model.layers), load_tokenizer(
+        cfg.model.name
+    )
 
 
 def anchored_rows(model, tokenizer, state: dict, table: pd.DataFrame) -> torch.Tensor:

@@ -7,13 +7,17 @@ import warnings
 
 import pytest
 import torch
+from conftest import ATOMIC_PROMPTS as ATOMIC
 from safetensors.torch import load_file
+from test_pipeline import runner, write_config
 from tiny import tiny_model, tiny_tokenizer
 
 from llmrec import backbone
 from llmrec.backbone import load_model, resize_for_tokenizer, resolve_dtype
+from llmrec.cli import app
 from llmrec.config import Config
 from llmrec.errors import InputError
+from llmrec.generate import Recommender
 from llmrec.train.finetune import LoraTuning
 from llmrec.train.loop import collate, encode_examples
 from llmrec.train.objectives import CatalogueLoss, TokenLoss
@@ -361,3 +365,21 @@ def test_a_tracker_whose_package_is_missing_fails_before_training(monkeypatch):
     with pytest.raises(InputError, match="pip install mlflow") as err:
         check_tracker(Config.model_validate({"train": {"log_with": "mlflow"}}))
     assert err.value.field == "train.log_with"
+
+
+def test_a_backbone_cut_to_its_first_layers_trains_and_reloads_as_trained(tmp_path, tiny_backbone):
+    """`model.layers: 1` keeps the first of the tiny backbone's 2 decoder layers, in training and
+    in every reload of the run; more layers than the model has is a clear error."""
+    overrides = ATOMIC | {"model": {"layers": 1}}
+    config = write_config(tmp_path, tiny_backbone, "atomic", overrides, max_steps=2, eval_every=0)
+    for args in (["prepare", config], ["train", config]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    rec = Recommender.from_run(tmp_path / "run")
+    assert len(rec.model.get_decoder().layers) == 1 and rec.model.config.num_hidden_layers == 1
+    history = [["m1", "m2"]]
+    assert [r.item for r in rec.recommend(history, k=3)[0]] == [
+        r.item for r in Recommender.from_run(tmp_path / "run").recommend(history, k=3)[0]
+    ]
+    with pytest.raises(InputError, match="model.layers is 3, but the model has 2"):
+        load_model(str(tiny_backbone), "fp32", layers=3)
