@@ -191,6 +191,18 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
+def test_histories(run_dir: str | Path, users: int):
+    """A trained run, its config and its first `users` test users' histories: what the speed suites
+    decode."""
+    from llmrec.data import SplitData
+    from llmrec.run_dir import RunDir
+
+    run = RunDir(run_dir)
+    cfg = run.load_config()
+    split = SplitData.load(cfg.prepared_dir)
+    return run, cfg, split.histories(split.eval_users("test").head(users), "test")
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks.common import record
-from llmrec.data import SplitData
+from benchmarks.common import record, test_histories
 from llmrec.generate import Recommender
-from llmrec.run_dir import RunDir
 
 
 def timed(rec: Recommender, histories, reference: bool, k: int) -> tuple[float, list]:
@@ -33,11 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     args = ap.parse_args(argv)
 
-    run = RunDir(args.run)
-    cfg = run.load_config()
-    split = SplitData.load(cfg.prepared_dir)
-    users = split.eval_users("test").head(args.users)
-    histories = split.histories(users, "test")
+    run, cfg, histories = test_histories(args.run, args.users)
     results = {}
     for dtype in ("bf16", "fp32"):
         rec = Recommender.from_run(run.path, dtype=dtype)

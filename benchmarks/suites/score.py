@@ -19,8 +19,7 @@ from importlib.metadata import version
 
 import torch
 
-from benchmarks.common import record
-from llmrec.data import SplitData
+from benchmarks.common import record, test_histories
 from llmrec.generate import Recommender
 from llmrec.run_dir import RunDir
 
@@ -82,11 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--vllm-batch-size", type=int, default=256 if on_gpu else 64, help="users per vLLM call")
     args = ap.parse_args(argv)
 
-    run = RunDir(args.run)
-    cfg = run.load_config()
-    split = SplitData.load(cfg.prepared_dir)
-    users = split.eval_users("test").head(args.users)
-    histories = split.histories(users, "test")
+    run, cfg, histories = test_histories(args.run, args.users)
     results: dict = {}
     for dtype in args.dtypes.split(","):
         results[dtype] = bench(run, histories, dtype, args)
