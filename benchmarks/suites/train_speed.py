@@ -5,6 +5,8 @@
         -> results/train_speed/objectives.json
     python -m benchmarks train_speed --layouts [--dataset industrial]
         -> results/train_speed/layouts-DATASET.json
+    python -m benchmarks train_speed --layers 30 20 10 [--dataset industrial]
+        -> results/train_speed/layers-DATASET.json
 
 `--layouts`: the default recipe's training data on real windows (ML-100K, or the data section of
 `--dataset`), as it was (each atomic id then a line break, windows of 50 items, prompts left-filled to
@@ -73,8 +75,9 @@ LAYOUTS = {  # name: prompt settings, pack, one header a row
 }
 
 
-def layouts(args) -> dict:
-    """Tokens per interaction and epoch time of the default recipe's data, before and after."""
+def layout_data(args, names: tuple[str, ...] = tuple(LAYOUTS)) -> tuple[dict, object, list[int]]:
+    """The default recipe's training rows on real windows (ML-100K or `--dataset`) in each layout:
+    counts and `args.steps` batches each; with the tokenizer and the item tokens."""
     import tempfile
 
     from llmrec.backbone import add_tokens, load_tokenizer
@@ -97,7 +100,7 @@ def layouts(args) -> dict:
     old_template = Path(tempfile.mkdtemp()) / "item_list_before.j2"
     old_template.write_text(OLD_TEMPLATE)
     data = {}
-    for name, (prompts, pack, share) in LAYOUTS.items():
+    for name, (prompts, pack, share) in ((n, LAYOUTS[n]) for n in names):
         if name == "before":
             prompts = prompts | {"template": str(old_template)}
         cfg = Config.model_validate({"prompts": prompts, "train": {"pack": pack}})
@@ -129,9 +132,14 @@ def layouts(args) -> dict:
             "steps_per_epoch": steps,
             "batches": batches,
         }
+    return data, tokenizer, tokenizer.convert_tokens_to_ids(ids.ids)
+
+
+def layouts(args) -> dict:
+    """Tokens per interaction and epoch time of the default recipe's data, before and after."""
+    data, tokenizer, items = layout_data(args)
     model = load_model(args.model, args.dtype)
     resize_for_tokenizer(model, tokenizer)
-    items = tokenizer.convert_tokens_to_ids(ids.ids)
     model = LoraTuning().prepare(model, Config(), items)
     model.train()
     loss = CatalogueLoss(items, len(tokenizer))
@@ -164,6 +172,57 @@ def layouts(args) -> dict:
     return out
 
 
+def forward_seconds(model, data: dict) -> float:
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        model(input_ids=data["input_ids"], attention_mask=data["attention_mask"], logits_to_keep=1)
+    return time.perf_counter() - t0
+
+
+def layer_costs(args) -> dict:
+    """The default recipe's LoRA step (packed rows, CatalogueLoss) with the backbone cut to each of
+    `args.layers` first layers (`model.layers`), steps alternating between the cuts: median step, tokens/s,
+    an epoch's seconds, the body's forward FLOPs per token (2 x its non-embedding weights, attention
+    aside) and the step over a forward pass of the same batch (the forward floor)."""
+    data, tokenizer, items = layout_data(args, ("after",))
+    row = data["after"]
+    batches = row.pop("batches")
+    models = {}
+    for layers in args.layers:
+        model = load_model(args.model, args.dtype, layers=layers)
+        resize_for_tokenizer(model, tokenizer)
+        body = sum(p.numel() for p in model.get_decoder().layers.parameters())
+        models[layers] = (LoraTuning().prepare(model, Config(), items).train(), body)
+    loss = CatalogueLoss(items, len(tokenizer))
+    steps = {n: [] for n in models}
+    forward = {n: [] for n in models}
+    for model, _ in models.values():  # warm-up
+        step_seconds(model, batches[0], loss)
+    for i in range(args.steps):
+        for n, (model, _) in models.items():
+            steps[n].append(step_seconds(model, batches[i], loss))
+            forward[n].append(forward_seconds(model, batches[i]))
+    tokens = statistics.mean(b["input_ids"].numel() for b in batches)
+    out = {"rows": row, "layers": {}}
+    for n, (_, body) in models.items():
+        step, fwd = statistics.median(steps[n]), statistics.median(forward[n])
+        out["layers"][str(n)] = {
+            "median_step_s": round(step, 3),
+            "tokens_per_s": round(tokens / step, 1),
+            "epoch_s": round(row["steps_per_epoch"] * step, 1),
+            "body_forward_gflop_per_token": round(2 * body / 1e9, 3),
+            "forward_s": round(fwd, 3),
+            "step_over_forward": round(step / fwd, 2),
+        }
+        print(n, json.dumps(out["layers"][str(n)]), flush=True)
+    full = str(max(args.layers))
+    for n in out["layers"]:
+        out["layers"][n]["speedup_over_all"] = round(
+            out["layers"][full]["median_step_s"] / out["layers"][n]["median_step_s"], 2
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -173,8 +232,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--layouts", action="store_true", help="before/after the one-token, packed layout")
     parser.add_argument("--dataset", help="--layouts: a benchmark data set (default: the built-in ML-100K)")
+    parser.add_argument(
+        "--layers", type=int, nargs="+", help="the step with the backbone cut to these layers"
+    )
     args = parser.parse_args(argv)
     torch.manual_seed(0)
+    if args.layers:
+        result = layer_costs(args)
+        record(
+            "train_speed",
+            f"layers-{args.dataset or 'ml100k'}",
+            result,
+            {f"{n} layers step s": v["median_step_s"] for n, v in result["layers"].items()}
+            | {f"{n} layers speedup": v["speedup_over_all"] for n, v in result["layers"].items()},
+            dataset=args.dataset or "ml100k",
+            variant="layers " + " ".join(map(str, args.layers)),
+            config={
+                "model": args.model,
+                "dtype": resolve_dtype(args.dtype),
+                "batch": args.batch,
+                "steps": args.steps,
+            },
+        )
+        return
     if args.layouts:
         result = layouts(args)
         record(
