@@ -153,6 +153,7 @@ def run_llm(name: str, config: Path, variant: str, seed: int) -> None:
         f"run_dir={run.name}",
         f"train.seed={seed}",
         f"baselines_dir={base}",
+        f"baselines.sasrec.seed={seed}",  # the SASRec-CE `train` trains when the seed has none yet
         *dotted(variant_settings(variant)),
     ]
     if weights.exists():
