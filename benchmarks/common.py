@@ -14,7 +14,6 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -167,28 +166,12 @@ def load_results(root: Path = RESULTS) -> dict[Path, Result]:
     return out
 
 
-def llmrec(*args: str, cwd: Path = ROOT, log: Path | None = None) -> float:
+def llmrec(*args: str, cwd: Path = ROOT) -> float:
     """Run one `llmrec` command (as a user would, in its own process); its wall seconds."""
     print("+ llmrec " + " ".join(args), flush=True)
     t0 = time.perf_counter()
-    if log is None:
-        subprocess.run([sys.executable, "-m", "llmrec", *args], check=True, cwd=cwd)
-    else:
-        with log.open("w") as out:
-            subprocess.run(
-                [sys.executable, "-m", "llmrec", *args],
-                check=True,
-                cwd=cwd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+    subprocess.run([sys.executable, "-m", "llmrec", *args], check=True, cwd=cwd)
     return time.perf_counter() - t0
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 def test_histories(run_dir: str | Path, users: int):

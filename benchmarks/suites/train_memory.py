@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 
 import torch
 
-from benchmarks.common import ROOT, record
+from benchmarks.common import ROOT, peak_rss_mib, record
 from llmrec.backbone import load_model, resize_for_tokenizer, resolve_dtype
 from llmrec.config import Config
 from llmrec.train.finetune import FullTuning, LoraTuning
@@ -28,17 +27,13 @@ from llmrec.train.objectives import CatalogueLoss
 CATALOGUE = 1682  # ML-100K's items, as new tokens
 
 
-def peak_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def one(mode: str, model_name: str, dtype: str, size: int, width: int) -> dict:
     """Run in a fresh process: load, prepare `mode`, train 3 steps; report peak memory."""
     model = load_model(model_name, dtype)
     base_vocab = model.get_input_embeddings().weight.shape[0]
     resize_for_tokenizer(model, range(base_vocab + CATALOGUE))
     items = list(range(base_vocab, base_vocab + CATALOGUE))
-    loaded = peak_mib()
+    loaded = round(peak_rss_mib(), 1)
     tuning = LoraTuning() if mode == "lora" else FullTuning()
     model = tuning.prepare(model, Config(), items)
     model.train()
@@ -59,7 +54,7 @@ def one(mode: str, model_name: str, dtype: str, size: int, width: int) -> dict:
         "finetune": mode,
         "trainable_params": sum(p.numel() for p in params),
         "peak_rss_after_load_mib": loaded,
-        "peak_rss_training_mib": peak_mib(),
+        "peak_rss_training_mib": round(peak_rss_mib(), 1),
     }
 
 

@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     torch.manual_seed(0)
+    settings = {"model": args.model, "dtype": resolve_dtype(args.dtype), "batch": args.batch}
     if args.layers:
         result = layer_costs(args)
         record(
@@ -250,12 +251,7 @@ def main(argv: list[str] | None = None) -> None:
             | {f"{n} layers speedup": v["speedup_over_all"] for n, v in result["layers"].items()},
             dataset=args.dataset or "ml100k",
             variant="layers " + " ".join(map(str, args.layers)),
-            config={
-                "model": args.model,
-                "dtype": resolve_dtype(args.dtype),
-                "batch": args.batch,
-                "steps": args.steps,
-            },
+            config=settings | {"steps": args.steps},
         )
         return
     if args.layouts:
@@ -271,12 +267,7 @@ def main(argv: list[str] | None = None) -> None:
             },
             dataset=args.dataset or "ml100k",
             variant="layouts",
-            config={
-                "model": args.model,
-                "dtype": resolve_dtype(args.dtype),
-                "batch": args.batch,
-                "steps": args.steps,
-            },
+            config=settings | {"steps": args.steps},
         )
         return
 
@@ -343,12 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         {f"LoRA {r['batch']} speedup": r["ours_speedup"] for r in lora},
         dataset=None,
         variant="objectives",
-        config={
-            "model": args.model,
-            "dtype": resolve_dtype(args.dtype),
-            "batch": args.batch,
-            "width": args.width,
-        },
+        config=settings | {"width": args.width},
     )
 
 
