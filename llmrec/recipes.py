@@ -279,13 +279,14 @@ def sasrec_for_choice(cfg: Config, split: SplitData, llm_wall_s: float) -> dict 
     if share == 0:
         console.log("mix: generate.sasrec_time_share is 0: no SASRec-CE trained for the choice")
         return None
-    cap_s = share * llm_wall_s
+    floor_s = cfg.generate.sasrec_min_minutes * 60
+    cap_s = max(share * llm_wall_s, floor_s)
     capped = cfg.model_copy(deep=True)
     own = capped.baselines.sasrec.max_minutes
     capped.baselines.sasrec.max_minutes = cap_s / 60 if own is None else min(own, cap_s / 60)
     cap_s = capped.baselines.sasrec.max_minutes * 60
-    console.log(f"mix: training SASRec-CE into {folder} for the validation choice, at most "
-                f"{cap_s:.0f}s ({share:g} of the LLM's {llm_wall_s:.0f}s)")  # fmt: skip
+    console.log(f"mix: training SASRec-CE into {folder} for the validation choice, at most {cap_s:.0f}s "
+                f"({share:g} of the LLM's {llm_wall_s:.0f}s, at least {floor_s:.0f}s)")  # fmt: skip
     t0 = time.time()
     fitted = baseline(capped, "sasrec")["valid"]["train"]
     wall = time.time() - t0
