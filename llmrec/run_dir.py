@@ -28,6 +28,7 @@ weights in any format but safetensors are an `InputError` naming the file (and f
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,9 +47,11 @@ from llmrec.config import Config, validation_error
 from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.ids import ItemIds
-from llmrec.io import exclusive, settle_staged, staged_files
+from llmrec.io import exclusive, read_json, settle_staged, staged_files
 from llmrec.model.anchored import ANCHOR_FILE
 from llmrec.model.time_gaps import GAPS_FILE, attach_saved
+
+LAYER_KEY = re.compile(r"\.layers\.(\d+)\.")  # a decoder layer's index in an adapter key
 
 # What a run copies from its prepared folder, so that it needs nothing outside itself to recommend.
 PREPARED_COPIES = ("item_ids.parquet", "item_ids.json", "items.parquet", "users.parquet")
@@ -253,6 +256,27 @@ class RunDir:
         model = load_model(cfg.model.name, dtype or cfg.model.dtype, layers=cfg.model.layers)
         resize_for_tokenizer(model, tokenizer)
         self.apply_added_rows(model)
+        self.check_adapter_layers(len(model.get_decoder().layers))
         model = PeftModel.from_pretrained(model, self.adapter)
         attach_saved(model, self.adapter)
         return model.eval()
+
+    def check_adapter_layers(self, body_layers: int) -> None:
+        """The adapter must cover the body it is loaded into: peft loads an adapter trained on 30
+        layers into a 10-layer body (or the reverse) with a warning at most, and the run then ranks
+        with missing or untrained layers. Refused here, naming `model.layers`."""
+        with safe_open(str(self.adapter / "adapter_model.safetensors"), "pt") as f:
+            names = f.keys()  # a safetensors file is not iterable
+        found = {int(m.group(1)) for key in names if (m := LAYER_KEY.search(key))}
+        if not found:
+            return
+        chosen = read_json(self.adapter / "adapter_config.json").get("layers_to_transform")
+        trained = max(found) + 1
+        if trained > body_layers or (chosen is None and trained < body_layers):
+            raise InputError(
+                f"the run's adapter was trained on a body of {trained} decoder layers, but this config's "
+                f"model gives {body_layers} (model.layers: {self.load_config().model.layers}); set "
+                f"model.layers to {trained} in the run's config.yaml, or train the run again",
+                path=self.adapter,
+                field="model.layers",
+            )

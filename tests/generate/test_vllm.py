@@ -29,14 +29,16 @@ def vllm_run(request, tmp_path_factory, tiny_vllm_backbone):
     return tmp / "run"
 
 
-@pytest.fixture(scope="module")
-def atomic_vllm_run(tmp_path_factory, tiny_vllm_backbone):
-    """The default recipe (atomic ids, item lists) with LoRA: vLLM loads the merged model."""
+@pytest.fixture(scope="module", params=[None, 1], ids=["whole-body", "layers-1"])
+def atomic_vllm_run(request, tmp_path_factory, tiny_vllm_backbone):
+    """The default recipe (atomic ids, item lists) with LoRA: vLLM loads the merged model; with
+    `model.layers: 1` the merged model is the cut body, and vLLM must serve it as trained."""
     require_vllm()
     from conftest import ATOMIC_PROMPTS
 
     tmp = tmp_path_factory.mktemp("vllm-atomic")
-    config = write_config(tmp, tiny_vllm_backbone, "atomic", ATOMIC_PROMPTS, max_steps=4, eval_every=0)
+    overrides = ATOMIC_PROMPTS | {"model": {"layers": request.param}}
+    config = write_config(tmp, tiny_vllm_backbone, "atomic", overrides, max_steps=4, eval_every=0)
     for args in (["prepare", config], ["train", config]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output

@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+import yaml
 from conftest import ATOMIC_PROMPTS as ATOMIC
 from safetensors.torch import load_file
 from test_pipeline import runner, write_config
@@ -368,18 +369,42 @@ def test_a_tracker_whose_package_is_missing_fails_before_training(monkeypatch):
 
 
 def test_a_backbone_cut_to_its_first_layers_trains_and_reloads_as_trained(tmp_path, tiny_backbone):
-    """`model.layers: 1` keeps the first of the tiny backbone's 2 decoder layers, in training and
-    in every reload of the run; more layers than the model has is a clear error."""
-    overrides = ATOMIC | {"model": {"layers": 1}}
-    config = write_config(tmp_path, tiny_backbone, "atomic", overrides, max_steps=2, eval_every=0)
+    """`model.layers: 1` keeps the first of the tiny backbone's 2 decoder layers, in training and in
+    every reload of the run, with the scores it had before saving; only the adapter and the item rows
+    train; a run reloaded with another layer count, or more layers than the model has, is a clear error."""
+    from llmrec.data import SplitData
+    from llmrec.evaluate import ranking_metrics
+    from llmrec.run_dir import RunDir
+
+    overrides = ATOMIC | {"model": {"layers": 1}, "train": {"eval_users": 16}}
+    config = write_config(tmp_path, tiny_backbone, "atomic", overrides, max_steps=3, eval_every=1)
     for args in (["prepare", config], ["train", config]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output + repr(result.exception)
-    rec = Recommender.from_run(tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    rec = Recommender.from_run(run.path)
     assert len(rec.model.get_decoder().layers) == 1 and rec.model.config.num_hidden_layers == 1
-    history = [["m1", "m2"]]
-    assert [r.item for r in rec.recommend(history, k=3)[0]] == [
-        r.item for r in Recommender.from_run(tmp_path / "run").recommend(history, k=3)[0]
-    ]
+
+    # the validation the training loop ran on the in-memory model at its best step, on the reload
+    cfg, split = run.load_config(), SplitData.load(run.path)
+    sample = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
+    lists = rec.recommend(split.histories(sample, "valid"), k=10)
+    after = ranking_metrics(
+        sample["valid"].tolist(), [[r.item for r in row] for row in lists], set(split.items["item"])
+    )
+    before = json.loads(run.summary.read_text())["best_valid"]
+    assert before and {k: after[k] for k in before} == pytest.approx(before, abs=1e-6)
+
+    # nothing of the cut body trains: the adapter holds LoRA and item rows of the one kept layer only
+    saved = load_file(run.adapter / "adapter_model.safetensors")
+    assert all("lora_" in k or "token" in k for k in saved), sorted(saved)
+    assert not [k for k in saved if ".layers.1." in k]
+
+    edited = yaml.safe_load(run.config.read_text())
+    edited["model"]["layers"] = None  # the whole 2-layer body under a 1-layer adapter
+    run.config.write_text(yaml.safe_dump(edited))
+    with pytest.raises(InputError, match="trained on a body of 1 decoder layers, but .* gives 2") as err:
+        Recommender.from_run(run.path)
+    assert err.value.field == "model.layers"
     with pytest.raises(InputError, match="model.layers is 3, but the model has 2"):
         load_model(str(tiny_backbone), "fp32", layers=3)
