@@ -469,18 +469,41 @@ class BaselinesConfig(_Section):
 
 
 class ExplainConfig(_Section):
-    """Reasons for recommendations (`--explain`), grounded in co-occurring history items."""
+    """Reasons for recommendations (`--explain`): facts from the history and the items' data."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """The plain statement was called `template` until 2026-12: old configs keep working, and say so."""
+        if isinstance(data, dict) and data.get("generator") == "template":
+            warnings.warn(
+                "explain.generator template is now explain.generator statement", FutureWarning, stacklevel=2
+            )
+            data = dict(data) | {"generator": "statement"}
+        return data
 
     template: str = Field("explain.j2", description="prompt template in prompts/ (the user message)")
-    generator: Literal["llm", "template"] = Field(
-        "llm", description="llm: the model writes the reason; template: fixed wording from the evidence"
+    generator: Literal["statement", "llm"] = Field(
+        "statement",
+        description="statement: the chosen facts in fixed, varied wordings (no model; true by construction); "
+        "llm (experimental): the base model says the facts in a sentence, checked on both sides, the "
+        "statement as fallback (SmolLM2-135M: most drafts fail the check, docs/explanations.md). "
+        "`template` is the old name of `statement`",
     )
     adapter: Literal["disabled", "enabled"] = Field(
         "disabled", description="write reasons with the base model or with the run's LoRA adapter on"
     )
     evidence_items: int = Field(2, ge=1, le=5, description="history items cited per recommendation")
+    attribution: bool = Field(
+        True,
+        description="state the model's own leave-one-out attribution (atomic ids): the recent history item "
+        "without which it would rank the item much lower; costs one catalogue pass per recent item",
+    )
     item_noun: str = Field("item", description="what the catalogue holds, e.g. 'movie'")
-    max_new_tokens: int = Field(48, ge=8)
+    item_verb: str | None = Field(
+        None, description="what a user did with an item, in the past tense ('watched'); none: from item_noun"
+    )
+    max_new_tokens: int = Field(40, ge=8)
     retries: int = Field(1, ge=0, description="sampled regenerations before the template fallback")
     batch_size: int = Field(16, ge=1)
     seed: int = 0

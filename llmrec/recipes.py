@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -515,12 +516,24 @@ def recommend(
 def explainer(
     run: RunDir, rec: Recommender | HybridRecommender | ContentMixRecommender, split: SplitData | None = None
 ) -> Explainer:
-    """The run's explainer; with the vLLM backend the short reasons come from a transformers copy.
-    `split`: the run's prepared data, when the caller has loaded it already."""
+    """The run's explainer. The plain statement (the default) needs no writer; `explain.generator:
+    llm` writes with the run's model (a transformers copy under the vLLM backend), or, where the
+    run's body is cut (`model.layers`), with the whole base model, since a cut body ranks but cannot
+    write. `split`: the run's prepared data, when the caller has loaded it already."""
     cfg = run.load_config()
-    model = rec.model if rec.model is not None else run.load_model(rec.tokenizer)
+    if cfg.explain.generator == "statement":
+        model = None
+    elif cfg.model.layers is not None:
+        model = load_model(cfg.model.name, cfg.model.dtype)
+    else:
+        model = rec.model if rec.model is not None else run.load_model(rec.tokenizer)
     split = split if split is not None else run.load_split()
-    return Explainer.for_split(model, rec.tokenizer, split, cfg.explain)
+    llm = rec.llm if isinstance(rec, MixedRecommender) else rec
+    scores = columns = None
+    if llm.item_tokens is not None:  # atomic ids: the catalogue scores the attribution needs
+        scores = partial(llm.score_catalogue, exclude_history=True)
+        columns = llm.item_ids.index
+    return Explainer.for_split(model, rec.tokenizer, split, cfg.explain, scores, columns)
 
 
 def sample_users(split: SplitData, n: int, seed: int = 0) -> list[str]:

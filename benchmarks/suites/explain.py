@@ -1,195 +1,228 @@
-"""Benchmark: explanations for 100 ML-100K test users x top-5, with the base model (adapter
-disabled) and with the run's adapter on, side by side on the same recommendations.
+"""Benchmark: explanations for 100 test users x top-5 per data set, each generator setting side by
+side on the same recommendations, audited by code that shares nothing with the check but the items'
+attributes.
 
-Per variant: evidence coverage (reasons naming at least one evidence item; also counted on the
-model-written part alone, without the template's answer lead), how often the reason names the
-recommended item, the invented-title rate of first drafts and of final reasons (by the guard, and
-by an independent audit: plain case-insensitive substring search for every multi-word catalogue
-title), regeneration and template-fallback rates, and mean latency per explanation. A draft is
-rejected for naming another catalogue title or a quoted name outside the catalogue ("invented
-title"), for claiming a trait (genre) the recommended item lacks, or for not naming the
-recommended item. Informative: the reason states one of the item's own traits (genres), beyond
-what the template's lead says. Writes results/explain/ml100k.json and 10 example outputs of the
-chosen variant to docs/explanations-examples.md.
+Per data set and generator setting (`statement`: the plain statement of the chosen facts, the
+model's own leave-one-out attribution among them; `statement-data-only`: the same without the
+attribution, facts from the data alone; `llm`: the run's base model says the facts in a sentence,
+checked, with the statement as fallback):
+- false-claim rate: explanations with any false claim, audited on both sides: an attribute stated
+  (outside the titles) that the recommended item or any history item the text names lacks; "people
+  who ... also" with no named history item chosen together with it; a number no fact gives; a
+  catalogue title (multi-word, verbatim) other than the item's and the user's history's;
+- specific: states an attribute true of the item and of a history item (named, or among the last
+  10), or names a history item with "people who" and they were chosen together;
+- vacuous: no attribute, no history item, no link: nothing a reader could check;
+- USR (unique explanations / all), DIV (PETER: mean attributes shared by two explanations, lower is
+  more varied), feature coverage (attributes mentioned / the catalogue's), fallbacks (statements
+  where the model's drafts failed), latency per explanation and per user's top-5.
+Writes results/explain/DATASET.json and docs/explanations-examples.md (20 examples per data set).
 
-    python -m benchmarks explain --run RUN_DIR      # a trained ML-100K run
+    python -m benchmarks explain --runs ml100k=RUN_DIR industrial=RUN_DIR
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import re
 import time
-from collections.abc import Callable
+from collections import Counter
 from pathlib import Path
 
+from benchmarks import data
 from benchmarks.common import record
-from llmrec.data import SplitData
 from llmrec.explain import Explainer, Explanation, display_title
-from llmrec.explain.explainer import traits
+from llmrec.explain.guard import short_title
 from llmrec.generate import Recommendation, Recommender
 from llmrec.io import atomic_path
+from llmrec.recipes import explainer as run_explainer
 from llmrec.recipes import sample_users
 from llmrec.run_dir import RunDir
 
+NOUNS = {"ml100k": "movie", "industrial": "product"}
+# label -> explain settings: the plain statement with and without the model's own attribution, and
+# the base model's sentence (checked, the statement as fallback)
+GENERATORS = {
+    "statement": {"generator": "statement"},
+    "statement-data-only": {"generator": "statement", "attribution": False},
+    "llm": {"generator": "llm"},
+}
+OTHERS = re.compile(
+    r"\b(people|others|fans|viewers|customers|buyers|players|users|those)\s+who\b|\bfans\s+of\b"
+)
+NUMBER = re.compile(r"(?<![\w.])\d+(?![\w.])")
 
-def substring_audit(titles: dict[str, str]) -> Callable[[str, list[str]], list[str]]:
-    """A check that shares no code with the guard: which multi-word catalogue titles (as people
-    write them) occur verbatim in the text, other than the allowed items' or parts of them."""
-    names = {item: display_title(t).lower() for item, t in titles.items() if t}
-    multiword = {item: n for item, n in names.items() if " " in n}
 
-    def audit(text: str, allowed: list[str]) -> list[str]:
-        low = text.lower()
-        ok = [names.get(i, "") for i in allowed]
-        return sorted({n for i, n in multiword.items() if n in low and not any(n in a for a in ok if a)})
+def audit(explainer: Explainer, history: list[str], rec: Recommendation, e: Explanation) -> dict:
+    """One explanation's claims, found by verbatim title search (not the guard's matching)."""
+    reason = e.reason.replace("″", '"')  # a title's inch mark, written ″ inside quotes
+    low = reason.lower()
+    titles = explainer.titles
+    names = {i: {n.lower() for n in (display_title(titles[i]), short_title(titles[i])) if n} for i in history}
+    named = [i for i, ns in names.items() if i != rec.item and any(_said(n, low) for n in ns)]
+    text = low
+    for i in (rec.item, *named):
+        for n in {display_title(titles.get(i, "")), short_title(titles.get(i, ""))} - {""}:
+            text = text.replace(n.lower(), " ")
+    attrs = explainer.attributes
+    stated = attrs.mentioned(text)
+    false = [a for a in stated if any(a not in attrs[i] for i in (rec.item, *named))]
+    together = {i: explainer.facts.evidence.together(rec.item, i) for i in named}
+    links = OTHERS.search(text) is not None
+    if links and not any(together.values()):
+        false.append("people who ... also: chosen together by nobody")
+    recent = [i for i in history[-10:] if i != rec.item]
+    counts = {str(v) for v in together.values()} | {str(len(recent))}
+    counts |= {str(sum(a in attrs[i] for i in recent)) for a in stated}  # "4 of your last 10 are ..."
+    moves = {v.item: v.moves for v in e.evidence if v.moves}  # the model's ranks, measured at explain time
+    counts |= {str(n) for i in named for n in moves.get(i, ())}
+    false += [n for n in NUMBER.findall(text) if n not in counts]
+    allowed = {n for i in history for n in names[i]}
+    allowed |= {
+        display_title(titles.get(rec.item, "")).lower(),
+        short_title(titles.get(rec.item, "")).lower(),
+    }
+    others = [t for t in explainer.multiword if t in reason and not any(t.lower() in a for a in allowed)]
+    false += others
+    near = set().union(*(attrs[i] for i in (*recent, *named)))
+    specific = bool(stated & set(attrs[rec.item]) & near)
+    specific = specific or (links and any(together.values()))
+    specific = specific or any(i in moves and f"#{moves[i][1]}" in text for i in named)
+    return {"false": false, "specific": specific, "vacuous": not (stated or named or links), "stated": stated}
 
-    return audit
+
+def _said(name: str, text: str) -> bool:
+    """A title in a text: as whole words, and one-word titles only in quotes ("Heat", not heat)."""
+    if " " not in name:
+        return f'"{name}"' in text
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) is not None
 
 
-def measure(
-    explainer: Explainer,
-    audit: Callable[[str, list[str]], list[str]],
-    recs: list[list[Recommendation]],
-    out: list[list[Explanation]],
-) -> dict:
-    pairs = [(r, e) for rs, es in zip(recs, out, strict=True) for r, e in zip(rs, es, strict=True)]
-    n = len(pairs)
-    guard = explainer.guard
-    cites, cites_model_text, names_item, invented, invented_audit, informative = 0, 0, 0, 0, 0, 0
-    audit_findings = []
-    for rec, e in pairs:
-        evidence = [v.item for v in e.evidence]
-        allowed = [rec.item, *evidence]
-        cites += bool(evidence and guard.cited(e.reason, evidence))
-        written = e.reason  # what the model wrote itself: the reason without the template's lead
-        if e.source != "template" and evidence:
-            written = e.reason.removeprefix(explainer.prompt(rec.item, e.evidence)[1])
-            cites_model_text += bool(guard.cited(written, evidence))
-        # informative: says something true about the item, one of its own traits ("a horror film");
-        # "both are the same" passes the guard but tells the user nothing
-        own = traits(explainer.details.get(rec.item, ""))
-        informative += any(explainer.trait_patterns[t].search(written.lower()) for t in own)
-        names_item += bool(guard.cited(e.reason, [rec.item]))
-        invented += bool(guard.violations(e.reason, allowed))
-        if found := audit(e.reason, allowed):
-            invented_audit += 1
-            audit_findings.append({"item": rec.title, "reason": e.reason, "audit": found})
-    stats = explainer.stats
-    first_drafts = max(1, stats["drafts"] - stats["regenerated"])
-    llm_reasons = sum(1 for _, e in pairs if e.source != "template")
+def measure(explainer: Explainer, histories, recs, out, seconds: float) -> dict:
+    rows = [
+        (h, r, e) for h, rs, es in zip(histories, recs, out, strict=True) for r, e in zip(rs, es, strict=True)
+    ]
+    audits = [audit(explainer, h, r, e) for h, r, e in rows]
+    n = len(rows)
+    mentions = Counter(a for x in audits for a in x["stated"])
+    pairs = n * (n - 1) / 2
     return {
         "explanations": n,
-        "evidence_coverage": round(cites / n, 4),
-        "evidence_coverage_model_text": round(cites_model_text / max(1, llm_reasons), 4),
-        "names_recommended_item": round(names_item / n, 4),
-        "states_a_true_trait_of_the_item": round(informative / n, 4),
-        "first_draft_invented_title_rate": round(stats["first_draft_invented_title"] / first_drafts, 4),
-        "first_draft_unsupported_trait_rate": round(stats["first_draft_unsupported_trait"] / first_drafts, 4),
-        "first_draft_misses_item_rate": round(stats["first_draft_misses_item"] / first_drafts, 4),
-        "invented_rate_after_guard": round(invented / n, 4),
-        "invented_rate_after_guard_audit": round(invented_audit / n, 4),
-        "regeneration_rate": round(stats["regenerated"] / first_drafts, 4),
-        "template_rate": round(stats["template"] / n, 4),
-        "template_no_evidence_rate": round(stats["template_no_evidence"] / n, 4),
-        "llm_reason_rate": round(llm_reasons / n, 4),
-        "mean_latency_s": round(stats["seconds"] / n, 4),
-        "counts": dict(stats),
-        "audit_findings": audit_findings[:20],
+        "false_claim_rate": round(sum(bool(x["false"]) for x in audits) / n, 4),
+        "specific": round(sum(x["specific"] for x in audits) / n, 4),
+        "vacuous": round(sum(x["vacuous"] for x in audits) / n, 4),
+        "usr": round(len({e.reason for _, _, e in rows}) / n, 4),
+        "div": round(sum(c * (c - 1) / 2 for c in mentions.values()) / pairs, 4) if pairs else 0.0,
+        "feature_coverage": round(len(mentions) / max(1, len(explainer.attributes.vocabulary)), 4),
+        "facts_specific": round(sum(bool(e.facts and e.facts.specific) for _, _, e in rows) / n, 4),
+        "model_written": round(sum(e.source != "statement" for _, _, e in rows) / n, 4),
+        "fallbacks": round(explainer.stats["statement_after_check"] / n, 4),
+        "latency_s": round(seconds / n, 4),
+        "latency_top5_s": round(seconds / len(histories), 3),
+        "counts": {k: round(v, 2) for k, v in explainer.stats.items()},
+        "false_claims": [
+            {"reason": e.reason, "audit": x["false"]}
+            for (_, _, e), x in zip(rows, audits, strict=True)
+            if x["false"]
+        ][:20],
     }
 
 
-def examples_markdown(
-    split: SplitData, users: list[str], histories: list[list[str]], recs: list, out: list, variant: str
-) -> str:
+def examples(
+    name: str, split, users, histories, recs, outputs: dict[str, list], shown: int = 20
+) -> list[str]:
     titles = split.titles()
-    lines = [
-        "# Example explanations",
-        "",
-        f"Written by `python scripts/bench_explain.py` (variant: adapter {variant}); the first 10 of the",
-        "benchmark's 100 ML-100K test users x top-5. Evidence: history items that co-occur with the",
-        "recommended item in the training data (cosine of co-occurrence counts). Source: `llm` (first",
-        "draft passed the guard), `llm-retry` (a regenerated draft passed), `template` (fixed wording).",
-        "",
-    ]
-    shown = 0
-    for user, history, rs, es in zip(users, histories, recs, out, strict=True):
-        recent = ", ".join(display_title(titles[i]) for i in history[-5:])
-        for r, e in zip(rs, es, strict=True):
-            if shown == 10:
-                return "\n".join(lines) + "\n"
-            evidence = "; ".join(f"{display_title(v.title)} ({v.relation:.2f})" for v in e.evidence) or "none"
-            lines += [
-                f"## user {user}: {r.title}",
-                f"- last watched: {recent}",
-                f"- reason ({e.source}): {e.reason}",
-                f"- evidence: {evidence}",
-                "",
-            ]
-            shown += 1
-    return "\n".join(lines) + "\n"
+    lines = [f"## {name}", ""]
+    count = 0
+    for user, history, rs, n in zip(users, histories, recs, range(len(users)), strict=True):
+        for r_index, rec in enumerate(rs[:2]):  # two items a user: more users, same count
+            if count == shown:
+                return lines
+            recent = "; ".join(short_title(titles[i]) for i in history[-5:])
+            lines += [f"**user {user}, #{r_index + 1}: {short_title(rec.title)}** (recent: {recent})", ""]
+            for generator, out in outputs.items():
+                e = out[n][r_index]
+                lines.append(f"- {generator} ({e.source}): {e.reason}")
+            lines.append("")
+            count += 1
+    return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="runs/ml100k/run")
-    parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("-k", type=int, default=5)
-    parser.add_argument("--noun", default="movie")
-    parser.add_argument("--examples", default="docs/explanations-examples.md")
-    args = parser.parse_args(argv)
-
-    run = RunDir(args.run)
+def run_dataset(name: str, run_dir: str, users_n: int, k: int) -> list[str]:
+    run = RunDir(run_dir)
     cfg = run.load_config()
     split = run.load_split()
-    users = sample_users(split, args.users, seed=0)
+    users = sample_users(split, users_n, seed=0)
     rows = split.eval_users("test").set_index("user")
     histories = [split.history(rows.loc[u], "test") for u in users]
     rec = Recommender.from_run(run.path, backend="hf")
     t0 = time.perf_counter()
-    recs = rec.recommend(histories, k=args.k, progress=True)
+    recs = rec.recommend(histories, k=k, progress=True)
     recommend_s = time.perf_counter() - t0
-    audit = substring_audit(split.titles())
-
-    report: dict = {
-        "run": str(run.path),
-        "users": len(users),
-        "k": args.k,
-        "evidence": "co-occurrence cosine over users' training sequences (llmrec/explain/evidence.py)",
-        "variants": {},
-    }
-    outputs = {}
-    for variant in ("disabled", "enabled"):
-        explain_cfg = cfg.explain.model_copy(update={"adapter": variant, "item_noun": args.noun})
-        explainer = Explainer.for_split(rec.model, rec.tokenizer, split, explain_cfg)
+    writer = run_explainer(run, rec, split)  # the whole base model where the run's body is cut
+    metrics, outputs = {}, {}
+    for generator, settings in GENERATORS.items():
+        settings = settings | {"item_noun": NOUNS.get(name, "item")}
+        explainer = Explainer.for_split(
+            writer.model,
+            rec.tokenizer,
+            split,
+            cfg.explain.model_copy(update=settings),
+            writer.scores,
+            writer.columns,
+        )
+        explainer.multiword = [display_title(t) for t in explainer.titles.values() if " " in display_title(t)]
+        t = time.perf_counter()
         out = explainer.explain(histories, recs)
-        outputs[variant] = out
-        report["variants"][f"adapter_{variant}"] = measure(explainer, audit, recs, out)
-        print(variant, json.dumps(report["variants"][f"adapter_{variant}"]), flush=True)
-    # the variant whose final reasons more often say something true about the item, then the one
-    # that falls back to the template less; ties go to the base model, which needs no adapter
-    scores = {
-        v: (m["states_a_true_trait_of_the_item"], m["llm_reason_rate"])
-        for v, m in ((v, report["variants"][f"adapter_{v}"]) for v in ("disabled", "enabled"))
-    }
-    chosen = "enabled" if scores["enabled"] > scores["disabled"] else "disabled"
-    report["chosen"] = f"adapter_{chosen}"
-    chosen_row = report["variants"][report["chosen"]]
-    summary = {"chosen": report["chosen"]} | {
-        k: v for k, v in chosen_row.items() if isinstance(v, float | int)
+        seconds = time.perf_counter() - t
+        outputs[generator] = out
+        metrics[generator] = measure(explainer, histories, recs, out, seconds)
+        print(
+            name, generator, {k: v for k, v in metrics[generator].items() if not isinstance(v, dict | list)}
+        )
+    summary = {
+        f"{g} {m}": metrics[g][m]
+        for g in GENERATORS
+        for m in ("false_claim_rate", "specific", "vacuous", "usr", "fallbacks", "latency_s")
     }
     record(
         "explain",
-        "ml100k",
-        report,
+        name,
+        {"run": str(run.path), "users": len(users), "k": k, "generators": metrics},
         summary,
-        dataset="ml100k",
-        variant="adapter",
+        dataset=name,
+        variant="generators",
+        config={"explain": cfg.explain.model_dump(), "users": users_n, "k": k},
         timings={"recommend_s": round(recommend_s, 1)},
+        data=data.provenance(name),
     )
+    return examples(name, split, users, histories, recs, outputs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks explain", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="+", required=True, help="DATASET=RUN_DIR (a trained run)")
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("-k", type=int, default=5)
+    parser.add_argument("--examples", default="docs/explanations-examples.md")
+    args = parser.parse_args(argv)
+    page = [
+        "# Example explanations",
+        "",
+        "Written by `python -m benchmarks explain` (results in benchmarks/results/explain/); test users'",
+        "top-5, two items each, every generator setting on the same item. `statement`: the plain",
+        "statement of the chosen facts (the model's own attribution among them); `statement-data-only`:",
+        "the same from the data alone; `llm`: the base model says the facts in a sentence, every claim",
+        "checked on both sides, the statement as fallback. Source in brackets: llm, llm-retry (a redraft",
+        "passed), statement.",
+        "",
+    ]
+    for pair in args.runs:
+        name, _, run_dir = pair.partition("=")
+        page += run_dataset(name, run_dir, args.users, args.k)
     with atomic_path(Path(args.examples)) as tmp:
-        tmp.write_text(examples_markdown(split, users, histories, recs, outputs[chosen], chosen))
-    print(f"wrote {args.examples}; chosen: adapter {chosen}")
+        tmp.write_text("\n".join(page) + "\n")
+    print(f"wrote {args.examples}")
 
 
 if __name__ == "__main__":  # also: python -m benchmarks SUITE

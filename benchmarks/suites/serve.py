@@ -4,9 +4,11 @@ A real server process on localhost (`llmrec serve RUN --max-batch B`) and an asy
 (httpx): at each concurrency level, that many clients send POST /recommend for test users' histories
 back to back until the level's request budget or time bound is spent; per level: requests, errors,
 p50/p95/p99 latency and users/s. Then, in this process, `Recommender.recommend` on the same
-histories in batches of B (what the server's batches are at best). Writes results/serve/load.json.
+histories in batches of B (what the server's batches are at best). Writes results/serve/load.json;
+with `--explain`, every request asks for reasons too (results/serve/load-explain.json).
 
     python -m benchmarks serve --run runs/quickstart/run
+    python -m benchmarks serve --run RUN --explain -k 5 --levels 1 --requests 50
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def level(url: str, histories: list[list[str]], concurrency: int, budget: int, bound_s: float) -> dict:
+async def level(
+    url: str, histories: list[list[str]], concurrency: int, budget: int, bound_s: float, body: dict
+) -> dict:
     latencies: list[float] = []
     errors = 0
     next_request = 0
@@ -57,7 +61,7 @@ async def level(url: str, histories: list[list[str]], concurrency: int, budget: 
             next_request += 1
             start = time.perf_counter()
             try:
-                response = await http.post("/recommend", json={"history": history, "k": 10})
+                response = await http.post("/recommend", json={"history": history, **body})
                 ok = response.status_code == 200
             except httpx.HTTPError:
                 ok = False
@@ -94,7 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=400, help="request budget per level")
     parser.add_argument("--bound-s", type=float, default=120, help="time bound per level")
     parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--explain", action="store_true", help="ask for a reason with every item")
     args = parser.parse_args(argv)
+    body = {"k": args.k, "explain": args.explain}
 
     run = RunDir(args.run)
     split = run.load_split()
@@ -124,10 +131,10 @@ def main(argv: list[str] | None = None) -> None:
             if time.time() > deadline or server.poll() is not None:
                 raise SystemExit("the server did not start")
             time.sleep(0.5)
-        asyncio.run(level(url, histories, 4, 16, 60))  # warm-up
+        asyncio.run(level(url, histories, 4, 16, 60, body))  # warm-up (loads the explainer too)
         levels = []
         for concurrency in args.levels:
-            result = asyncio.run(level(url, histories, concurrency, args.requests, args.bound_s))
+            result = asyncio.run(level(url, histories, concurrency, args.requests, args.bound_s, body))
             print(result, flush=True)
             levels.append(result)
         peak_rss = peak_memory_mib(server.pid)
@@ -138,14 +145,17 @@ def main(argv: list[str] | None = None) -> None:
     rec = Recommender.from_run(run.path)
     rec.cfg.batch_size = args.max_batch
     sample = histories[: args.requests]
-    rec.recommend(sample[:4], k=10)  # warm-up
+    rec.recommend(sample[:4], k=args.k)  # warm-up
     t0 = time.perf_counter()
-    rec.recommend(sample, k=10)
+    rec.recommend(sample, k=args.k)
     offline = len(sample) / (time.perf_counter() - t0)
     at64 = next((lv["users_per_s"] for lv in levels if lv["concurrency"] == 64), None)
     out = {
-        "what": "POST /recommend (k 10, one test user's history each) from N concurrent clients, localhost, "
-        "against offline Recommender.recommend on the same histories in batches of max_batch, one run",
+        "what": f"POST /recommend (k {args.k}{', explain' if args.explain else ''}, one test user's history "
+        "each) from N concurrent clients, localhost, against offline Recommender.recommend (the LLM alone, "
+        "no reasons) on the same histories in batches of max_batch, one run",
+        "explain": args.explain,
+        "k": args.k,
         "run": args.run,
         "id_scheme": json.loads((run.path / "item_ids.json").read_text())["scheme"],
         "max_batch": args.max_batch,
@@ -159,7 +169,10 @@ def main(argv: list[str] | None = None) -> None:
         "offline users/s": out["offline_users_per_s"],
         "served / offline at 64": out["served_over_offline_at_64"],
     }
-    record("serve", "load", out, summary, dataset="ml100k", variant=out["id_scheme"])
+    if args.explain:
+        summary["p50 ms with reasons, 1 client"] = levels[0]["p50_ms"]
+    name = "load-explain" if args.explain else "load"
+    record("serve", name, out, summary, dataset="ml100k", variant=out["id_scheme"])
 
 
 if __name__ == "__main__":  # also: python -m benchmarks SUITE

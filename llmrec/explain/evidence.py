@@ -1,26 +1,17 @@
-"""Evidence for a recommendation: the user's history items most related to the recommended item.
+"""Co-occurrence: how strongly two items go together in what users chose.
 
 The relation is item-item co-occurrence in the training data, as a cosine: over users' training
 sequences (valid and test targets never count), `relation(a, b) = n(a, b) / sqrt(n(a) * n(b))`,
 where n(a) is the number of users who interacted with a and n(a, b) the number who interacted with
 both. It is the classic item-based collaborative-filtering similarity: measurable, cheap, and
-independent of the LLM, so an explanation can only cite items that really co-occur with the
-recommended one. Ties go to the more recent history item.
+independent of the LLM, so an explanation can only say "people who chose A also chose B" where
+they did. `facts.py` combines it with item attributes to pick what an explanation states.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.sparse import csr_matrix
-
-
-@dataclass
-class Evidence:
-    item: str
-    title: str
-    relation: float  # co-occurrence cosine with the recommended item, in (0, 1]
 
 
 class CooccurrenceEvidence:
@@ -50,14 +41,8 @@ class CooccurrenceEvidence:
             rel = np.where(denom > 0, counts / denom, 0.0)
         return np.where(known >= 0, rel, 0.0)
 
-    def select(self, item: str, history: list[str], k: int) -> list[Evidence]:
-        """Up to `k` distinct history items with the highest relation > 0 to `item`, best first."""
-        latest: dict[str, int] = {h: pos for pos, h in enumerate(history) if h != item}
-        candidates = list(latest)
-        rel = self.relations(item, candidates)
-        order = sorted(range(len(candidates)), key=lambda n: (-rel[n], -latest[candidates[n]]))
-        return [
-            Evidence(candidates[n], self.titles.get(candidates[n], ""), round(float(rel[n]), 4))
-            for n in order[:k]
-            if rel[n] > 0
-        ]
+    def together(self, a: str, b: str) -> int:
+        """How many users chose both `a` and `b` in their training sequences."""
+        if a not in self.index or b not in self.index:
+            return 0
+        return int(self.incidence[self.index[a]].multiply(self.incidence[self.index[b]]).sum())

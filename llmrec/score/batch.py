@@ -37,7 +37,21 @@ SCHEMA = pa.schema(
         ("score", pa.float64()),
     ]
 )
-EVIDENCE = pa.list_(pa.struct([("item", pa.string()), ("title", pa.string()), ("relation", pa.float64())]))
+# an explanation's evidence (`Explainer.attach`): a history item, its co-occurrence with the
+# recommended item (cosine, users who chose both), the attributes both have, and the model's rank of
+# the recommended item without it (null unless it is the item the model leaned on)
+EVIDENCE = pa.list_(
+    pa.struct(
+        [
+            ("item", pa.string()),
+            ("title", pa.string()),
+            ("relation", pa.float64()),
+            ("together", pa.int64()),
+            ("shared", pa.list_(pa.string())),
+            ("rank_without", pa.int64()),
+        ]
+    )
+)
 EXPLAINED_SCHEMA = SCHEMA.append(pa.field("reason", pa.string())).append(pa.field("evidence", EVIDENCE))
 
 

@@ -1,5 +1,5 @@
-"""Explanations: evidence selection on a toy catalogue, the faithfulness guard, and the
-regenerate-then-template flow (drafts planted through a stub generator)."""
+"""Explanations: fact selection on toy catalogues, the title guard, the claim check on both sides,
+and the draft-redraft-statement flow (drafts planted through a stub generator)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import math
 
 import pandas as pd
 import pytest
+import torch
 
 from llmrec.config import ExplainConfig
 from llmrec.explain import (
+    Attributes,
     CooccurrenceEvidence,
-    Evidence,
     Explainer,
+    FactSelector,
     TitleGuard,
     display_title,
     normalise,
@@ -60,34 +62,80 @@ def test_one_word_titles_count_only_when_written_as_titles():
     assert guard.violations("You liked Toy Story, and Heat too.", ["3"]) == ["heat"]
 
 
-def test_evidence_is_the_most_co_occurring_history_items():
+def test_co_occurrence_counts_the_users_who_chose_both():
     sequences = [["a", "b"]] * 3 + [["a", "c"], ["c", "d"], ["b", "d"], ["e"]]
     items = ["a", "b", "c", "d", "e"]
     evidence = CooccurrenceEvidence(sequences, items, {i: i.upper() for i in items})
-    picked = evidence.select("a", ["c", "b", "d", "e", "a"], k=3)
-    assert [e.item for e in picked] == ["b", "c"]  # d and e never co-occur with a; a itself is skipped
     # n(a, b) = 3, n(a) = 4, n(b) = 4 -> 3 / 4; n(a, c) = 1, n(c) = 2 -> 1 / sqrt(8)
-    assert picked[0].relation == pytest.approx(0.75, abs=1e-4)
-    assert picked[1].relation == pytest.approx(1 / math.sqrt(8), abs=1e-4)
-    assert picked[0].title == "B"
-    assert [e.item for e in evidence.select("a", ["c", "b"], k=1)] == ["b"]
-    # equal relation: the more recent history item wins
-    tied = CooccurrenceEvidence([["x", "y", "z"]], ["x", "y", "z"], {})
-    assert [e.item for e in tied.select("x", ["y", "z"], k=2)] == ["z", "y"]
+    assert list(evidence.relations("a", ["b", "c", "d"])) == pytest.approx([0.75, 1 / math.sqrt(8), 0.0])
+    assert (evidence.together("a", "b"), evidence.together("a", "d"), evidence.together("a", "z")) == (
+        3,
+        0,
+        0,
+    )
+
+
+def toy_items(texts: dict[str, str], titles: dict[str, str] | None = None) -> pd.DataFrame:
+    titles = titles or {i: f"Film {i}" for i in texts}
+    return pd.DataFrame(
+        {"item": list(texts), "title": [titles[i] for i in texts], "text": list(texts.values())}
+    )
+
+
+def test_fact_selection_picks_the_history_item_that_shares_an_attribute_and_the_one_chosen_with_it():
+    texts = {"a": "Comedy", "b": "Horror", "c": "Comedy, Romance", "d": "Drama", "e": "Horror"}
+    items = toy_items(texts)
+    evidence = CooccurrenceEvidence([["d", "c"], ["d", "c"], ["e"]], list(texts), {})
+    selector = FactSelector(evidence, Attributes(items), {i: f"Film {i}" for i in texts})
+    facts = selector.select("c", ["a", "b", "d"], k=2)
+    # d was chosen with c by 2 users (and shares nothing); a shares Comedy (and was never chosen with it)
+    assert [(e.item, e.together, e.shared) for e in facts.evidence] == [("d", 2, []), ("a", 0, ["Comedy"])]
+    assert facts.specific and facts.attributes == ["Comedy", "Romance"]
+    assert selector.select("c", ["b"], k=2).evidence == []  # nothing links Horror to c
+    # an attribute that recurs in the recent history is a fact too
+    assert selector.select("c", ["a", "b"], k=1).recurring == []  # one Comedy in the history: no pattern
+    many = FactSelector(evidence, Attributes(toy_items(texts | {"f": "Comedy"})), {})
+    assert many.select("c", ["a", "f", "b"], k=1).recurring == [("Comedy", 2, 3)]
+
+
+def test_product_catalogues_share_the_distinctive_words_of_their_titles():
+    titles = {
+        "s1": "Stanley TRA708T Sharpshooter Staples, Steel (1000 Count)",
+        "s2": "Stanley TR150 Heavy Duty Staple Gun",
+        "g1": "Gorilla Original Glue, 4 ounce Bottle",
+        "g2": "Gorilla Tape, Black Heavy Duct Tape",
+        **{f"x{n}": f"Filler Widget Model {n}" for n in range(40)},
+    }
+    items = toy_items({i: "Heavy tools and supplies for every job in the workshop." for i in titles}, titles)
+    attributes = Attributes(items)
+    assert attributes.kind == "word"
+    assert {"stanley", "staple"} <= set(attributes["s2"]) and "gorilla" in attributes["g2"]
+    assert "heavy" not in attributes.vocabulary  # in every description: an ordinary word, no attribute
+    facts = FactSelector(CooccurrenceEvidence([], list(titles), titles), attributes, titles).select(
+        "s2", ["g1", "s1"], 2
+    )
+    assert [(e.item, sorted(e.shared)) for e in facts.evidence] == [("s1", ["stanley", "staple"])]
 
 
 class StubTokenizer:
     chat_template = None
 
 
-def stub_explainer(drafts: list[list[str]], retries: int = 1) -> Explainer:
+TEXTS = {i: "Horror, Sci-Fi, War" if i == "5" else "Crime, Drama" for i in TITLES}
+
+
+def stub_explainer(
+    drafts: list[list[str]], retries: int = 1, texts: dict[str, str] = TEXTS, scores=None
+) -> Explainer:
     """An explainer whose LLM returns `drafts[attempt]` (one per pending reason)."""
-    texts = ["Horror, Sci-Fi, War" if item == "5" else "Crime, Drama" for item in TITLES]
-    items = pd.DataFrame({"item": list(TITLES), "title": list(TITLES.values()), "text": texts})
+    items = pd.DataFrame(
+        {"item": list(TITLES), "title": list(TITLES.values()), "text": [texts[i] for i in TITLES]}
+    )
     sequences = [["1", "3", "5"], ["1", "3"], ["2", "4"]]
     evidence = CooccurrenceEvidence(sequences, list(TITLES), TITLES)
-    cfg = ExplainConfig(item_noun="movie", retries=retries)
-    explainer = Explainer(object(), StubTokenizer(), items, evidence, cfg)
+    cfg = ExplainConfig(item_noun="movie", retries=retries, generator="llm")
+    columns = {i: n for n, i in enumerate(TITLES)}
+    explainer = Explainer(object(), StubTokenizer(), items, evidence, cfg, scores, columns)
     attempts = iter(drafts)
     explainer.generate = lambda prompts, sample: next(attempts)[: len(prompts)]
     return explainer
@@ -97,72 +145,131 @@ def recs(*items: str) -> list[list[Recommendation]]:
     return [[Recommendation(i, TITLES[i], -1.0, n + 1) for n, i in enumerate(items)]]
 
 
-def test_a_draft_with_an_invented_title_is_regenerated_then_replaced():
-    history = [["1", "2"]]  # 3 co-occurs with 1; 4 with 2
+def test_a_planted_false_claim_about_a_history_item_is_rejected():
+    explainer = stub_explainer([])
+    facts = explainer.facts.select("3", ["1", "5"], k=2)
+    # 1 co-occurs with 3 and shares Crime, Drama; 5 only co-occurs with it
+    assert [(e.item, e.together, e.shared) for e in facts.evidence] == [
+        ("1", 2, ["Crime", "Drama"]),
+        ("5", 1, []),
+    ]
+    assert (
+        explainer.check('Since you watched "The Usual Suspects", "Toy Story" is a crime drama too.', facts)
+        == []
+    )
+    # true of the recommended item, false of the history item the draft names: rejected
+    facts = explainer.facts.select("3", ["5", "1"], k=2)
+    found = explainer.check('Since you watched "Star Wars", "Toy Story" is a crime drama too.', facts)
+    assert found == ["claims Crime of Star Wars", "claims Drama of Star Wars"]
+    # and the other side: true of the history item, false of the recommended one
+    found = explainer.check(
+        'Like "The Usual Suspects", "Toy Story" is a war film.', explainer.facts.select("3", ["1"], 2)
+    )
+    assert found[0] == "claims War of Toy Story, The Usual Suspects"
+    # "people who" needs a named item chosen together with it; numbers must be the facts'
+    found = explainer.check('People who watched "The Usual Suspects" also watched "Toy Story".', facts)
+    assert found == []
+    lonely = explainer.facts.select("4", ["1"], 2)  # 1 and 4 share Crime, Drama; nobody chose both
+    found = explainer.check(
+        'People who watched "The Usual Suspects" also watched "In the Heat of the Night".', lonely
+    )
+    assert found[0] == "claims people chose them together, but no named item co-occurs with it"
+    found = explainer.check('12 people who watched "The Usual Suspects" also watched "Toy Story".', facts)
+    assert found == ["states the number 12, which no fact gives"]
+
+
+def test_a_vacuous_draft_is_rejected_and_replaced_by_the_plain_facts():
+    explainer = stub_explainer(
+        [["You may like Toy Story, a movie you will enjoy."], ["Toy Story is fun to watch."]]
+    )
+    facts = explainer.facts.select("3", ["1"], 2)
+    assert explainer.check("Toy Story is fun to watch.", facts) == [
+        "says nothing that links it to the user's history"
+    ]
+    out = explainer.explain([["1"]], recs("3"))[0][0]
+    assert out.source == "statement" and len(out.rejected) == 2
+    assert out.reason == explainer.statement(facts, ["1"])
+    assert '"The Usual Suspects"' in out.reason and '"Toy Story"' in out.reason
+    assert explainer.check(out.reason, facts) == []  # the statement passes its own check
+    stats = explainer.stats
+    assert (stats["first_drafts_rejected"], stats["regenerated"], stats["statement_after_check"]) == (1, 1, 1)
+
+
+def test_a_draft_with_an_invented_title_is_redrafted_and_a_good_redraft_kept():
     explainer = stub_explainer(
         [
-            ["You liked The Usual Suspects, so Toy Story; also Star Wars.", "You liked Heat: try Toy Story."],
-            ["You liked The Usual Suspects, so watch Toy Story.", "Heat fans like Star Wars."],
+            ['Since you watched "The Usual Suspects", "Toy Story" is a crime drama; so is "Star Wars".'],
+            ['Since you watched "The Usual Suspects", "Toy Story" is a crime drama too.'],
         ]
     )
-    out = explainer.explain(history, recs("3", "4"))[0]
-    assert out[0].source == "llm-retry" and "Star Wars" not in out[0].reason
-    assert [e.item for e in out[0].evidence] == ["1"]
-    assert out[0].reason == "You liked The Usual Suspects, so watch Toy Story."
-    assert out[0].rejected == [["star wars"]]
-    # the second never named its own item (and then named Star Wars): template from the evidence
-    assert out[1].source == "template" and len(out[1].rejected) == 2
-    assert out[1].reason.startswith("Because you chose Heat: people who chose it often also chose")
-    assert "They share Crime, Drama." in out[1].reason
-    assert explainer.guard.violations(out[1].reason, ["4", "2"]) == []
-    stats = explainer.stats
-    assert (stats["first_drafts_rejected"], stats["regenerated"], stats["template_after_guard"]) == (2, 2, 1)
-    assert stats["explanations"] == 2 and stats["llm_explanations"] == 1
-    # first drafts: Star Wars, and Toy Story for the second item (which it also failed to name)
-    assert (stats["first_draft_invented_title"], stats["first_draft_misses_item"]) == (2, 1)
-    assert stats["rejected_invented_title"] == 3  # the second item's retry named Star Wars
+    out = explainer.explain([["1"]], recs("3"))[0][0]
+    assert out.source == "llm-retry" and "Star Wars" not in out.reason
+    assert out.rejected[0][0] == "star wars"
+    assert explainer.stats["first_draft_invented_title"] == 1 and explainer.stats["llm_explanations"] == 1
 
 
-def test_without_evidence_or_titles_the_wording_names_no_invented_item():
+def model_leaning_on_war(rows: list[list[str]]) -> torch.Tensor:
+    """Catalogue scores (rows x 7 items) of a model that ranks "Star Wars" (5) first only for
+    histories with "War" (6) in them; every other item keeps a fixed score."""
+    scores = torch.arange(7, 0, -1, dtype=torch.float).repeat(len(rows), 1)  # item n scores 7 - n
+    for n, row in enumerate(rows):
+        scores[n, 4] = 10.0 if "6" in row else 0.5
+    return scores
+
+
+def test_the_models_own_attribution_names_the_history_item_it_leans_on():
+    explainer = stub_explainer([], scores=model_leaning_on_war)
+    explainer.cfg.generator = "statement"
+    history = ["2", "6", "7"]
+    moves = explainer.moves([history], recs("5", "1"))[0]
+    # the recommended item's ranks with the whole history and without each item: only "The War" moves it
+    assert moves == [{"7": (1, 1), "6": (1, 7), "2": (1, 1)}, {"7": (2, 2), "6": (2, 1), "2": (2, 2)}]
+    out = explainer.explain([history], recs("5", "1"))[0]
+    assert out[0].facts.weighed.item == "6" and out[0].facts.weighed.moves == (1, 7)
+    assert out[0].reason.count("#7") == 1 and out[0].reason.count("#1") == 1 and '"The War"' in out[0].reason
+    assert explainer.check(out[0].reason, out[0].facts) == []  # the ranks are facts: no false number
+    wrong = out[0].reason.replace("#7", "#40")
+    assert "states the number 40, which no fact gives" in explainer.check(wrong, out[0].facts)
+    assert out[1].facts.weighed is None  # nothing in the history moves "The Usual Suspects"
+    assert stub_explainer([]).moves([history], recs("5"))[0] == [{}]  # no scores, no attribution
+
+
+def test_without_facts_or_titles_the_statement_names_only_catalogue_items():
     explainer = stub_explainer([])
-    out = explainer.explain([["6"]], recs("3"))[0][0]  # "6" never co-occurs with "3"
-    assert out.source == "template" and out.evidence == []
-    assert "none of your past movies co-occurs with it" in out.reason
+    out = explainer.explain([["6"]], recs("5"))[0][0]  # 6 shares nothing with 5 and nobody chose both
+    assert out.source == "statement" and out.evidence == []
+    assert out.reason == '"Star Wars" comes from your history as a whole, not from one movie in it.'
     explainer.has_titles = False
-    explainer.titles = {}
+    explainer.short = {}
     out = explainer.explain([["1"]], recs("3"))[0][0]
-    assert out.reason.startswith("Because you chose movie 1: people who chose it often also chose movie 3.")
+    assert "movie 1" in out.reason and "movie 3" in out.reason and '"' not in out.reason
 
 
-def test_a_reason_may_claim_only_the_recommended_items_traits():
-    explainer = stub_explainer(
-        [["You liked The Usual Suspects, so Toy Story: both are crime films."],
-         ["You liked The Usual Suspects, so Toy Story: both are sci-fi horror."]]
-    )  # fmt: skip
-    assert explainer.check("So Toy Story: both are crime films.", "3", []) == []
-    assert explainer.check("So Toy Story: a Sci-Fi horror.", "3", []) == [
-        "claims trait Horror",
-        "claims trait Sci-Fi",
-    ]
-    # words of a named title are no claim
-    evidence = [Evidence("6", TITLES["6"], 0.5)]
-    assert explainer.check("So Toy Story, like The War.", "3", evidence) == []
-    assert explainer.check("So Toy Story, a war film.", "3", evidence) == ["claims trait War"]
-    out = explainer.explain([["1"]], recs("3"))[0][0]
-    assert out.source == "llm" and out.reason.endswith("crime films.")
+def test_explanations_are_the_same_for_the_same_request(tiny_backbone):
+    """The real generation path (a tiny random model: its drafts fail, so redrafts sample) gives the
+    same words for the same request, from a fresh explainer too; every named title is a catalogue's."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    model = AutoModelForCausalLM.from_pretrained(tiny_backbone)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone)
 
-def test_no_shared_genre_is_claimed_where_the_catalogue_has_none():
-    """Without traits the prompt does not lead with "both are", and a claim of a shared genre fails."""
-    items = pd.DataFrame({"item": list(TITLES), "title": list(TITLES.values()), "text": [""] * len(TITLES)})
-    evidence = CooccurrenceEvidence([["1", "3"]], list(TITLES), TITLES)
-    explainer = Explainer(object(), StubTokenizer(), items, evidence, ExplainConfig(item_noun="movie"))
-    cited = [Evidence("1", TITLES["1"], 0.5)]
-    _, lead = explainer.prompt("3", cited)
-    assert "both are" not in lead and lead.endswith("people who enjoyed it often")
-    assert explainer.check(
-        "Since you enjoyed The Usual Suspects, Toy Story: the same genre.", "3", cited
-    ) == ["claims trait shared with the history, but they share none"]
-    assert explainer.check("Since you enjoyed The Usual Suspects, try Toy Story.", "3", cited) == []
-    _, lead = stub_explainer([]).prompt("3", cited)  # both are "Crime, Drama": the lead may say so
-    assert lead.endswith("both are")
+    def run() -> list[str]:
+        items = pd.DataFrame(
+            {"item": list(TITLES), "title": list(TITLES.values()), "text": [TEXTS[i] for i in TITLES]}
+        )
+        evidence = CooccurrenceEvidence([["1", "3", "5"], ["1", "3"], ["2", "4"]], list(TITLES), TITLES)
+        explainer = Explainer(
+            model,
+            tokenizer,
+            items,
+            evidence,
+            ExplainConfig(item_noun="movie", max_new_tokens=8, generator="llm"),
+        )
+        out = explainer.explain([["1", "2"], ["2"]], [recs("3", "4")[0], recs("4")[0]])
+        return [e.reason for es in out for e in es]
+
+    first = run()
+    assert first == run() and len(first) == 3
+    guard = TitleGuard(TITLES)
+    for reason in first:
+        assert all(key in {normalise(t) for t in TITLES.values()} for key, _, _ in guard.mentions(reason))
