@@ -514,13 +514,18 @@ def recommend(
 
 
 def explainer(
-    run: RunDir, rec: Recommender | HybridRecommender | ContentMixRecommender, split: SplitData | None = None
+    run: RunDir,
+    rec: Recommender | HybridRecommender | ContentMixRecommender,
+    split: SplitData | None = None,
+    settings: dict | None = None,
 ) -> Explainer:
     """The run's explainer. The plain statement (the default) needs no writer; `explain.generator:
     llm` writes with the run's model (a transformers copy under the vLLM backend), or, where the
     run's body is cut (`model.layers`), with the whole base model, since a cut body ranks but cannot
-    write. `split`: the run's prepared data, when the caller has loaded it already."""
+    write. `split`: the run's prepared data, when the caller has loaded it already; `settings`:
+    `explain` keys over the run's (e.g. {"generator": "llm"})."""
     cfg = run.load_config()
+    cfg.explain = cfg.explain.model_validate(cfg.explain.model_dump() | (settings or {}))
     if cfg.explain.generator == "statement":
         model = None
     elif cfg.model.layers is not None:

@@ -48,25 +48,43 @@ GENERATORS = {
     "llm": {"generator": "llm"},
 }
 OTHERS = re.compile(
-    r"\b(people|others|fans|viewers|customers|buyers|players|users|those)\s+who\b|\bfans\s+of\b"
+    r"\b(people|person|others|fans|viewers|customers|buyers|players|users|those)\s+who\b|\bfans\s+of\b"
 )
 NUMBER = re.compile(r"(?<![\w.])\d+(?![\w.])")
 
 
 def audit(explainer: Explainer, history: list[str], rec: Recommendation, e: Explanation) -> dict:
-    """One explanation's claims, found by verbatim title search (not the guard's matching)."""
+    """One explanation's claims, found by verbatim title search (not the guard's matching). A claim
+    belongs to the items its sentence names (all named items when it names none); a name that
+    several history listings share ("HATCHBOX PLA 3D Printer Filament" in four colours) stands for
+    any of them."""
     reason = e.reason.replace("″", '"')  # a title's inch mark, written ″ inside quotes
     low = reason.lower()
     titles = explainer.titles
-    names = {i: {n.lower() for n in (display_title(titles[i]), short_title(titles[i])) if n} for i in history}
-    named = [i for i, ns in names.items() if i != rec.item and any(_said(n, low) for n in ns)]
-    text = low
-    for i in (rec.item, *named):
-        for n in {display_title(titles.get(i, "")), short_title(titles.get(i, ""))} - {""}:
-            text = text.replace(n.lower(), " ")
+
+    def names_of(i: str) -> set[str]:
+        return {n.lower() for n in (display_title(titles.get(i, "")), short_title(titles.get(i, ""))) if n}
+
+    listings: dict[str, set[str]] = {}  # a name -> the items (history and recommended) it may mean
+    for i in (*history, rec.item):
+        for n in names_of(i):
+            listings.setdefault(n, set()).add(i)
+    said = sorted((n for n in listings if _said(n, low)), key=len, reverse=True)
+    own = names_of(rec.item)
+    named = sorted({i for n in said if n not in own for i in listings[n]} - {rec.item})
+    text, groups = low, []
+    for n in said:  # each name becomes a mark (a private-use character): no claim, no sentence end
+        if n in text:
+            text = text.replace(n, f" {chr(0xE000 + len(groups))} ")
+            groups.append({rec.item} if n in own else listings[n])
     attrs = explainer.attributes
-    stated = attrs.mentioned(text)
-    false = [a for a in stated if any(a not in attrs[i] for i in (rec.item, *named))]
+    stated, false = set(), []
+    for sentence in re.split(r"(?<=[.!?;])\s+", text):
+        about = [g for m, g in enumerate(groups) if chr(0xE000 + m) in sentence] or groups or [{rec.item}]
+        for a in attrs.mentioned(sentence):
+            stated.add(a)
+            if any(not any(a in attrs[i] for i in g) for g in about):
+                false.append(a)
     together = {i: explainer.facts.evidence.together(rec.item, i) for i in named}
     links = OTHERS.search(text) is not None
     if links and not any(together.values()):
@@ -77,11 +95,7 @@ def audit(explainer: Explainer, history: list[str], rec: Recommendation, e: Expl
     moves = {v.item: v.moves for v in e.evidence if v.moves}  # the model's ranks, measured at explain time
     counts |= {str(n) for i in named for n in moves.get(i, ())}
     false += [n for n in NUMBER.findall(text) if n not in counts]
-    allowed = {n for i in history for n in names[i]}
-    allowed |= {
-        display_title(titles.get(rec.item, "")).lower(),
-        short_title(titles.get(rec.item, "")).lower(),
-    }
+    allowed = set(listings)
     others = [t for t in explainer.multiword if t in reason and not any(t.lower() in a for a in allowed)]
     false += others
     near = set().union(*(attrs[i] for i in (*recent, *named)))
@@ -159,18 +173,11 @@ def run_dataset(name: str, run_dir: str, users_n: int, k: int) -> list[str]:
     t0 = time.perf_counter()
     recs = rec.recommend(histories, k=k, progress=True)
     recommend_s = time.perf_counter() - t0
-    writer = run_explainer(run, rec, split)  # the whole base model where the run's body is cut
     metrics, outputs = {}, {}
     for generator, settings in GENERATORS.items():
         settings = settings | {"item_noun": NOUNS.get(name, "item")}
-        explainer = Explainer.for_split(
-            writer.model,
-            rec.tokenizer,
-            split,
-            cfg.explain.model_copy(update=settings),
-            writer.scores,
-            writer.columns,
-        )
+        # the writer for `llm` is the whole base model where the run's body is cut
+        explainer = run_explainer(run, rec, split, settings)
         explainer.multiword = [display_title(t) for t in explainer.titles.values() if " " in display_title(t)]
         t = time.perf_counter()
         out = explainer.explain(histories, recs)

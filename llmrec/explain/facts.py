@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from llmrec.explain.evidence import CooccurrenceEvidence
-from llmrec.explain.guard import normalise
+from llmrec.explain.guard import normalise, short_title
 
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 # words that say nothing of an item on their own: function words, units, fillers, praise (a word
@@ -41,7 +41,9 @@ STOP_WORDS = frozenset(
     while who will with without you your pcs piece pieces count size lbs oz ounce mm cm ft yd kg ml
     product quality great best good high low perfect ideal easy premium only may know make little
     special right time lot deal first amazing world short wear design deluxe value original
-    ingredient manufacturer brand item kit""".split()  # noqa: SIM905
+    ingredient manufacturer brand item kit
+    history model rank pick weigh mostly instead without people person bought watched played chose
+    read title whole last""".split()  # noqa: SIM905 (the last line: the statements' own words)
 )
 RECENT = 10  # how far back "recurring" looks: the user's last 10 items
 
@@ -158,16 +160,20 @@ class FactSelector:
     ) -> None:
         self.evidence, self.attributes, self.titles = evidence, attributes, titles
 
+    def _names(self, item: str) -> set[str]:
+        title = self.titles.get(item, "")
+        return {normalise(title), normalise(short_title(title))} - {""}
+
     def select(
         self, item: str, history: list[str], k: int, moves: dict[str, tuple[int, int]] | None = None
     ) -> Facts:
         """`moves`: history item -> the model's (rank with it, rank without it) of `item`; the one
         that moves it most, if it at least doubles the rank and by 3 places, becomes a link."""
         own = self.attributes[item]
-        same = normalise(self.titles.get(item, "")) or None  # another listing of the same title is no link
-        latest = {
-            h: pos for pos, h in enumerate(history) if normalise(self.titles.get(h, "")) != same and h != item
-        }
+        # another listing under the same name (a colour of the same filament) is no link: a reader
+        # could not tell the two apart
+        same = self._names(item)
+        latest = {h: pos for pos, h in enumerate(history) if h != item and not (self._names(h) & same)}
         candidates = list(latest)
         relations = self.evidence.relations(item, candidates)
         links = []

@@ -166,6 +166,12 @@ def test_a_planted_false_claim_about_a_history_item_is_rejected():
         'Like "The Usual Suspects", "Toy Story" is a war film.', explainer.facts.select("3", ["1"], 2)
     )
     assert found[0] == "claims War of Toy Story, The Usual Suspects"
+    # a claim belongs to the items its sentence names: true of those, it stands
+    facts5 = explainer.facts.select("5", ["1"], 2)
+    two = '1 person who watched "The Usual Suspects" also watched "Star Wars". "Star Wars" is a war film.'
+    assert explainer.check(two, facts5) == []
+    one = 'Like "The Usual Suspects", "Star Wars" is a war film.'
+    assert explainer.check(one, facts5)[0] == "claims War of The Usual Suspects"
     # "people who" needs a named item chosen together with it; numbers must be the facts'
     found = explainer.check('People who watched "The Usual Suspects" also watched "Toy Story".', facts)
     assert found == []
@@ -230,6 +236,9 @@ def test_the_models_own_attribution_names_the_history_item_it_leans_on():
     assert explainer.check(out[0].reason, out[0].facts) == []  # the ranks are facts: no false number
     wrong = out[0].reason.replace("#7", "#40")
     assert "states the number 40, which no fact gives" in explainer.check(wrong, out[0].facts)
+    # a true rank is still no fact when the reason does not name the item it belongs to
+    unnamed = '"Star Wars" would be #7 for you without one of the movies you watched.'
+    assert "states the number 7, which no fact gives" in explainer.check(unnamed, out[0].facts)
     assert out[1].facts.weighed is None  # nothing in the history moves "The Usual Suspects"
     assert stub_explainer([]).moves([history], recs("5"))[0] == [{}]  # no scores, no attribution
 
