@@ -93,7 +93,7 @@ def audit(explainer: Explainer, history: list[str], rec: Recommendation, e: Expl
     counts = {str(v) for v in together.values()} | {str(len(recent))}
     counts |= {str(sum(a in attrs[i] for i in recent)) for a in stated}  # "4 of your last 10 are ..."
     moves = {v.item: v.moves for v in e.evidence if v.moves}  # the model's ranks, measured at explain time
-    counts |= {str(n) for i in named for n in moves.get(i, ())}
+    counts |= {str(n) for i in named if i in moves for n in (*moves[i], moves[i][1] - moves[i][0])}
     false += [n for n in NUMBER.findall(text) if n not in counts]
     allowed = set(listings)
     others = [t for t in explainer.multiword if t in reason and not any(t.lower() in a for a in allowed)]
@@ -101,7 +101,7 @@ def audit(explainer: Explainer, history: list[str], rec: Recommendation, e: Expl
     near = set().union(*(attrs[i] for i in (*recent, *named)))
     specific = bool(stated & set(attrs[rec.item]) & near)
     specific = specific or (links and any(together.values()))
-    specific = specific or any(i in moves and f"#{moves[i][1]}" in text for i in named)
+    specific = specific or any(i in moves and f"{moves[i][1] - moves[i][0]} places" in text for i in named)
     return {"false": false, "specific": specific, "vacuous": not (stated or named or links), "stated": stated}
 
 

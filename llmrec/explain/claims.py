@@ -13,7 +13,7 @@ numbers, and links ("people who watched A also watched B"). `ClaimCheck.check` r
 - **vacuous**: no attribute, no named history item, no link: nothing a reader could check;
 - **specific**: a true attribute shared with the history (a named or linked item, or one that recurs
   in the recent history), or a named history item with the fact that links them (chosen together,
-  or the model's rank without it).
+  or how far the model's rank falls without it).
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ NUMBER = re.compile(r"(?<![\w.])\d+(?![\w.])")
 SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 MARK = 0xE000  # Unicode private use: a named title's mark, neither a word nor a digit
 MISSES_ITEM, EMPTY = "does not name the recommended item", "no reason written"
+
+
+def falls(moves: tuple[int, int]) -> tuple[int, int, int]:
+    """The numbers the model's attribution gives: its rank with the item, without it, and the fall."""
+    return (moves[0], moves[1], moves[1] - moves[0])
 
 
 @dataclass
@@ -85,7 +90,7 @@ class ClaimCheck:
         # a number belongs to what the reason says: how many chose a named item too, the model's
         # ranks with and without a named item, how many recent items have a stated attribute
         named = [evidence[i] for i in verdict.named]
-        counts = {str(e.together) for e in named} | {str(n) for e in named if e.moves for n in e.moves}
+        counts = {str(e.together) for e in named} | {str(n) for e in named if e.moves for n in falls(e.moves)}
         counts |= {str(n) for a, c, w in facts.recurring if a in stated for n in (c, w)}
         verdict.false += [
             f"states the number {n}, which no fact gives" for n in NUMBER.findall(text) if n not in counts
@@ -94,6 +99,6 @@ class ClaimCheck:
         shared = set().union(*(evidence[i].shared for i in evidence)) | {a for a, _, _ in facts.recurring}
         linked = links and any(evidence[i].together > 0 for i in verdict.named)  # the link, stated
         numbers = set(NUMBER.findall(text))
-        weighed = any(evidence[i].moves and str(evidence[i].moves[1]) in numbers for i in verdict.named)
+        weighed = any(e.moves and str(e.moves[1] - e.moves[0]) in numbers for e in named)
         verdict.specific = bool(stated & shared) or linked or weighed
         return verdict

@@ -170,14 +170,14 @@ class Explainer:
         weighed = facts.weighed
         by_model = by_people = in_common = None
         if weighed is not None:
+            # how far it falls, not the ranks themselves: a mix (or a new batch) may show the item
+            # at another place than the language model's own list, but the fall is the model's
             rank, without = weighed.moves
+            places, other = f"{without - rank} places", self.name(weighed.item)
             by_model = [
-                f"Without {self.name(weighed.item)} in your history, the model would rank {item} "
-                f"#{without} for you instead of #{rank}.",
-                f"{self.name(weighed.item)} weighs most in this pick: without it, {item} would be "
-                f"#{without} for you, not #{rank}.",
-                f"The model ranks {item} #{rank} for you, mostly because you {did} "
-                f"{self.name(weighed.item)}: without it, #{without}.",
+                f"Without {other} in your history, the model would place {item} {places} lower.",
+                f"{other} weighs most in this pick: without it, {item} would fall {places}.",
+                f"The model picked {item} mostly because you {did} {other}: without it, it falls {places}.",
             ][pick]
         link = next((e for e in facts.evidence if e.together > 0), None)
         if link is not None:

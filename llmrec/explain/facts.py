@@ -43,7 +43,7 @@ STOP_WORDS = frozenset(
     special right time lot deal first amazing world short wear design deluxe value original
     ingredient manufacturer brand item kit
     history model rank pick weigh mostly instead without people person bought watched played chose
-    read title whole last""".split()  # noqa: SIM905 (the last line: the statements' own words)
+    read title whole last place lower fall picked""".split()  # noqa: SIM905 (the last line: the statements' own words)
 )
 RECENT = 10  # how far back "recurring" looks: the user's last 10 items
 
