@@ -85,7 +85,7 @@ def audit(explainer: Explainer, history: list[str], rec: Recommendation, e: Expl
             stated.add(a)
             if any(not any(a in attrs[i] for i in g) for g in about):
                 false.append(a)
-    together = {i: explainer.facts.evidence.together(rec.item, i) for i in named}
+    together = {i: explainer.selector.evidence.together(rec.item, i) for i in named}
     links = OTHERS.search(text) is not None
     if links and not any(together.values()):
         false.append("people who ... also: chosen together by nobody")

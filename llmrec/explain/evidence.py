@@ -15,9 +15,8 @@ from scipy.sparse import csr_matrix
 
 
 class CooccurrenceEvidence:
-    def __init__(self, sequences: list[list[str]], items: list[str], titles: dict[str, str]) -> None:
+    def __init__(self, sequences: list[list[str]], items: list[str]) -> None:
         self.index = {item: n for n, item in enumerate(items)}
-        self.titles = titles
         rows, cols = [], []
         for user, seq in enumerate(sequences):
             for n in {self.index[i] for i in seq if i in self.index}:

@@ -28,6 +28,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.config import ExplainConfig
+from llmrec.data import SplitData
 from llmrec.explain.claims import EMPTY, MISSES_ITEM, ClaimCheck, Verdict
 from llmrec.explain.evidence import CooccurrenceEvidence
 from llmrec.explain.facts import RECENT, Attributes, Evidence, Facts, FactSelector
@@ -93,7 +94,7 @@ class Explainer:
         self.titles = dict(zip(items["item"], items["title"].fillna(""), strict=True))
         self.has_titles = any(self.titles.values())
         self.attributes = Attributes(items)
-        self.facts = FactSelector(evidence, self.attributes, self.titles)
+        self.selector = FactSelector(evidence, self.attributes, self.titles)
         common = {w for a in self.attributes.vocabulary for w in a.split()}
         self.short = {i: short_title(t) for i, t in self.titles.items() if t}
         self.guard = TitleGuard(self.titles, common_words=common, short=self.short)
@@ -104,10 +105,18 @@ class Explainer:
         self.stats: Counter[str] = Counter()
 
     @classmethod
-    def for_split(cls, model, tokenizer, split, cfg: ExplainConfig, scores=None, columns=None) -> Explainer:
+    def for_split(
+        cls,
+        model: PreTrainedModel | None,
+        tokenizer: PreTrainedTokenizerBase,
+        split: SplitData,
+        cfg: ExplainConfig,
+        scores: Callable[[list[list[str]]], torch.Tensor] | None = None,
+        columns: dict[str, int] | None = None,
+    ) -> Explainer:
         """Co-occurrence from the split's training sequences only (targets never count)."""
         items = split.items
-        evidence = CooccurrenceEvidence(split.users["train"].tolist(), items["item"].tolist(), split.titles())
+        evidence = CooccurrenceEvidence(split.users["train"].tolist(), items["item"].tolist())
         return cls(model, tokenizer, items, evidence, cfg, scores, columns)
 
     def moves(
@@ -281,7 +290,7 @@ class Explainer:
         t0 = time.perf_counter()
         moves = self.moves(histories, recommendations)
         jobs = [
-            (u, r, self.facts.select(rec.item, history, self.cfg.evidence_items, moves[u][r]))
+            (u, r, self.selector.select(rec.item, history, self.cfg.evidence_items, moves[u][r]))
             for u, (history, recs) in enumerate(zip(histories, recommendations, strict=True))
             for r, rec in enumerate(recs)
         ]

@@ -65,7 +65,7 @@ def test_one_word_titles_count_only_when_written_as_titles():
 def test_co_occurrence_counts_the_users_who_chose_both():
     sequences = [["a", "b"]] * 3 + [["a", "c"], ["c", "d"], ["b", "d"], ["e"]]
     items = ["a", "b", "c", "d", "e"]
-    evidence = CooccurrenceEvidence(sequences, items, {i: i.upper() for i in items})
+    evidence = CooccurrenceEvidence(sequences, items)
     # n(a, b) = 3, n(a) = 4, n(b) = 4 -> 3 / 4; n(a, c) = 1, n(c) = 2 -> 1 / sqrt(8)
     assert list(evidence.relations("a", ["b", "c", "d"])) == pytest.approx([0.75, 1 / math.sqrt(8), 0.0])
     assert (evidence.together("a", "b"), evidence.together("a", "d"), evidence.together("a", "z")) == (
@@ -85,7 +85,7 @@ def toy_items(texts: dict[str, str], titles: dict[str, str] | None = None) -> pd
 def test_fact_selection_picks_the_history_item_that_shares_an_attribute_and_the_one_chosen_with_it():
     texts = {"a": "Comedy", "b": "Horror", "c": "Comedy, Romance", "d": "Drama", "e": "Horror"}
     items = toy_items(texts)
-    evidence = CooccurrenceEvidence([["d", "c"], ["d", "c"], ["e"]], list(texts), {})
+    evidence = CooccurrenceEvidence([["d", "c"], ["d", "c"], ["e"]], list(texts))
     selector = FactSelector(evidence, Attributes(items), {i: f"Film {i}" for i in texts})
     facts = selector.select("c", ["a", "b", "d"], k=2)
     # d was chosen with c by 2 users (and shares nothing); a shares Comedy (and was never chosen with it)
@@ -111,7 +111,7 @@ def test_product_catalogues_share_the_distinctive_words_of_their_titles():
     assert attributes.kind == "word"
     assert {"stanley", "staple"} <= set(attributes["s2"]) and "gorilla" in attributes["g2"]
     assert "heavy" not in attributes.vocabulary  # in every description: an ordinary word, no attribute
-    facts = FactSelector(CooccurrenceEvidence([], list(titles), titles), attributes, titles).select(
+    facts = FactSelector(CooccurrenceEvidence([], list(titles)), attributes, titles).select(
         "s2", ["g1", "s1"], 2
     )
     assert [(e.item, sorted(e.shared)) for e in facts.evidence] == [("s1", ["stanley", "staple"])]
@@ -132,7 +132,7 @@ def stub_explainer(
         {"item": list(TITLES), "title": list(TITLES.values()), "text": [texts[i] for i in TITLES]}
     )
     sequences = [["1", "3", "5"], ["1", "3"], ["2", "4"]]
-    evidence = CooccurrenceEvidence(sequences, list(TITLES), TITLES)
+    evidence = CooccurrenceEvidence(sequences, list(TITLES))
     cfg = ExplainConfig(item_noun="movie", retries=retries, generator="llm")
     columns = {i: n for n, i in enumerate(TITLES)}
     explainer = Explainer(object(), StubTokenizer(), items, evidence, cfg, scores, columns)
@@ -147,7 +147,7 @@ def recs(*items: str) -> list[list[Recommendation]]:
 
 def test_a_planted_false_claim_about_a_history_item_is_rejected():
     explainer = stub_explainer([])
-    facts = explainer.facts.select("3", ["1", "5"], k=2)
+    facts = explainer.selector.select("3", ["1", "5"], k=2)
     # 1 co-occurs with 3 and shares Crime, Drama; 5 only co-occurs with it
     assert [(e.item, e.together, e.shared) for e in facts.evidence] == [
         ("1", 2, ["Crime", "Drama"]),
@@ -158,16 +158,16 @@ def test_a_planted_false_claim_about_a_history_item_is_rejected():
         == []
     )
     # true of the recommended item, false of the history item the draft names: rejected
-    facts = explainer.facts.select("3", ["5", "1"], k=2)
+    facts = explainer.selector.select("3", ["5", "1"], k=2)
     found = explainer.check('Since you watched "Star Wars", "Toy Story" is a crime drama too.', facts)
     assert found == ["claims Crime of Star Wars", "claims Drama of Star Wars"]
     # and the other side: true of the history item, false of the recommended one
     found = explainer.check(
-        'Like "The Usual Suspects", "Toy Story" is a war film.', explainer.facts.select("3", ["1"], 2)
+        'Like "The Usual Suspects", "Toy Story" is a war film.', explainer.selector.select("3", ["1"], 2)
     )
     assert found[0] == "claims War of Toy Story, The Usual Suspects"
     # a claim belongs to the items its sentence names: true of those, it stands
-    facts5 = explainer.facts.select("5", ["1"], 2)
+    facts5 = explainer.selector.select("5", ["1"], 2)
     two = '1 person who watched "The Usual Suspects" also watched "Star Wars". "Star Wars" is a war film.'
     assert explainer.check(two, facts5) == []
     one = 'Like "The Usual Suspects", "Star Wars" is a war film.'
@@ -175,7 +175,7 @@ def test_a_planted_false_claim_about_a_history_item_is_rejected():
     # "people who" needs a named item chosen together with it; numbers must be the facts'
     found = explainer.check('People who watched "The Usual Suspects" also watched "Toy Story".', facts)
     assert found == []
-    lonely = explainer.facts.select("4", ["1"], 2)  # 1 and 4 share Crime, Drama; nobody chose both
+    lonely = explainer.selector.select("4", ["1"], 2)  # 1 and 4 share Crime, Drama; nobody chose both
     found = explainer.check(
         'People who watched "The Usual Suspects" also watched "In the Heat of the Night".', lonely
     )
@@ -188,7 +188,7 @@ def test_a_vacuous_draft_is_rejected_and_replaced_by_the_plain_facts():
     explainer = stub_explainer(
         [["You may like Toy Story, a movie you will enjoy."], ["Toy Story is fun to watch."]]
     )
-    facts = explainer.facts.select("3", ["1"], 2)
+    facts = explainer.selector.select("3", ["1"], 2)
     assert explainer.check("Toy Story is fun to watch.", facts) == [
         "says nothing that links it to the user's history"
     ]
@@ -267,7 +267,7 @@ def test_explanations_are_the_same_for_the_same_request(tiny_backbone):
         items = pd.DataFrame(
             {"item": list(TITLES), "title": list(TITLES.values()), "text": [TEXTS[i] for i in TITLES]}
         )
-        evidence = CooccurrenceEvidence([["1", "3", "5"], ["1", "3"], ["2", "4"]], list(TITLES), TITLES)
+        evidence = CooccurrenceEvidence([["1", "3", "5"], ["1", "3"], ["2", "4"]], list(TITLES))
         explainer = Explainer(
             model,
             tokenizer,
