@@ -189,7 +189,7 @@ class ModelConfig(_Section):
         description="keep only the first N decoder layers of the backbone (SmolLM2-135M has 30): every "
         "token, in training and ranking, costs about N/30 of the body's FLOPs; none: all layers. On "
         "Industrial 10 layers made a step 3.6x faster and lost nothing over 3 seeds; on ML-100K the LLM "
-        "alone lost a quarter (0.075 vs 0.102 NDCG@10, 1 seed) while the chosen mix held "
+        "alone lost (0.084 vs 0.102 NDCG@10, 3 seeds) while the chosen mix held "
         "(docs/experiments/2026-12-07-industrial-recipe.md)",
         json_schema_extra=EXPERIMENTAL,
     )
