@@ -85,20 +85,18 @@ class ClaimCheck:
                     verdict.false.append(f"claims {attribute} of {names}")
         verdict.attributes = stated
         links = OTHERS_CHOSE.search(text) is not None
-        if links and not any(evidence[i].together > 0 for i in verdict.named):
+        chosen_together = any(evidence[i].together > 0 for i in verdict.named)
+        if links and not chosen_together:
             verdict.false.append("claims people chose them together, but no named item co-occurs with it")
         # a number belongs to what the reason says: how many chose a named item too, the model's
         # ranks with and without a named item, how many recent items have a stated attribute
         named = [evidence[i] for i in verdict.named]
         counts = {str(e.together) for e in named} | {str(n) for e in named if e.moves for n in falls(e.moves)}
         counts |= {str(n) for a, c, w in facts.recurring if a in stated for n in (c, w)}
-        verdict.false += [
-            f"states the number {n}, which no fact gives" for n in NUMBER.findall(text) if n not in counts
-        ]
+        numbers = NUMBER.findall(text)
+        verdict.false += [f"states the number {n}, which no fact gives" for n in numbers if n not in counts]
         verdict.vacuous = not (stated or verdict.named or links)
         shared = set().union(*(evidence[i].shared for i in evidence)) | {a for a, _, _ in facts.recurring}
-        linked = links and any(evidence[i].together > 0 for i in verdict.named)  # the link, stated
-        numbers = set(NUMBER.findall(text))
-        weighed = any(e.moves and str(e.moves[1] - e.moves[0]) in numbers for e in named)
-        verdict.specific = bool(stated & shared) or linked or weighed
+        weighed = any(e.moves and str(falls(e.moves)[2]) in numbers for e in named)  # the fall, stated
+        verdict.specific = bool(stated & shared) or (links and chosen_together) or weighed
         return verdict

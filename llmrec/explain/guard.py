@@ -43,9 +43,7 @@ def short_title(title: str, most_words: int = 7) -> str:
     list of details (a comma, a dash, parentheses, "with"/"for"), at most `most_words` words.
     "AcuRite 00613 Humidity Monitor with Indoor Thermometer, ..." -> "AcuRite 00613 Humidity Monitor"."""
     text = display_title(title)
-    if (
-        len(text.split()) <= most_words and len(text) <= 50
-    ):  # short already ("The Good, the Bad and the Ugly")
+    if len(text.split()) <= most_words and len(text) <= 50:  # short already ("The Good, the Bad and...")
         return text
     cut = _DETAILS.split(text, maxsplit=1)[0].strip()
     words = (cut if len(cut.split()) >= 2 else text).split()
