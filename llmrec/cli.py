@@ -101,6 +101,10 @@ Explain = Annotated[
 Backend = Annotated[
     str | None, typer.Option(help="hf (transformers) or vllm; default: the run's generate.backend")
 ]
+Domain = Annotated[
+    str | None,
+    typer.Option(help="a run over several domains: the one to recommend from (default: a known user's own)"),
+]
 
 
 def _mix_option(value: str | None) -> str | None:
@@ -166,6 +170,7 @@ def recommend(
     backend: Backend = None,
     explain: Explain = False,
     mix: MixName = None,
+    domain: Domain = None,
 ) -> None:
     """Top-K items for a known user or an ad-hoc history (with --explain: a reason for each)."""
     from llmrec import recipes
@@ -177,7 +182,7 @@ def recommend(
             items, times = split_timed([h.strip() for h in history.split(",") if h.strip()], "--history")
         moment = None if now is None else parse_time(now, "--now", "now")
         recs = recipes.recommend(run_dir, user=user, history=items, k=k, backend=backend, explain=explain,
-                                 mix=mix, times=times, now=moment)  # fmt: skip
+                                 mix=mix, times=times, now=moment, domain=domain)  # fmt: skip
     if as_json:
         for r in recs:
             row = {"rank": r.rank, "item": r.item, "title": r.title, "score": r.score}
@@ -214,6 +219,7 @@ def score(
     backend: Backend = None,
     explain: Explain = False,
     mix: MixName = None,
+    domain: Domain = None,
 ) -> None:
     """Offline batch scoring: one row per (user, rank); resumable after a kill."""
     from llmrec import recipes
@@ -221,7 +227,7 @@ def score(
     with reported():
         recipes.score(run_dir, out, users_file=users, split_name=split, k=k, shard_size=shard_size,
                       limit=limit, strict=strict, backend=backend, explain=explain,
-                      mix=mix)  # fmt: skip
+                      mix=mix, domain=domain)  # fmt: skip
 
 
 @app.command()

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator, validate_call
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+    validate_call,
+)
 
 from llmrec.errors import InputError
 from llmrec.io import read_text
@@ -49,14 +57,62 @@ class Columns(_Section):
     text: list[str] = Field(default_factory=list, description="extra item text columns")
 
 
+DOMAIN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # no ':' (it joins a domain to its ids) and no spaces
+SOURCE_KEYS = ("format", "path", "interactions", "items", "columns")  # what one source of data says
+
+
+class SourceConfig(_Section):
+    """One data source of a run over several domains (`data.sources`): its importer settings and
+    the domain name its users and items are filed under (`domain:id`)."""
+
+    domain: str = Field(pattern=DOMAIN_NAME, description="letters, digits, '_', '-', '.'")
+    format: Literal["movielens", "p5", "lcrec", "generic"] = "movielens"
+    path: str | None = Field(None, description="movielens folder, p5 .txt file, or lcrec folder")
+    interactions: str | None = Field(None, description="generic: CSV/TSV/Parquet/JSONL file")
+    items: str | None = Field(None, description="generic: optional items table")
+    columns: Columns = Field(default_factory=Columns)
+
+
 class DataConfig(_Section):
     format: Literal["movielens", "p5", "lcrec", "generic"] = "movielens"
     path: str | None = Field(None, description="movielens folder, p5 .txt file, or lcrec folder")
     interactions: str | None = Field(None, description="generic: CSV/TSV/Parquet/JSONL file")
     items: str | None = Field(None, description="generic: optional items table")
     columns: Columns = Field(default_factory=Columns)
+    sources: list[SourceConfig] = Field(
+        default_factory=list,
+        description="several domains in one run, in place of the keys above: each source its own "
+        "importer settings and a domain name; users and items become `domain:id`, every request names "
+        "its domain and gets items of that domain only (docs/domains.md)",
+    )
     dedupe: bool = Field(False, description="keep only the first interaction of each (user, item)")
     min_interactions: int = Field(3, ge=3, description="users with fewer go to training only")
+
+    @model_validator(mode="after")
+    def _sources_alone(self) -> DataConfig:
+        if not self.sources:
+            return self
+        # a key at its default is not beside: a run's saved config.yaml writes every key out
+        defaults = DataConfig()
+        beside = [key for key in SOURCE_KEYS if getattr(self, key) != getattr(defaults, key)]
+        if beside:
+            raise ValueError(f"sources replaces {', '.join(beside)}: give them inside each source")
+        return self
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct_domains(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        seen: dict[str, int] = {}
+        for n, source in enumerate(sources):
+            if source.domain in seen:
+                raise ValueError(f"sources {seen[source.domain]} and {n} are both named domain "
+                                 f"'{source.domain}': each domain needs its own name")  # fmt: skip
+            seen[source.domain] = n
+        return sources
+
+    def source_list(self) -> list[SourceConfig | DataConfig]:
+        """What to import: the domains' sources, or this section itself (one source, no domain)."""
+        return list(self.sources) or [self]
 
 
 class IdsConfig(_Section):
@@ -210,6 +266,14 @@ class ModelConfig(_Section):
     anchor: AnchorSettings = Field(
         default_factory=AnchorSettings, description="with item_rows: anchored", json_schema_extra=EXPERIMENTAL
     )
+    start_from: str | None = Field(
+        None,
+        description="a trained run (its folder) this run starts from, on a domain that run may never "
+        "have seen: its LoRA body weights and, with item_rows: anchored in both, its map from item text to "
+        "item rows; this run's item rows are made from its own items' text (train.max_steps: 0 ranks with "
+        "no training at all: zero-shot). Same model, layers and LoRA settings (docs/domains.md)",
+        json_schema_extra=EXPERIMENTAL,
+    )
 
 
 class TrainConfig(_Section):
@@ -219,7 +283,9 @@ class TrainConfig(_Section):
         description="most epochs; with patience (the default) training stops earlier, when validation "
         "NDCG@10 stops improving",
     )
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(
+        None, ge=0, description="most optimizer steps; 0: no training (with model.start_from: zero-shot)"
+    )
     max_minutes: float | None = Field(
         None, gt=0, description="wall-time cap on training (resumed runs count their earlier time)"
     )
@@ -546,10 +612,11 @@ class Config(_Section):
         cfg.prepared_dir = anchor(cfg.prepared_dir)
         cfg.run_dir = anchor(cfg.run_dir)
         cfg.baselines_dir = anchor(cfg.baselines_dir)
-        for key in ("path", "interactions", "items"):
-            value = getattr(cfg.data, key)
-            if value is not None and not value.startswith(BUILTIN):
-                setattr(cfg.data, key, anchor(value))
+        for source in cfg.data.source_list():
+            for key in ("path", "interactions", "items"):
+                value = getattr(source, key)
+                if value is not None and not value.startswith(BUILTIN):
+                    setattr(source, key, anchor(value))
         if cfg.ids.embeddings_file is not None:
             cfg.ids.embeddings_file = anchor(cfg.ids.embeddings_file)
         if cfg.generate.sasrec_weights is not None:
@@ -560,6 +627,8 @@ class Config(_Section):
             cfg.explain.template = anchor(cfg.explain.template)
         if (base / cfg.model.name).exists():
             cfg.model.name = anchor(cfg.model.name)
+        if cfg.model.start_from is not None:
+            cfg.model.start_from = anchor(cfg.model.start_from)
         return cfg
 
 

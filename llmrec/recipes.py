@@ -20,6 +20,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import torch
+from accelerate import PartialState
 from accelerate.utils import set_seed
 from rich.console import Console
 
@@ -38,7 +40,7 @@ from llmrec.config import Config, Count, checked, dump_config
 from llmrec.data import SplitData, item_has_text, leave_one_out, load_catalog
 from llmrec.errors import InputError
 from llmrec.evaluate import ranking_metrics
-from llmrec.evaluate.metrics import by_history_length
+from llmrec.evaluate.metrics import by_domain, by_history_length
 from llmrec.explain import Explainer
 from llmrec.generate import Recommendation, Recommender
 from llmrec.ids import ItemIds, build_item_ids
@@ -76,6 +78,7 @@ from llmrec.train.finetune import build_finetuning
 from llmrec.train.loop import check_tracker, fit
 from llmrec.train.objectives import build_objective
 from llmrec.train.packing import PackedRows, plan_rows
+from llmrec.train.start import check_start_from, start_from
 
 console = Console(stderr=True)
 
@@ -88,7 +91,11 @@ def prepare(cfg: Config) -> Path:
     out = check_writable_dir(cfg.prepared_dir, "prepared", field="prepared_dir")
     t0 = time.time()
     tokenizer = load_tokenizer(cfg.model.name)  # first: a wrong model name fails before any work
-    console.log(f"importing {cfg.data.format} data")
+    if cfg.data.sources:
+        names = ", ".join(source.domain for source in cfg.data.sources)
+        console.log(f"importing {len(cfg.data.sources)} domains: {names}")
+    else:
+        console.log(f"importing {cfg.data.format} data")
     catalog = load_catalog(cfg.data)
     split = _split(catalog, cfg)
     if not split.timed:
@@ -138,12 +145,14 @@ def prepare(cfg: Config) -> Path:
 def _validator(cfg: Config, tokenizer, ids: ItemIds, split: SplitData):
     sample = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
     histories, times = split.histories(sample, "valid"), split.times(sample, "valid")
+    domains = split.user_domains(sample)
     targets = sample["valid"].tolist()
     catalogue = set(ids.items)
 
     def validate(model) -> dict[str, float]:
-        rec = Recommender(model, tokenizer, ids, split.titles(), cfg.prompts, cfg.generate)
-        lists = rec.recommend(histories, k=max(10, cfg.generate.top_k), times=times)
+        rec = Recommender(model, tokenizer, ids, split.titles(), cfg.prompts, cfg.generate,
+                          item_domains=split.item_domains())  # fmt: skip
+        lists = rec.recommend(histories, k=max(10, cfg.generate.top_k), times=times, domains=domains)
         m = ranking_metrics(targets, [[r.item for r in row] for row in lists], catalogue)
         return {k: m[k] for k in ("ndcg@10", "hr@10", "mrr")}
 
@@ -157,10 +166,16 @@ def train(cfg: Config) -> RunDir:
                          field="prepared_dir")  # fmt: skip
     resolve_model(cfg.model.name)  # a wrong model name fails before the run folder is made
     check_tracker(cfg)
+    source = check_start_from(cfg)
     if cfg.generate.mix == "auto" and cfg.generate.sasrec_time_share > 0:
         # where SASRec-CE for the choice goes after the LLM trained: a folder it may not write fails now
         check_writable_dir(Path(cfg.baselines_dir) / "sasrec", "baseline", field="baselines_dir")
-    run = RunDir(claim_dir(cfg.run_dir, "run", field="run_dir"))
+    # In a multi-process launch (`accelerate launch`, `torchrun`) the main process makes the run folder
+    # and writes its copies first; the others wait for it, then only read (two processes creating
+    # the same folder or copying the same file see each other's half-done work).
+    processes = PartialState(cpu=not torch.cuda.is_available())
+    with processes.main_process_first():
+        run = RunDir(claim_dir(cfg.run_dir, "run", field="run_dir"))
     pin = {"prepared_dir": str(prepared.resolve()), "fingerprint": prepared_fingerprint(prepared)}
     if run.prepared.exists() and has_checkpoint(run.checkpoint):
         before = read_json(run.prepared)
@@ -173,26 +188,30 @@ def train(cfg: Config) -> RunDir:
                 field="run_dir",
             )
     # a second `train` (or `items`) on this run is refused, not run beside; in a multi-process launch
-    # the first process holds the lock for all (the others are part of the same training)
-    first = os.environ.get("RANK", "0") == "0"
-    with run.writing("training") if first else contextlib.nullcontext():
-        return _train(cfg, run, prepared, pin)
+    # the main process holds the lock for all (the others are part of the same training)
+    with run.writing("training") if processes.is_main_process else contextlib.nullcontext():
+        return _train(cfg, run, prepared, pin, processes, source)
 
 
-def _train(cfg: Config, run: RunDir, prepared: Path, pin: dict) -> RunDir:
-    write_json(run.prepared, pin)
-    (run.path / "config.yaml").write_text(dump_config(cfg))
-    for name in PREPARED_COPIES:
-        shutil.copy2(prepared / name, run.path / name)
-    for name in OPTIONAL_COPIES:
-        if (prepared / name).exists():
-            shutil.copy2(prepared / name, run.path / name)
-    if not run.tokenizer.exists():
-        shutil.copytree(prepared / "tokenizer", run.tokenizer)
+def _train(
+    cfg: Config, run: RunDir, prepared: Path, pin: dict, processes: PartialState, source: RunDir | None
+) -> RunDir:
+    with processes.main_process_first():
+        if processes.is_main_process:
+            write_json(run.prepared, pin)
+            (run.path / "config.yaml").write_text(dump_config(cfg))
+            for name in PREPARED_COPIES:
+                shutil.copy2(prepared / name, run.path / name)
+            for name in OPTIONAL_COPIES:
+                if (prepared / name).exists():
+                    shutil.copy2(prepared / name, run.path / name)
+            if not run.tokenizer.exists():
+                shutil.copytree(prepared / "tokenizer", run.tokenizer)
     tokenizer = run.load_tokenizer()
     ids = ItemIds.load(run.path)
     split = SplitData.load(run.path)
-    model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.load_in_4bit, cfg.model.layers)
+    with processes.main_process_first():  # a first-time GGUF conversion is written by one process
+        model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.load_in_4bit, cfg.model.layers)
     resize_for_tokenizer(model, tokenizer, seed=cfg.train.seed)
     if ids.scheme == "atomic":
         text = split.title_or_text()
@@ -210,9 +229,12 @@ def _train(cfg: Config, run: RunDir, prepared: Path, pin: dict) -> RunDir:
     # this process (a first-time GGUF conversion, say): seed it so a run is reproducible.
     set_seed(cfg.train.seed)
     model = tuning.prepare(model, cfg, tokenizer.convert_tokens_to_ids(ids.new_tokens))
+    carried = start_from(model, source, anchor, log=console.log) if source is not None else None
     builder = PromptBuilder(cfg.prompts, tokenizer, ids.id_by_item)
+    # each process its own cache file: one process must not replace the file another is reading
+    rank = "" if processes.is_main_process else f".{processes.process_index}"
     encoded = encode_training(load_examples(prepared, "train"), builder, tokenizer, ids,
-                              run.path / "examples-encoded.arrow", cfg.prompts.align_to)  # fmt: skip
+                              run.path / f"examples-encoded{rank}.arrow", cfg.prompts.align_to)  # fmt: skip
     examples = with_examples(encoded, alignment_examples(
         cfg.train.tasks, len(encoded), item_texts(split.items, cfg.prompts.max_title_chars), ids.id_by_item,
         tokenizer, builder.end_token_id, seed=cfg.train.seed, log=console.log,
@@ -240,9 +262,13 @@ def _train(cfg: Config, run: RunDir, prepared: Path, pin: dict) -> RunDir:
         validate = tuning.validator(validate)
         info |= {"item_rows": "anchored"}
     info |= {"time": "gaps" if cfg.prompts.time == "gaps" and split.timed else "none"}
+    if carried is not None:
+        info |= {"start_from": carried}
     summary = fit(
         cfg, model, tokenizer, examples, run, validate, tuning=tuning, objective=objective, info=info
     )
+    if not processes.is_main_process:
+        return run  # the mix below is the main process's work, one model in one process
     # a mix's mixing weight was chosen for the weights it was fitted with: refit or drop it
     shutil.rmtree(run.mix_dir, ignore_errors=True)
     if cfg.generate.mix == "hybrid":
@@ -340,30 +366,38 @@ def evaluate(
     if limit and limit < len(users):
         users = users.sample(n=limit, random_state=seed).reset_index(drop=True)
     histories, times = split.histories(users, split_name), split.times(users, split_name)
+    domains = split.user_domains(users)  # several domains: each user's lists come from their own
     targets = users[split_name].tolist()
     k = max(10, cfg.generate.top_k)
     rec = recommender or load_recommender(run.path, backend, mix, log=console.log)
     t0 = time.time()
-    lists = [[r.item for r in row] for row in rec.recommend(histories, k=k, progress=True, times=times)]
+    recs = rec.recommend(histories, k=k, progress=True, times=times, domains=domains)
+    lists = [[r.item for r in row] for row in recs]
     wall = time.time() - t0
     catalogue = set(rec.item_ids.items)
     lengths = [len(h) for h in histories]
     metrics = ranking_metrics(targets, lists, catalogue)
     metrics["by_history_length"] = by_history_length(targets, lists, catalogue, lengths)
+    if domains is not None:
+        metrics["by_domain"] = by_domain(targets, lists, domains, split.domain_catalogues())
     exclude = cfg.generate.exclude_history
     pop = Popularity(split)
     compared = {}  # rows in the order printed: the LLM alone, SASRec-CE, popularity
     if compare and isinstance(rec, MixedRecommender) and not getattr(rec, "alone", False):
         console.log("the LLM alone on the same users, for comparison (--no-compare skips it)")
-        alone = rec.llm.recommend(histories, k=k, progress=True, times=times)
+        alone = rec.llm.recommend(histories, k=k, progress=True, times=times, domains=domains)
         compared["llm_alone"] = [[r.item for r in row] for row in alone]
     if compare and (sasrec := fitted_sasrec(run.path)) is not None:
         known = [[i for i in h if i in sasrec.index] for h in histories]  # items added later: unknown to it
-        compared["sasrec"] = sasrec.recommend(known, k, exclude)
-    compared["popularity"] = [pop.recommend(h, k, exclude) for h in histories]
+        compared["sasrec"] = sasrec.recommend(known, k, exclude, domains)
+    each_domain = domains or [None] * len(histories)
+    compared["popularity"] = [
+        pop.recommend(h, k, exclude, d) for h, d in zip(histories, each_domain, strict=True)
+    ]
     metrics["baselines"] = {
         name: ranking_metrics(targets, other, catalogue)
         | {"by_history_length": by_history_length(targets, other, catalogue, lengths)}
+        | ({"by_domain": by_domain(targets, other, domains, split.domain_catalogues())} if domains else {})
         for name, other in compared.items()
     }
     metrics |= {
@@ -433,20 +467,21 @@ def baseline(
         sasrec.save(out_dir / "model.pt")  # reused by `train` (the hybrid's shortlist)
         sasrec.save_item_embeddings(out_dir / "item-embeddings.parquet")
 
-        def recommend(histories: list[list[str]]) -> list[list[str]]:
-            return sasrec.recommend(histories, k, exclude)
+        def recommend(histories: list[list[str]], domains: list[str] | None) -> list[list[str]]:
+            return sasrec.recommend(histories, k, exclude, domains)
     elif model == "content":
         content = ContentRecommender(split, _item_text_vectors(cfg, split))
         summary = content.fit(split, exclude, log=console.log) | {"text_model": cfg.model.name}
 
-        def recommend(histories: list[list[str]]) -> list[list[str]]:
-            return content.recommend(histories, k, exclude)
+        def recommend(histories: list[list[str]], domains: list[str] | None) -> list[list[str]]:
+            return content.recommend(histories, k, exclude, domains=domains)
     else:
         pop = Popularity(split)
         summary = {"model": "popularity"}
 
-        def recommend(histories: list[list[str]]) -> list[list[str]]:
-            return [pop.recommend(h, k, exclude) for h in histories]
+        def recommend(histories: list[list[str]], domains: list[str] | None) -> list[list[str]]:
+            each = domains or [None] * len(histories)
+            return [pop.recommend(h, k, exclude, d) for h, d in zip(histories, each, strict=True)]
 
     summary["fit_wall_s"] = round(time.time() - t0, 1)
     claim_dir(out_dir, "baseline", field="baselines_dir")
@@ -456,13 +491,16 @@ def baseline(
     for name in split_names:
         users = split.eval_users(name)
         histories = split.histories(users, name)
+        domains = split.user_domains(users)
         t1 = time.time()
-        lists = recommend(histories)
+        lists = recommend(histories, domains)
         write_lists(out_dir / f"lists-{name}.parquet", users["user"].tolist(), users[name].tolist(), lists)
         metrics = ranking_metrics(users[name].tolist(), lists, set(split.items["item"]))
         metrics["by_history_length"] = by_history_length(
             users[name].tolist(), lists, set(split.items["item"]), [len(h) for h in histories]
         )
+        if domains is not None:
+            metrics["by_domain"] = by_domain(users[name].tolist(), lists, domains, split.domain_catalogues())
         metrics |= {"split": name, "model": model, "exclude_history": exclude,
                     "generate_wall_s": round(time.time() - t1, 1), "train": summary}  # fmt: skip
         write_json(out_dir / f"metrics-{name}.json", metrics)
@@ -489,16 +527,21 @@ def recommend(
     mix: Literal["none", "hybrid", "content"] | None = None,
     times: list[float] | None = None,
     now: float | None = None,
+    domain: str | None = None,
 ) -> list[Recommendation]:
     """Top-`k` for a known `user` (their whole history, with its times) or an ad-hoc `history`
-    (with `times`, seconds, if known); `now`: the request's time (default: `prompts.time`'s)."""
+    (with `times`, seconds, if known); `now`: the request's time (default: `prompts.time`'s).
+    `domain`: in a run over several domains, the one to recommend from (a known user: their own
+    unless named)."""
     run = RunDir(run_dir)
     run.load_config()
     if (user is None) == (history is None):
         raise InputError("give exactly one of a user (--user) or a history (--history)", field="user")
     split = run.load_split()
+    split.check_domain(domain, field="domain (--domain)")
     if history is None:
         history, times = split.user_history(user)
+        domain = domain or split.user_domain(user)
     if not history:
         raise InputError("the history is empty: give at least one item id", field="history")
     catalogue = set(split.items["item"])
@@ -507,7 +550,7 @@ def recommend(
         raise InputError(f"unknown item id(s) {unknown[:5]} (not in the run's catalogue)", field="history")
     rec = load_recommender(run.path, backend, mix, log=console.log)
     recs = rec.recommend([history], k=k, times=None if times is None else [times],
-                         now=None if now is None else [now])  # fmt: skip
+                         now=None if now is None else [now], domains=domain)  # fmt: skip
     if explain:
         explainer(run, rec, split).attach([history], recs)
     return recs[0]
@@ -587,8 +630,11 @@ def score(
     backend: Literal["hf", "vllm"] | None = None,
     explain: bool = False,
     mix: Literal["none", "hybrid", "content"] | None = None,
+    domain: str | None = None,
 ) -> dict:
     """Batch top-K for a users file (full known history) or an evaluation split (its history).
+    `domain`: in a run over several domains, the one every user gets items from (default: each
+    user's own).
     Everything about the command line is checked before the model loads; a second `score` on the
     same output stops at once instead of doing the work twice."""
     from llmrec.score import ScoreRequest, score_users
@@ -600,16 +646,27 @@ def score(
     if (users_file is None) == (split_name is None):
         raise InputError("give exactly one of --users FILE or --split", field="users_file (--users)")
     split = run.load_split()
+    split.check_domain(domain, field="domain (--domain)")
     if split_name is not None:
         rows = split.eval_users(split_name)
         requests = [
-            ScoreRequest(row["user"], split.history(row, split_name), split.history_times(row, split_name))
+            ScoreRequest(
+                row["user"],
+                split.history(row, split_name),
+                split.history_times(row, split_name),
+                domain=domain or row.get("domain"),
+            )  # fmt: skip
             for _, row in rows.iterrows()
         ]
     else:
         known = {row["user"]: row for _, row in split.users.iterrows()}
         requests = [
-            ScoreRequest(user, split.full_history(known[user]), split.full_times(known[user]))
+            ScoreRequest(
+                user,
+                split.full_history(known[user]),
+                split.full_times(known[user]),
+                domain=domain or known[user].get("domain"),
+            )  # fmt: skip
             if user in known
             else ScoreRequest(user, None, error=f"unknown user '{user}'")
             for user in read_user_ids(users_file)
@@ -620,14 +677,15 @@ def score(
     with exclusive(out.with_name(out.name + ".parts") / "lock", f"scoring into {out}"):
         rec = load_recommender(run.path, backend, mix, log=console.log)
         settings = {"run": str(run.path.resolve()), "k": k, "source": str(users_file or split_name),
-                    "mix": rec.backend}  # fmt: skip
-        recommend = lambda histories, times: rec.recommend(histories, k=k, times=times)  # noqa: E731
+                    "mix": rec.backend} | ({"domain": domain} if domain else {})  # fmt: skip
+        reasons = explainer(run, rec, split) if explain else None
         if explain:
             settings["explain"] = cfg.explain.model_dump()
-            reasons = explainer(run, rec, split)
-            recommend = lambda histories, times: reasons.attach(  # noqa: E731
-                histories, rec.recommend(histories, k=k, times=times)
-            )
+
+        def recommend(histories, times, domains) -> list[list[Recommendation]]:
+            recs = rec.recommend(histories, k=k, times=times, domains=domains)
+            return reasons.attach(histories, recs) if reasons is not None else recs
+
         summary = score_users(
             requests,
             recommend,

@@ -140,7 +140,9 @@ def test_two_cpu_processes_with_accelerate_launch(tmp_path, tiny_backbone):
     cmd = ["accelerate", "launch", "--cpu", "--num_processes", "2", "--main_process_port", "29517"]
     cmd += ["-m", "llmrec", "train", config]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # a failing process's own message comes before the launcher's traceback: show both
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "rror" in line]
+    assert result.returncode == 0, "\n".join(errors)[-2000:] + result.stderr[-1500:]
     run = RunDir(tmp_path / "run")
     summary = json.loads(run.summary.read_text())
     assert summary["processes"] == 2 and summary["steps"] == 4

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from llmrec.data import SplitData, item_has_text
+from llmrec.data import SplitData, item_domain_array, item_has_text, outside_domains
 from llmrec.errors import InputError
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.ids.embeddings import normalise
@@ -29,6 +29,7 @@ class ContentRecommender:
         """`vectors`: one text embedding per catalogue item (split.items order)."""
         self.items = split.items["item"].tolist()
         self.index = {item: i for i, item in enumerate(self.items)}
+        self.item_domain = item_domain_array(split.items)
         has_text = item_has_text(split.items)
         if not has_text.any():
             raise InputError(
@@ -42,10 +43,16 @@ class ContentRecommender:
         self.has_text = torch.from_numpy(has_text)
         self.profile = profile
 
-    def scores(self, histories: list[list[str]], exclude_history: bool = True,
-               profile: int | None | str = "fitted") -> torch.Tensor:  # fmt: skip
+    def scores(
+        self,
+        histories: list[list[str]],
+        exclude_history: bool = True,
+        profile: int | None | str = "fitted",
+        domains: list[str] | None = None,
+    ) -> torch.Tensor:
         """(histories, items) cosine of each item with the profile; history items -inf if excluded,
-        items without text below every item with text."""
+        items without text below every item with text; with several domains, items outside each
+        history's `domains` entry -inf."""
         last = self.profile if profile == "fitted" else profile
         known = [[self.index[i] for i in history if i in self.index] for history in histories]
         empty = torch.zeros(self.vectors.shape[1])  # no known history: no similarity to anything
@@ -57,11 +64,20 @@ class ContentRecommender:
             for r, seen in enumerate(known):
                 if seen:
                     scores[r, seen] = float("-inf")
+        if (outside := outside_domains(self.item_domain, domains)) is not None:
+            scores[torch.from_numpy(outside)] = float("-inf")
         return scores
 
-    def recommend(self, histories: list[list[str]], k: int, exclude_history: bool = True,
-                  profile: int | None | str = "fitted") -> list[list[str]]:  # fmt: skip
-        top = self.scores(histories, exclude_history, profile).topk(min(k, len(self.items)), dim=-1)
+    def recommend(
+        self,
+        histories: list[list[str]],
+        k: int,
+        exclude_history: bool = True,
+        profile: int | None | str = "fitted",
+        domains: list[str] | None = None,
+    ) -> list[list[str]]:
+        scores = self.scores(histories, exclude_history, profile, domains)
+        top = scores.topk(min(k, len(self.items)), dim=-1)
         return [
             [self.items[j] for j, s in zip(idx, val, strict=True) if s > float("-inf")]
             for idx, val in zip(top.indices.tolist(), top.values.tolist(), strict=True)
@@ -71,10 +87,11 @@ class ContentRecommender:
         """Choose the profile length on the validation split (best NDCG@10; ties: the shorter)."""
         users = split.eval_users("valid")
         histories, targets = split.histories(users, "valid"), users["valid"].tolist()
+        domains = split.user_domains(users)
         catalogue = set(self.items)
         sweep = {}
         for last in PROFILES:
-            lists = self.recommend(histories, 10, exclude_history, profile=last)
+            lists = self.recommend(histories, 10, exclude_history, profile=last, domains=domains)
             sweep[str(last or "all")] = ranking_metrics(targets, lists, catalogue)["ndcg@10"]
         best = max(PROFILES, key=lambda last: sweep[str(last or "all")])
         self.profile = best

@@ -14,12 +14,16 @@ class Popularity:
         self.ranking = [i for i, _ in counts.most_common()] + [
             i for i in split.items["item"] if i not in counts
         ]
+        self.item_domains = split.item_domains() or {}
 
-    def recommend(self, history: list[str], k: int, exclude_history: bool = True) -> list[str]:
+    def recommend(
+        self, history: list[str], k: int, exclude_history: bool = True, domain: str | None = None
+    ) -> list[str]:
+        """The `k` most popular items not in `history` (if excluded); with several domains, of `domain`."""
         seen = set(history) if exclude_history else set()
         out = []
         for item in self.ranking:
-            if item not in seen:
+            if item not in seen and (domain is None or self.item_domains.get(item) == domain):
                 out.append(item)
                 if len(out) == k:
                     break

@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from llmrec.config import SasrecSettings
-from llmrec.data import SplitData, item_has_text
+from llmrec.data import SplitData, item_domain_array, item_has_text, outside_domains
 from llmrec.errors import InputError
 from llmrec.evaluate.metrics import ranking_metrics
 from llmrec.io import atomic_path
@@ -162,6 +162,7 @@ class SasrecRecommender:
         self.cfg = cfg
         self.items = split.items["item"].tolist()
         self.index = {item: n + 1 for n, item in enumerate(self.items)}
+        self.item_domain = item_domain_array(split.items)
         torch.manual_seed(cfg.seed)  # the initial weights, too, come from the config's seed
         anchor = None
         # without vectors the rows come with weights `load` reads; `fit` needs them
@@ -202,8 +203,11 @@ class SasrecRecommender:
         return [self.index[i] for i in history]
 
     @torch.no_grad()
-    def logits(self, histories: list[list[str]], exclude_history: bool = True) -> torch.Tensor:
-        """(users, items) next-item scores, column j = `self.items[j]`; history items -inf if excluded."""
+    def logits(
+        self, histories: list[list[str]], exclude_history: bool = True, domains: list[str] | None = None
+    ) -> torch.Tensor:
+        """(users, items) next-item scores, column j = `self.items[j]`; history items -inf if excluded,
+        and with several domains items outside each history's `domains` entry."""
         self.model.eval()
         out = []
         for start in range(0, len(histories), 256):
@@ -212,11 +216,20 @@ class SasrecRecommender:
             if exclude_history:
                 for r, seq in enumerate(chunk):
                     logits[r, [i - 1 for i in seq]] = float("-inf")
+            part = domains[start : start + 256] if domains is not None else None
+            if (outside := outside_domains(self.item_domain, part)) is not None:
+                logits[:, : outside.shape[1]][torch.from_numpy(outside)] = float("-inf")
             out.append(logits)
         return torch.cat(out)
 
-    def recommend(self, histories: list[list[str]], k: int, exclude_history: bool = True) -> list[list[str]]:
-        top = torch.topk(self.logits(histories, exclude_history), k, dim=-1).indices.tolist()
+    def recommend(
+        self,
+        histories: list[list[str]],
+        k: int,
+        exclude_history: bool = True,
+        domains: list[str] | None = None,
+    ) -> list[list[str]]:
+        top = torch.topk(self.logits(histories, exclude_history, domains), k, dim=-1).indices.tolist()
         return [[self.items[j] for j in row] for row in top]
 
     def save(self, path: Path) -> None:
@@ -270,6 +283,7 @@ class SasrecRecommender:
         targets = _left_pad([s[1:] for s in sequences], cfg.max_len) - 1  # item index -> class; pad -> -1
         valid_users = split.eval_users("valid")
         valid_histories = split.histories(valid_users, "valid")
+        valid_domains = split.user_domains(valid_users)
         valid_targets = valid_users["valid"].tolist()
 
         optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
@@ -296,7 +310,7 @@ class SasrecRecommender:
                 loss.backward()
                 optimizer.step()
                 total += loss.item() * len(idx)
-            lists = self.recommend(valid_histories, 10, exclude_history)
+            lists = self.recommend(valid_histories, 10, exclude_history, valid_domains)
             valid = ranking_metrics(valid_targets, lists, set(self.items))
             # MRR over top-10 lists is MRR@10: a target outside the list counts 0
             score = valid["ndcg@10"] if cfg.valid_metric == "ndcg@10" else valid["mrr"]

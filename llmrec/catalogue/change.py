@@ -91,6 +91,10 @@ def add_items(run_dir: str | Path, items_file: str | Path, log: Callable[[str], 
             path=run.path,
             field="ids.scheme",
         )
+    if cfg.data.sources:  # an added item would belong to no domain, so no request could draw it
+        raise InputError("`llmrec items add` does not place items in a run over several domains yet: train "
+                         "the new items' domain again, or start a run from this one (model.start_from)",
+                         path=run.path, field="data.sources")  # fmt: skip
     table = read_items_table(items_file, cfg.data.columns)
     if table.empty:
         raise InputError("no items in the file", path=items_file)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmrec.config import BUILTIN, PACKAGE_DIR, Columns, DataConfig
+from llmrec.config import BUILTIN, PACKAGE_DIR, Columns, DataConfig, SourceConfig
 from llmrec.errors import InputError
 from llmrec.io import decode_text, read_text
 
@@ -42,18 +42,51 @@ class Catalog:
 
 
 def load_catalog(cfg: DataConfig) -> Catalog:
-    """Dispatch on `cfg.format`."""
+    """Dispatch on `cfg.format`; with `cfg.sources`, every source's catalogue under its domain name
+    (`merge_domains`)."""
+    if cfg.sources:
+        sources = enumerate(cfg.sources)
+        return merge_domains([(s.domain, load_source(s, f"data.sources.{n}.")) for n, s in sources])
+    return load_source(cfg)
+
+
+def load_source(cfg: DataConfig | SourceConfig, field: str = "data.") -> Catalog:
+    """One source's catalogue; `field` prefixes the config keys named in its errors."""
     if cfg.format == "generic":
         if not cfg.interactions:
-            raise InputError("generic format needs 'interactions' (a table file)", field="data.interactions")
+            raise InputError("generic format needs 'interactions' (a table file)",
+                             field=f"{field}interactions")  # fmt: skip
         return load_generic(cfg.interactions, cfg.items, cfg)
     if not cfg.path:
-        raise InputError(f"format '{cfg.format}' needs 'path'", field="data.path")
+        raise InputError(f"format '{cfg.format}' needs 'path'", field=f"{field}path")
     loader = {"movielens": load_movielens, "p5": load_p5, "lcrec": load_lcrec}[cfg.format]
     path = cfg.path
     if path.startswith(BUILTIN):
         path = PACKAGE_DIR / "data" / "builtin" / path[len(BUILTIN) :]
     return loader(Path(path))
+
+
+def merge_domains(catalogs: list[tuple[str, Catalog]]) -> Catalog:
+    """One catalogue over several domains: each source's users and items become `domain:id` (the
+    same id in two sources is two users, two items), and both tables get a `domain` column. Times
+    stay times (in seconds) when every source has them, else they only order each user's items."""
+    timed = all(c.seconds_per_unit is not None for _, c in catalogs)
+    inters, items = [], []
+    for domain, catalog in catalogs:
+        inter = catalog.interactions.copy()
+        inter["user"] = domain + ":" + inter["user"]
+        inter["item"] = domain + ":" + inter["item"]
+        if timed:
+            inter["timestamp"] = inter["timestamp"] * catalog.seconds_per_unit
+        inter["domain"] = domain
+        table = catalog.items.copy()
+        table["item"] = domain + ":" + table["item"]
+        table["domain"] = domain
+        inters.append(inter)
+        items.append(table)
+    source = ", ".join(f"{domain}={c.source}" for domain, c in catalogs)
+    return Catalog(pd.concat(inters, ignore_index=True), pd.concat(items, ignore_index=True), source=source,
+                   seconds_per_unit=1.0 if timed else None)  # fmt: skip
 
 
 # --- text helpers -------------------------------------------------------------------------------
@@ -454,7 +487,7 @@ def parse_timestamps(values: pd.Series, rows: pd.Series, path: Path, unit: str, 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def load_generic(interactions: str, items: str | None, cfg: DataConfig) -> Catalog:
+def load_generic(interactions: str, items: str | None, cfg: DataConfig | SourceConfig) -> Catalog:
     """An interactions table (user, item, timestamp columns named in `cfg.columns`) and an optional
     items table (item id, title, extra text columns)."""
     cols = cfg.columns

@@ -97,6 +97,47 @@ class SplitData:
         users = self.eval_users(split)
         return users.sample(n=min(n, len(users)), random_state=seed)
 
+    @property
+    def domains(self) -> list[str] | None:
+        """The domain names of a run over several domains (`data.sources`), in source order; None
+        for one source."""
+        return None if "domain" not in self.items.columns else list(dict.fromkeys(self.items["domain"]))
+
+    def item_domains(self) -> dict[str, str] | None:
+        """Each item's domain; None for one source."""
+        if self.domains is None:
+            return None
+        return dict(zip(self.items["item"], self.items["domain"], strict=True))
+
+    def user_domains(self, users: pd.DataFrame) -> list[str] | None:
+        """The domain of every row of `users` (a sample of `self.users`): what each one's
+        recommendations are drawn from; None for one source."""
+        return None if self.domains is None else users["domain"].tolist()
+
+    def user_domain(self, user: str) -> str | None:
+        """A known user's domain; None for one source."""
+        if self.domains is None:
+            return None
+        rows = self.users[self.users["user"] == str(user)]
+        return None if rows.empty else str(rows.iloc[0]["domain"])
+
+    def check_domain(self, domain: str | None, field: str = "domain") -> None:
+        """A domain named by a request: one of the run's (an error for a run over one source)."""
+        if domain is None:
+            return
+        if self.domains is None:
+            raise InputError(f"this run was trained on one data source, without domains: leave {field} out",
+                             field=field)  # fmt: skip
+        if domain not in self.domains:
+            raise InputError(f"unknown domain {domain!r}: this run's domains are {', '.join(self.domains)}",
+                             field=field)  # fmt: skip
+
+    def domain_catalogues(self) -> dict[str, set[str]]:
+        """Each domain's items (a run over several domains); {} for one source."""
+        if self.domains is None:
+            return {}
+        return {str(d): set(group) for d, group in self.items.groupby("domain", sort=False)["item"]}
+
     def titles(self) -> dict[str, str]:
         return dict(zip(self.items["item"], self.items["title"].fillna(""), strict=True))
 
@@ -159,6 +200,8 @@ def leave_one_out(catalog: Catalog, *, dedupe: bool = False, min_interactions: i
         else:
             records.append((user, seq, None, None))
     users = pd.DataFrame.from_records(records, columns=["user", "train", "valid", "test"])
+    if "domain" in inter.columns:  # several domains (`merge_domains`): each user is one domain's
+        users["domain"] = grouped["domain"].first().reindex(users["user"]).to_numpy()
     if catalog.seconds_per_unit is not None:
         stamps = grouped["timestamp"].agg(list)
         seconds = [[t * catalog.seconds_per_unit for t in stamps[user]] for user in users["user"]]
@@ -182,6 +225,19 @@ def newest_items(interactions: pd.DataFrame, share: float) -> list[str]:
     stats = interactions.groupby("item")["timestamp"].agg(["min", "mean"])
     stats = stats.reset_index().sort_values(["min", "mean", "item"], ascending=[False, False, True])
     return stats["item"].head(math.ceil(share * len(stats))).tolist()
+
+
+def item_domain_array(items: pd.DataFrame) -> np.ndarray | None:
+    """Per row of an item table its domain (a run over several, `data.sources`); None for one source."""
+    return items["domain"].to_numpy().astype(str) if "domain" in items.columns else None
+
+
+def outside_domains(item_domain: np.ndarray | None, domains: list[str] | None) -> np.ndarray | None:
+    """(requests, items) True where an item (of `item_domain_array`) is outside the request's domain;
+    None when nothing is restricted (one source, or no domains asked for)."""
+    if item_domain is None or domains is None:
+        return None
+    return item_domain[None, :] != np.asarray(domains, dtype=str)[:, None]
 
 
 def item_has_text(items: pd.DataFrame) -> np.ndarray:

@@ -93,3 +93,22 @@ def by_history_length(
             m = ranking_metrics([targets[n] for n in picked], [ranked[n] for n in picked], catalogue)
             out[name] = {k: m[k] for k in ("hr@10", "ndcg@10", "mrr", "users")}
     return out
+
+
+def by_domain(
+    targets: Sequence[str],
+    ranked: Sequence[Sequence[str]],
+    domains: Sequence[str],
+    catalogues: dict[str, set[str]],
+) -> dict[str, dict[str, float]]:
+    """`ranking_metrics` per domain of a run over several (`data.sources`): each user counts in the
+    domain their data came from, against that domain's items; the domains' users together are the
+    whole, so the whole's means are the users-weighted means of these."""
+    out = {}
+    for domain, catalogue in catalogues.items():
+        picked = [n for n, d in enumerate(domains) if d == domain]
+        if picked:
+            out[domain] = ranking_metrics(
+                [targets[n] for n in picked], [ranked[n] for n in picked], catalogue
+            )
+    return out

@@ -92,6 +92,10 @@ class Explainer:
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.scores, self.columns = scores, columns or {}
         self.titles = dict(zip(items["item"], items["title"].fillna(""), strict=True))
+        # several domains: the model ranks within the recommended item's domain, as it recommended
+        self.item_domains = None
+        if "domain" in items.columns:
+            self.item_domains = dict(zip(items["item"], items["domain"], strict=True))
         self.has_titles = any(self.titles.values())
         self.attributes = Attributes(items)
         self.selector = FactSelector(evidence, self.attributes, self.titles)
@@ -128,13 +132,17 @@ class Explainer:
         if self.scores is None or not self.cfg.attribution:
             return [[{} for _ in recs] for recs in recommendations]
         rows: list[list[str]] = []
+        domains: list[str] = []
         plan = []
-        for history in histories:
+        for history, recs in zip(histories, recommendations, strict=True):
             dropped = list(dict.fromkeys(reversed(history[-RECENT:])))
             plan.append((len(rows), dropped))
             rows.append(history)
             rows += [[h for h in history if h != d] for d in dropped]
-        scores = self.scores(rows)
+            if self.item_domains is not None:  # a request's items are all of its domain
+                domain = self.item_domains.get(recs[0].item) if recs else None
+                domains += [domain or next(iter(self.item_domains.values()))] * (1 + len(dropped))
+        scores = self.scores(rows) if self.item_domains is None else self.scores(rows, domains=domains)
         out = []
         for (start, dropped), recs in zip(plan, recommendations, strict=True):
             block = scores[start : start + 1 + len(dropped)]

@@ -34,6 +34,33 @@ if TYPE_CHECKING:
     from llmrec.generate.vllm_backend import VllmDecoder
 
 
+Domains = str | list[str] | None  # a request's domain(s): one for all histories, or one per history
+
+
+class DomainFilter:
+    """The domains of a run over several (`data.sources`): checks the domain each request names and
+    holds, per domain, the catalogue items outside it (what that request never gets)."""
+
+    def __init__(self, items: list[str], item_domains: dict[str, str]) -> None:
+        self.names = list(dict.fromkeys(item_domains[i] for i in items))
+        self.outside = {d: {i for i in items if item_domains[i] != d} for d in self.names}
+
+    def check(self, domains: Domains, n: int) -> list[str]:
+        """One valid domain name per history."""
+        if domains is None:
+            raise InputError(f"this run covers several domains ({', '.join(self.names)}): a request names "
+                             "the one to recommend from", field="domain")  # fmt: skip
+        if isinstance(domains, str):
+            domains = [domains] * n
+        if not isinstance(domains, list | tuple) or len(domains) != n:
+            raise InputError(f"domain must be one name, or a list with one per history ({n})", field="domain")
+        for m, domain in enumerate(domains, start=1):
+            if not isinstance(domain, str) or domain not in self.outside:
+                raise InputError(f"unknown domain {domain!r}: this run's domains are {', '.join(self.names)}",
+                                 where=f"history {m}", field="domain")  # fmt: skip
+        return list(domains)
+
+
 @dataclass
 class Recommendation:
     item: str
@@ -78,13 +105,16 @@ class Recommender:
         unavailable: set[str] | frozenset[str] = frozenset(),
         new_items: set[str] | frozenset[str] = frozenset(),
         text_vectors: np.ndarray | None = None,
+        item_domains: dict[str, str] | None = None,
     ) -> None:
         """`unavailable`: catalogue items never recommended (out of stock); histories may hold them.
         `new_items`: items added after training, given up to `gen_cfg.new_item_slots` places, filled
         by text similarity to the user's latest items when `text_vectors` (one row per catalogue
-        item, `llmrec items add` writes them) are given."""
+        item, `llmrec items add` writes them) are given. `item_domains`: each item's domain, for a
+        run over several (`data.sources`): every request then names the domain it draws from."""
         self.model, self.tokenizer, self.item_ids, self.titles = model, tokenizer, item_ids, titles
         self.unavailable = set(unavailable)
+        self.domains = DomainFilter(item_ids.items, item_domains) if item_domains else None
         self.new_items = torch.tensor([item in new_items for item in item_ids.items])
         self.text_vectors = None
         if text_vectors is not None:
@@ -115,10 +145,12 @@ class Recommender:
             raise InputError(f"unknown backend {backend!r}: use 'hf' or 'vllm'", field="backend")
         run.check_loadable()  # a missing or damaged file: one clear error before anything loads
         tokenizer = run.load_tokenizer()
-        titles = run.load_split().titles()
+        split = run.load_split()
+        titles = split.titles()
         ids = ItemIds.load(run.path)
         catalogue = {"unavailable": run.load_unavailable(), "new_items": run.load_added_items(tokenizer, ids),
-                     "text_vectors": run.load_text_vectors(len(ids.items))}  # fmt: skip
+                     "text_vectors": run.load_text_vectors(len(ids.items)),
+                     "item_domains": split.item_domains()}  # fmt: skip
         if backend == "vllm":
             from llmrec.generate.vllm_backend import VllmDecoder, merged_model_dir
 
@@ -254,8 +286,10 @@ class Recommender:
         candidates: list[list[str]] | None,
         times: list[list[float] | None] | None,
         now: list[float | None] | None,
+        domains: Domains = None,
     ) -> tuple[list[list[int]], list[list[int]] | None, list[set[str]]]:
-        """Checked requests as prompts, their gap codes (None without) and each one's excluded items."""
+        """Checked requests as prompts, their gap codes (None without) and each one's excluded items
+        (with several domains: every item outside the request's domain too)."""
         exclude_history = self.cfg.exclude_history if exclude_history is None else exclude_history
         check_shape(histories, "histories")
         if candidates is not None:
@@ -267,6 +301,12 @@ class Recommender:
             self.check_history(history, where=f"history {n + 1}")
         times, now = self._check_times(histories, times, now)
         excluded = [(set(h) if exclude_history else set()) | self.unavailable for h in histories]
+        if self.domains is not None:
+            for n, domain in enumerate(self.domains.check(domains, len(histories))):
+                excluded[n] |= self.domains.outside[domain]
+        elif domains is not None:
+            raise InputError("this run was trained on one data source, without domains: leave domain out",
+                             field="domain")  # fmt: skip
         if candidates is not None:
             for n, shortlist in enumerate(candidates):
                 self.check_history(shortlist, where=f"candidates {n + 1}")
@@ -283,14 +323,16 @@ class Recommender:
         exclude_history: bool | None = None,
         times: list[list[float] | None] | None = None,
         now: list[float | None] | None = None,
+        domains: Domains = None,
     ) -> torch.Tensor:
         """Atomic ids: (histories, catalogue) float32 log-probabilities of every item as the next one
         (the catalogue softmax training optimised), excluded and unavailable items -inf, columns in
-        `item_ids.items` order: what a mix with another score starts from (`llmrec.mix`)."""
+        `item_ids.items` order: what a mix with another score starts from (`llmrec.mix`). `domains`:
+        as `recommend`."""
         if self.item_tokens is None:
             raise InputError("scoring the whole catalogue needs atomic item ids (ids.scheme: atomic)",
                              field="ids.scheme")  # fmt: skip
-        prompts, gaps, excluded = self._requests(histories, exclude_history, None, times, now)
+        prompts, gaps, excluded = self._requests(histories, exclude_history, None, times, now, domains)
         out = torch.empty(len(prompts), len(self.item_ids.items))
         for idx, exclude in self._batches(prompts, excluded):
             out[idx] = self._catalogue_scores(
@@ -322,6 +364,7 @@ class Recommender:
         now: list[float | None] | None = None,
         bonus: torch.Tensor | None = None,
         chance: RankChance | None = None,
+        domains: Domains = None,
     ) -> list[list[Recommendation]]:
         """Top-`k` distinct catalogue items per history (oldest item first), best first.
         `reference=True` decodes with `model.generate` instead of the prefill-once beam search.
@@ -333,7 +376,10 @@ class Recommender:
         `bonus`: atomic ids, a (histories, catalogue) tensor added to the items' log-probs before
         ranking (another model's scores, as the content mix adds text similarity). `chance`: atomic
         ids, items added after training placed by calibrated chance (`new_items.top_by_chance`, its
-        similarity one row per history) instead of `generate.new_item_slots`."""
+        similarity one row per history) instead of `generate.new_item_slots`.
+        `domains`: a run over several domains (`data.sources`) recommends from one domain's items:
+        the domain's name for every history, or a list with one per history; required there, and an
+        error for a run over one source. The history may hold items of any domain."""
         k = self.cfg.top_k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InputError(f"k must be a whole number >= 1 (got {k!r})", field="k")
@@ -350,7 +396,7 @@ class Recommender:
             if tuple(matrix.shape) != expected:
                 raise InputError(f"{name} must be (histories, catalogue items) = {expected}; "
                                  f"got {tuple(matrix.shape)}", field=field)  # fmt: skip
-        prompts, gaps, excluded = self._requests(histories, exclude_history, candidates, times, now)
+        prompts, gaps, excluded = self._requests(histories, exclude_history, candidates, times, now, domains)
         results: list[list[Scored]] = [[] for _ in histories]
         bar = tqdm(total=len(prompts), desc="recommending", unit="user", disable=not progress)
         for idx, exclude in self._batches(prompts, excluded):

@@ -51,6 +51,7 @@ from llmrec.data import SplitData
 from llmrec.errors import InputError
 from llmrec.generate import Recommendation, Recommender
 from llmrec.generate.new_items import PROFILE_ITEMS, RankChance, chance_tables, target_ranks
+from llmrec.generate.recommender import Domains
 from llmrec.io import atomic_path, read_json, write_json
 from llmrec.mix.surface import MixedRecommender
 from llmrec.run_dir import RunDir
@@ -197,6 +198,7 @@ class ContentMixRecommender(MixedRecommender):
         candidates: list[list[str]] | None = None,
         times: list[list[float] | None] | None = None,
         now: list[float | None] | None = None,
+        domains: Domains = None,
     ) -> list[list[Recommendation]]:
         """As `Recommender.recommend`, the items ranked by the mixed score (the score returned)."""
         out: list[list[Recommendation]] = []
@@ -211,6 +213,7 @@ class ContentMixRecommender(MixedRecommender):
                 candidates=candidates[part] if candidates is not None else None,
                 times=times[part] if times is not None else None,
                 now=now[part] if now is not None else None,
+                domains=domains[part] if isinstance(domains, list) else domains,
                 bonus=self.bonus(chunk),
                 chance=self.placement(chunk),
             )  # fmt: skip
@@ -243,7 +246,8 @@ def fit_content_mix(
     users = split.eval_users("valid") if users is None else users
     histories, targets = split.histories(users, "valid"), users["valid"].tolist()
     log(f"content mix: the LLM scores the catalogue for {len(users)} validation users")
-    scores = llm.score_catalogue(histories, cfg.generate.exclude_history, times=split.times(users, "valid"))
+    scores = llm.score_catalogue(histories, cfg.generate.exclude_history, times=split.times(users, "valid"),
+                                 domains=split.user_domains(users))  # fmt: skip
     columns = [llm.item_ids.index[t] for t in targets]
     folder = run.mix_dir
     folder.mkdir(exist_ok=True)

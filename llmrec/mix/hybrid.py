@@ -28,7 +28,7 @@ from llmrec.config import mix_name
 from llmrec.errors import InputError
 from llmrec.evaluate import ranking_metrics
 from llmrec.generate import Recommendation, Recommender
-from llmrec.generate.recommender import check_shape
+from llmrec.generate.recommender import Domains, check_shape
 from llmrec.io import read_json, write_json
 from llmrec.mix.content import (
     SASREC_FILE,
@@ -85,13 +85,20 @@ class HybridRecommender(MixedRecommender):
         progress: bool = False,
         times: list[list[float] | None] | None = None,
         now: list[float | None] | None = None,
+        domains: Domains = None,
     ) -> list[list[Scored]]:
         """SASRec's top-n per history, each with its SASRec and LLM log-probabilities (the LLM sees
-        the histories' `times` and `now`, as `Recommender.recommend`; SASRec orders only)."""
+        the histories' `times` and `now`, as `Recommender.recommend`; SASRec orders only). With
+        several domains, SASRec's shortlist holds the request's domain's items only."""
         known = [[i for i in h if i in self.sasrec.index] for h in histories]  # added items: unknown to it
         logits = self.sasrec.logits(known, exclude_history).float()
         gone = [self.sasrec.index[i] - 1 for i in self.llm.unavailable if i in self.sasrec.index]
         logits[:, gone] = float("-inf")
+        if self.llm.domains is not None:
+            for row, domain in enumerate(self.llm.domains.check(domains, len(histories))):
+                outside = [self.sasrec.index[i] - 1 for i in self.llm.domains.outside[domain]
+                           if i in self.sasrec.index]  # fmt: skip
+                logits[row, outside] = float("-inf")
         logp = torch.log_softmax(logits, dim=-1)
         top = torch.topk(logp, min(n, logp.shape[1]), dim=-1)
         candidates, sasrec_scores = [], []
@@ -100,7 +107,7 @@ class HybridRecommender(MixedRecommender):
             candidates.append([i for i, _ in kept])
             sasrec_scores.append([s for _, s in kept])
         scored = self.llm.recommend(histories, k=n, exclude_history=exclude_history, candidates=candidates,
-                                    progress=progress, times=times, now=now)  # fmt: skip
+                                    progress=progress, times=times, now=now, domains=domains)  # fmt: skip
         rows = []
         for cands, s_scores, recs in zip(candidates, sasrec_scores, scored, strict=True):
             llm = {r.item: r.score for r in recs}
@@ -117,6 +124,7 @@ class HybridRecommender(MixedRecommender):
         progress: bool = False,
         times: list[list[float] | None] | None = None,
         now: list[float | None] | None = None,
+        domains: Domains = None,
     ) -> list[list[Recommendation]]:
         """As `Recommender.recommend`: top-`k` per history, from SASRec-CE's shortlist mixed with
         the LLM's scores."""
@@ -127,7 +135,8 @@ class HybridRecommender(MixedRecommender):
         exclude = self.cfg.exclude_history if exclude_history is None else exclude_history
         for n, history in enumerate(histories):
             self.check_history(history, where=f"history {n + 1}")
-        rows = self.score_shortlists(histories, max(self.shortlist, k), exclude, progress, times, now)
+        n = max(self.shortlist, k)
+        rows = self.score_shortlists(histories, n, exclude, progress, times, now, domains)
         return [
             [
                 Recommendation(item, self.titles.get(item, ""), score, r + 1)
@@ -171,7 +180,8 @@ def fit_hybrid(
     users = split.eval_users("valid") if users is None else users
     log(f"mix: the LLM scores SASRec's top-{shortlist} for {len(users)} validation users")
     rows = hybrid.score_shortlists(split.histories(users, "valid"), shortlist, cfg.generate.exclude_history,
-                                   progress=True, times=split.times(users, "valid"))  # fmt: skip
+                                   progress=True, times=split.times(users, "valid"),
+                                   domains=split.user_domains(users))  # fmt: skip
     targets, catalogue = users["valid"].tolist(), set(split.items["item"])
     sweep = {
         str(w): ranking_metrics(targets, [[i for i, _ in t] for t in mixed_scores(rows, w, 10)], catalogue)[
@@ -240,9 +250,9 @@ def choose_mix(
         llm = Recommender.from_run(run.path)
         alone = llm_ndcg
         if alone is None:
-            lists = llm.recommend(
-                split.histories(users, "valid"), k=10, progress=True, times=split.times(users, "valid")
-            )
+            histories, times = split.histories(users, "valid"), split.times(users, "valid")
+            domains = split.user_domains(users)
+            lists = llm.recommend(histories, k=10, progress=True, times=times, domains=domains)
             targets, catalogue = users["valid"].tolist(), set(split.items["item"])
             alone = ranking_metrics(targets, [[r.item for r in row] for row in lists], catalogue)["ndcg@10"]
         ndcg = {"llm": alone}

@@ -57,13 +57,15 @@ EXPLAINED_SCHEMA = SCHEMA.append(pa.field("reason", pa.string())).append(pa.fiel
 
 @dataclass
 class ScoreRequest:
-    """One user to score: their id and history (None when the user could not be resolved), and the
-    history's times (seconds; None for data without times)."""
+    """One user to score: their id and history (None when the user could not be resolved), the
+    history's times (seconds; None for data without times) and, in a run over several domains, the
+    domain to recommend from."""
 
     user: str
     history: list[str] | None
     times: list[float] | None = None
     error: str | None = None
+    domain: str | None = None
 
 
 def to_rows(users: list[str], lists: list[list[Recommendation]], explained: bool = False) -> list[dict]:
@@ -87,7 +89,9 @@ def _fingerprint(requests: list[ScoreRequest], settings: dict) -> str:
 
 def score_users(
     requests: list[ScoreRequest],
-    recommend: Callable[[list[list[str]], list[list[float] | None] | None], list[list[Recommendation]]],
+    recommend: Callable[
+        [list[list[str]], list[list[float] | None] | None, list[str] | None], list[list[Recommendation]]
+    ],
     out: str | Path,
     *,
     shard_size: int,
@@ -96,8 +100,8 @@ def score_users(
     check_history: Callable[[list[str]], None] | None = None,
     explained: bool = False,
 ) -> dict:
-    """Score `requests` in shards of `shard_size` users with `recommend(histories, times)` (times
-    None when no request has any); resumable."""
+    """Score `requests` in shards of `shard_size` users with `recommend(histories, times, domains)`
+    (times None when no request has any, domains when none names one); resumable."""
     out = Path(out)
     schema = EXPLAINED_SCHEMA if explained else SCHEMA
     if out.suffix not in (".parquet", ".jsonl"):
@@ -144,7 +148,8 @@ def score_users(
             else:
                 good.append(r)
         times = [r.times for r in good] if any(r.times is not None for r in good) else None
-        lists = recommend([r.history for r in good], times) if good else []
+        domains = [r.domain for r in good] if any(r.domain is not None for r in good) else None
+        lists = recommend([r.history for r in good], times, domains) if good else []
         rows = to_rows([r.user for r in good], lists, explained)
         with atomic_path(parts / name) as tmp:
             pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)

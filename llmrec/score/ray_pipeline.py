@@ -1,7 +1,7 @@
 """Batch scoring across machines: a Ray Data pipeline of recommender actors (optional extra `ray`).
 
-    users (Parquet/CSV/JSONL with `user`, `history` [, `times`])  ->  map_batches(ScoringActor, N actors)
-    ->  write_parquet(OUT_DIR)
+    users (Parquet/CSV/JSONL with `user`, `history` [, `times`, `domain`])
+    ->  map_batches(ScoringActor, N actors)  ->  write_parquet(OUT_DIR)
 
 Ray Data schedules the actors over the cluster (one GPU each for the vLLM backend), streams
 batches through them and retries failed tasks; each actor holds the run's recommender as
@@ -37,7 +37,8 @@ class ScoringActor:
             if "times" in batch
             else None
         )
-        lists = self.recommender.recommend(histories, k=self.k, times=times)
+        domains = [str(d) for d in batch["domain"]] if "domain" in batch else None
+        lists = self.recommender.recommend(histories, k=self.k, times=times, domains=domains)
         rows = to_rows([str(u) for u in batch["user"]], lists)
         return pd.DataFrame(rows, columns=SCHEMA.names)
 
@@ -56,12 +57,14 @@ def score_with_ray(
     batch_size: int = 256,
 ) -> None:
     """Score `users` (columns `user`, `history`: item ids oldest first, and optionally `times`: their
-    unix times) into Parquet files in `out_dir`, with the run's recommender (`llmrec.load`: its
-    chosen default, or `mix`; `retriever` is its old name, deprecated)."""
+    unix times, and `domain` in a run over several domains) into Parquet files in `out_dir`, with
+    the run's recommender (`llmrec.load`: its chosen default, or `mix`; `retriever` is its old name,
+    deprecated)."""
     import ray
 
     mix = mix_name(mix, retriever)
-    dataset = ray.data.from_pandas(users[[c for c in ("user", "history", "times") if c in users.columns]])
+    columns = [c for c in ("user", "history", "times", "domain") if c in users.columns]
+    dataset = ray.data.from_pandas(users[columns])
     scored = dataset.map_batches(
         ScoringActor,
         fn_constructor_kwargs={

@@ -77,9 +77,14 @@ class RecommendRequest(BaseModel):
     exclude_history: bool | None = Field(None, description="default: the run's generate.exclude_history")
     explain: bool = Field(False, description="a reason grounded in the history for each item")
     candidates: list[str] | None = Field(None, min_length=1, description="rank only these items")
+    domain: str | None = Field(
+        None,
+        description="a run over several domains: the one to recommend from (default: a known user's own)",
+    )
     _items: list[str] | None = PrivateAttr(None)
     _times: list[float] | None = PrivateAttr(None)  # the history's times (a known user's: from the data)
     _now: float | None = PrivateAttr(None)
+    _domain: str | None = PrivateAttr(None)  # the domain asked for, or a known user's own
 
     @model_validator(mode="after")
     def _one_source(self) -> RecommendRequest:
@@ -166,7 +171,8 @@ class Engine:
         rec = load_recommender(self.run.path, self.backend, self.mix, log=lambda _: None)
         split = self.run.load_split()
         users = {
-            row["user"]: (split.full_history(row), split.full_times(row)) for _, row in split.users.iterrows()
+            row["user"]: (split.full_history(row), split.full_times(row), row.get("domain"))
+            for _, row in split.users.iterrows()
         }
         with self.lock:
             self.rec, self.split, self.users, self.stamp = rec, split, users, stamp
@@ -180,11 +186,13 @@ class Engine:
         """The request's history, checked against the loaded catalogue (raises BadRequest); a known
         user's times join the request (`req._times`)."""
         with self.lock:
-            rec, users = self.rec, self.users
+            rec, users, split = self.rec, self.users, self.split
+        req._domain = req.domain
         if req.user is not None:
             if req.user not in users:
                 raise BadRequest(404, f"unknown user '{req.user}'", "user")
-            history, req._times = users[req.user]
+            history, req._times, own = users[req.user]
+            req._domain = req.domain or own
             if req._now is not None:
                 if req._times is None:
                     raise BadRequest(422, "now: this run's data has no times", "now")
@@ -198,6 +206,13 @@ class Engine:
             unknown = [i for i in items if i not in rec.item_ids.index]
             if unknown:
                 raise BadRequest(400, f"unknown item id(s) {unknown[:5]} (not in the catalogue)", name)
+        if split.domains is not None and req._domain is None:
+            raise BadRequest(422, f"this run covers several domains ({', '.join(split.domains)}): name the "
+                             "one to recommend from", "domain")  # fmt: skip
+        try:
+            split.check_domain(req.domain)
+        except InputError as exc:
+            raise BadRequest(422, exc.reason, "domain") from None
         if req.candidates is not None and isinstance(rec, HybridRecommender):
             raise BadRequest(400, "a shortlist cannot be reranked with the hybrid mix", "candidates")
         return history
@@ -214,6 +229,8 @@ class Engine:
             kwargs["now"] = [job.payload._now for job in jobs]
         if req.candidates is not None:
             kwargs["candidates"] = [job.payload.candidates for job in jobs]
+        if split.domains is not None:
+            kwargs["domains"] = [job.payload._domain for job in jobs]
         recs = rec.recommend(histories, **kwargs)
         if req.explain:
             if explainer is None:

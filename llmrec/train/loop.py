@@ -127,7 +127,7 @@ def fit(
     # resumed run can skip to exactly where it stopped.
     batches_per_epoch = max(1, len(examples) // (tc.batch_size * accelerator.num_processes))
     steps_per_epoch = max(1, batches_per_epoch // tc.grad_accum)
-    total = tc.max_steps or max(1, math.ceil(tc.epochs * steps_per_epoch))
+    total = tc.max_steps if tc.max_steps is not None else max(1, math.ceil(tc.epochs * steps_per_epoch))
     if tc.eval_every == "epoch":
         eval_every = steps_per_epoch * math.ceil(tc.eval_min_gap / steps_per_epoch)
     else:
@@ -277,7 +277,7 @@ def fit(
                 break
     bar.close()
     if not stop_reason:
-        stop_reason = "max_steps" if tc.max_steps else "epochs"
+        stop_reason = "max_steps" if tc.max_steps is not None else "epochs"
     if validated_at != step:
         run_validation()
     save_state()
