@@ -220,6 +220,10 @@ def fit(
     pad_id = tokenizer.pad_token_id
     if 0 < step < total and out_of_time():  # resumed with its time already spent
         stop_reason, total = "max_minutes", step
+    if step == 0 < total and cfg.model.start_from is not None and validate is not None:
+        # a run started from another is validated before it trains: where tuning on this domain
+        # only loses (a few users, say), the best weights stay the ones it started from
+        run_validation()
     while step < total:
         epoch, within = divmod(step, steps_per_epoch)
         order = torch.randperm(

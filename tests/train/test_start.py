@@ -134,3 +134,15 @@ def test_start_from_must_be_a_run_of_the_same_body(source_run, tmp_path, tiny_ba
         assert result.exit_code == 2 and "model.start_from" in result.output and message in result.output
         assert not (tmp_path / "run").exists()
         shutil.rmtree(tmp_path / "prepared")
+
+
+def test_a_started_run_is_validated_before_it_trains(source_run, tmp_path, tiny_backbone):
+    """Where tuning on the new domain only loses, the weights it started from stay the best."""
+    run = run_on(tmp_path, tiny_backbone, write_twins(tmp_path / "books", "Book"),
+                 {"model": {"start_from": str(source_run)}}, max_steps=2, eval_every=0)  # fmt: skip
+    log = [json.loads(line) for line in RunDir(run).log.read_text().splitlines()]
+    validated = [r["step"] for r in log if "valid_ndcg@10" in r]
+    assert validated == [0, 2]
+    summary = json.loads(RunDir(run).summary.read_text())
+    best = max((r for r in log if "valid_ndcg@10" in r), key=lambda r: (r["valid_ndcg@10"], -r["step"]))
+    assert summary["best_step"] == best["step"]
