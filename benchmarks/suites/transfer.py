@@ -121,62 +121,89 @@ def save_cell(name: str, metrics: dict, wall_s: float, config: Path, info: dict)
            config=yaml.safe_load(config.read_text()), timings={"wall_s": round(wall_s, 1)})  # fmt: skip
 
 
+CELLS = (
+    *("joint", "alone", "zero-shot", "full-from-joint", "full-from-base", "ten-from-joint", "ten-from-base"),
+    *("sasrec-full", "sasrec-ten", "content", "popularity"),
+)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks transfer", description=__doc__)
     parser.add_argument("--sources", nargs="+", default=["beauty-titles", "games"])
     parser.add_argument("--held-out", default="toys-titles")
     parser.add_argument("--users", type=int, default=1000, help="users sampled per domain")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the users' sample")
+    seeds = "train.seed and SASRec-CE's; a seed other than 0 names its cells -seedN (started from seed 0's)"
+    parser.add_argument("--train-seed", type=int, default=0, help=seeds)
+    parser.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS))
     parser.add_argument("--minutes", type=float, default=7.0, help="train.max_minutes of each LLM cell")
     parser.add_argument("--joint-minutes", type=float, default=10.0)
     args = parser.parse_args(argv)
-    n, seed = args.users, args.seed
+    n, seed, cells = args.users, args.seed, set(args.cells)
     samples = {name: sample_domain(name, n, seed) for name in [*args.sources, args.held_out]}
     held = args.held_out
     ten = sample_domain(held, n, seed, share=0.1)
     sampling = {"users_per_domain": n, "seed": seed, "how": "seeded sample of users, all their interactions"}
+    suffix = f"-seed{args.train_seed}" if args.train_seed else ""
+    seeded = {"train": {"seed": args.train_seed}, "baselines": {"sasrec": data.spec(held)["sasrec"]
+                                                                | {"seed": args.train_seed}}}  # fmt: skip
 
     def info(dataset: str, cell: str, **more: Any) -> dict:
         provenance = [data.provenance(d) for d in dataset.split("+")]
-        return {"dataset": dataset, "cell": cell, "sampling": sampling, "provenance": provenance} | more
+        return {"dataset": dataset, "cell": cell, "sampling": sampling, "provenance": provenance,
+                "train_seed": args.train_seed} | more  # fmt: skip
+
+    def configure(cell: str, section: dict, minutes: float, extra: dict | None = None) -> Path:
+        merged = {k: dict(v) for k, v in seeded.items()}
+        for key, values in (extra or {}).items():
+            merged.setdefault(key, {}).update(values)
+        return write_config(cell + suffix, section, minutes, merged)
 
     # the joint run over the source domains, and one run per source domain
-    joint = write_config("joint", {"sources": [{"domain": d} | source(samples[d]) for d in args.sources]},
-                         args.joint_minutes)  # fmt: skip
-    metrics, wall = train_and_evaluate(joint)
-    joint_info = info("+".join(args.sources), "joint", by_domain=metrics["by_domain"])
-    save_cell("joint", metrics, wall, joint, joint_info)
-    for name in args.sources:
-        alone = write_config(f"{name}-alone", source(samples[name]), args.minutes)
+    joint = FOLDER / "joint" / "config.yaml"  # the runs below start from seed 0's joint run
+    if "joint" in cells:
+        sources = {"sources": [{"domain": d} | source(samples[d]) for d in args.sources]}
+        joint = configure("joint", sources, args.joint_minutes)
+        metrics, wall = train_and_evaluate(joint)
+        joint_info = info("+".join(args.sources), "joint", by_domain=metrics["by_domain"])
+        save_cell("joint" + suffix, metrics, wall, joint, joint_info)
+    for name in args.sources if "alone" in cells else ():
+        alone = configure(f"{name}-alone", source(samples[name]), args.minutes)
         metrics, wall = train_and_evaluate(alone)
-        save_cell(f"{name}-alone", metrics, wall, alone, info(name, "per-domain"))
+        save_cell(f"{name}-alone{suffix}", metrics, wall, alone, info(name, "per-domain"))
 
     # the held-out domain
     full = source(samples[held])
+    reference = FOLDER / f"{held}-full-from-base" / "prepared"  # every test user of the full sample
     start = {"model": {"start_from": str(joint.parent / "run")}}
-    cells = {
+    llm_cells = {
         "zero-shot": (full, start | {"train": {"max_steps": 0}}),
         "full-from-joint": (full, start),
         "full-from-base": (full, None),
         "ten-from-joint": (source(ten), start),
         "ten-from-base": (source(ten), None),
     }
-    for cell, (section, extra) in cells.items():
-        config = write_config(f"{held}-{cell}", section, args.minutes, extra)
+    for cell, (section, extra) in llm_cells.items():
+        if cell not in cells:
+            continue
+        config = configure(f"{held}-{cell}", section, args.minutes, extra)
         metrics, wall = train_and_evaluate(config)
         if cell.startswith("ten"):  # evaluated on every test user of the full sample
             t0 = time.time()
-            metrics = evaluate_on(config.parent / "run", FOLDER / f"{held}-full-from-base" / "prepared")
+            metrics = evaluate_on(config.parent / "run", reference)
             wall += time.time() - t0
-        save_cell(f"{held}-{cell}", metrics, wall, config, info(held, cell))
+        save_cell(f"{held}-{cell}{suffix}", metrics, wall, config, info(held, cell))
     for share, folder in (("full", samples[held]), ("ten", ten)):
-        config = write_config(f"{held}-sasrec-{share}", source(folder), args.minutes,
-                              {"baselines": {"sasrec": data.spec(held)["sasrec"]}})  # fmt: skip
+        if f"sasrec-{share}" not in cells:
+            continue
+        config = configure(f"{held}-sasrec-{share}", source(folder), args.minutes)
         wall = llmrec("baseline", str(config), "--model", "sasrec")
         weights = config.parent / "baselines" / "sasrec" / "model.pt"
-        metrics = evaluate_on(weights.parent, FOLDER / f"{held}-full-from-base" / "prepared", sasrec=weights)
-        save_cell(f"{held}-sasrec-{share}", metrics, wall, config, info(held, f"sasrec-{share}"))
-    for model in ("content", "popularity"):
+        metrics = evaluate_on(weights.parent, reference, sasrec=weights)
+        save_cell(f"{held}-sasrec-{share}{suffix}", metrics, wall, config, info(held, f"sasrec-{share}"))
+    for model in ("content", "popularity"):  # no training seed
+        if model not in cells:
+            continue
         config = FOLDER / f"{held}-full-from-base" / "config.yaml"
         wall = llmrec("baseline", str(config), "--model", model)
         metrics = json.loads((config.parent / "baselines" / model / "metrics-test.json").read_text())
