@@ -1,13 +1,16 @@
 """The benchmark data sets: `prepare` finds a local copy (`--from DIR`, $LLMREC_BENCHMARK_DATA, or
 ../shared/datasets), checks every file against datasets.yaml's sha256, and links it under
 runs/benchmarks/data/NAME; `data_section` gives the importer settings pointing there. Nothing is
-downloaded: a missing copy is an error that names the public source."""
+downloaded: a missing copy is an error that names the public source. A data set `derived_from` another
+is made from it: ml100k-notext by dropping text, the `-1k` sets as a seeded sample of users
+(`sample_users`)."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +56,11 @@ def prepare(name: str, source: Path | None = None) -> Path:
     target = PREPARED / name
     if "derived_from" in entry:
         origin = prepare(entry["derived_from"], source)
-        _derive(name, origin, target)
+        if "sample" in entry:
+            if not (target / "items.csv").exists():
+                sample_users(origin, target, **entry["sample"])
+        else:
+            _derive(name, origin, target)
         return target
     files = entry["files"]
     found = next(
@@ -92,6 +99,27 @@ def _derive(name: str, origin: Path, target: Path) -> None:
     (target / "items.csv").write_text("item_id\n" + "".join(line.split("|")[0] + "\n" for line in items))
 
 
+def sample_users(origin: Path, target: Path, users: int, seed: int, share: float = 1.0) -> Path:
+    """A seeded sample of `users` users of the generic data set in `origin` (user, item columns): all
+    their interactions, and the items they touched; with `share` < 1, the interactions of only that
+    share of them (the same items table). Large catalogues sized to what a 2-core CPU trains in
+    minutes; the same seed gives the same users."""
+    import pandas as pd
+
+    inter = pd.read_csv(origin / "interactions.csv", dtype={"user": str, "item": str})
+    chosen = random.Random(seed).sample(sorted(inter["user"].unique()), users)
+    inter = inter[inter["user"].isin(set(chosen))]
+    items = pd.read_csv(origin / "items.csv", dtype={"item": str})
+    items = items[items["item"].isin(set(inter["item"]))]
+    if share < 1:
+        kept = set(random.Random(seed + 1).sample(sorted(chosen), round(share * users)))
+        inter = inter[inter["user"].isin(kept)]
+    target.mkdir(parents=True, exist_ok=True)
+    inter.to_csv(target / "interactions.csv", index=False)
+    items.to_csv(target / "items.csv", index=False)
+    return target
+
+
 def data_section(name: str) -> dict[str, Any]:
     """The config's `data` section for a prepared data set."""
     folder = str(PREPARED / name)
@@ -102,7 +130,9 @@ def provenance(name: str) -> dict[str, Any]:
     """What a result records about its data: the source and the checksums it was checked against."""
     entry = spec(name)
     if "derived_from" in entry:
-        return {"name": name, "derived_from": provenance(entry["derived_from"])}
+        return {"name": name, "derived_from": provenance(entry["derived_from"])} | (
+            {"sample": entry["sample"]} if "sample" in entry else {}
+        )
     return {"name": name, "source": entry["source"], "sha256": entry["files"]}
 
 

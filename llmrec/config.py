@@ -249,6 +249,17 @@ class ModelConfig(_Section):
         "(docs/experiments/2026-12-07-industrial-recipe.md)",
         json_schema_extra=EXPERIMENTAL,
     )
+    tuned_layers: int | None = Field(
+        None,
+        ge=1,
+        description="LoRA on only the top N decoder layers; the layers below stay the base model's and "
+        "the item rows learn only as the output's rows (their gradient through the input is cut), so "
+        "back-propagation stops N layers from the top: a step costs a forward through the whole body and "
+        "a backward through N layers (10 of 30: a step 2.15x faster on Industrial; on ML-100K the LLM "
+        "alone lost, 0.088 vs 0.102 NDCG@10, seed 0: docs/training.md). Needs finetune: lora, item_rows: "
+        "free and prompts.time: none; none: every layer",
+        json_schema_extra=EXPERIMENTAL,
+    )
     finetune: Literal["lora", "full"] = Field(
         "lora",
         description="lora: LoRA + the new id-token rows (RUN_DIR/adapter); full: every weight "
@@ -588,6 +599,24 @@ class Config(_Section):
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     baselines_dir: str = Field("baselines", description="where `llmrec baseline` writes its metrics")
+
+    @model_validator(mode="after")
+    def _tuned_layers_apply(self) -> Config:
+        if self.model.tuned_layers is None:
+            return self
+        clash = {
+            "model.finetune": self.model.finetune != "lora",
+            "model.item_rows": self.model.item_rows != "free",
+            "prompts.time": self.prompts.time != "none",
+        }
+        for key, bad in clash.items():
+            if bad:
+                raise ValueError(
+                    f"model.tuned_layers trains LoRA on the top layers with the input's item rows held "
+                    f"fixed; it needs model.finetune: lora, model.item_rows: free and prompts.time: none "
+                    f"({key} is not)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _separator_for_scheme(self) -> Config:

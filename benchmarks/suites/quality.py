@@ -4,6 +4,7 @@ test NDCG@10 with full ranking, one result file per cell and training seed.
 
     python -m benchmarks quality run --datasets industrial --seeds 0 1 2 [--variants default anchored]
     python -m benchmarks quality run --datasets ml100k --variants default time-gaps --epochs 8
+    python -m benchmarks quality run --datasets games-1k --variants default time-gaps --minutes 5
     python -m benchmarks quality compare --datasets ml100k --variants default time-gaps   # paired, per user
     python -m benchmarks quality sweep --datasets industrial     # SASRec-CE's settings, on validation
     python -m benchmarks quality refit --datasets industrial     # train's choice fitted again
@@ -32,6 +33,10 @@ from benchmarks.common import WORK, Result, llmrec, machine, result_path, run_in
 SUITE = "quality"
 VARIANTS = Path(__file__).resolve().parent.parent / "configs" / "variants"
 BASELINES = ("popularity", "content", "sasrec")
+# the large titled sets with real times, as 1,000-user samples (datasets.yaml): what a 2-core CPU
+# trains in minutes (`--minutes 5`)
+FULL = ["ml100k", "ml100k-notext", "industrial", "beauty"]
+SAMPLED = ["beauty-titles-1k", "toys-titles-1k", "games-1k", "steam-1k"]
 # train's choice (choice.json) -> the row measuring it: "content" is the content *baseline*'s row,
 # so the LLM + content mix is "mix"
 ROW_BY_CHOICE = {"llm": "llm", "hybrid": "hybrid", "content": "mix"}
@@ -310,7 +315,7 @@ def compare(name: str, variants: list[str], seeds: list[int], row: str) -> None:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks quality", description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=("run", "compare", "sweep", "refit"))
-    parser.add_argument("--datasets", nargs="+", default=["ml100k", "ml100k-notext", "industrial", "beauty"])
+    parser.add_argument("--datasets", nargs="+", default=[*FULL, *SAMPLED])
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=["default"])
     parser.add_argument("--only", nargs="*", choices=(*BASELINES, "llm"), default=[*BASELINES, "llm"])

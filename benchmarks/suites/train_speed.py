@@ -7,6 +7,8 @@
         -> results/train_speed/layouts-DATASET.json
     python -m benchmarks train_speed --layers 30 20 10 [--dataset industrial]
         -> results/train_speed/layers-DATASET.json
+    python -m benchmarks train_speed --layers 30 10 --tuned-layers 10 [--dataset industrial]
+        -> results/train_speed/tuned-layers-DATASET.json
 
 `--layouts`: the default recipe's training data on real windows (ML-100K, or the data section of
 `--dataset`), as it was (each atomic id then a line break, windows of 50 items, prompts left-filled to
@@ -183,18 +185,22 @@ def forward_seconds(model, data: dict, loss_fn) -> float:
 
 def layer_costs(args) -> dict:
     """The default recipe's LoRA step (packed rows, CatalogueLoss) with the backbone cut to each of
-    `args.layers` first layers (`model.layers`), steps alternating between the cuts: median step, tokens/s,
-    an epoch's seconds, the body's forward FLOPs per token (2 x its non-embedding weights, attention
-    aside) and the step over a forward pass of the same batch (the forward floor)."""
+    `args.layers` first layers (`model.layers`) and, on the whole body, with LoRA on only the top
+    `args.tuned_layers` (`model.tuned_layers`), steps alternating between the settings: median step,
+    tokens/s, an epoch's seconds, the body's forward FLOPs per token (2 x its non-embedding weights,
+    attention aside) and the step over a forward pass of the same batch (the forward floor)."""
     data, tokenizer, items = layout_data(args, ("after",))
     row = data["after"]
     batches = row.pop("batches")
+    settings = {str(n): {"layers": n} for n in args.layers}
+    settings |= {f"top {n} tuned": {"tuned_layers": n} for n in args.tuned_layers or ()}
     models = {}
-    for layers in args.layers:
-        model = load_model(args.model, args.dtype, layers=layers)
+    for label, model_settings in settings.items():
+        model = load_model(args.model, args.dtype, layers=model_settings.get("layers"))
         resize_for_tokenizer(model, tokenizer)
         body = sum(p.numel() for p in model.get_decoder().layers.parameters())
-        models[layers] = (LoraTuning().prepare(model, Config(), items).train(), body)
+        cfg = Config.model_validate({"model": model_settings})
+        models[label] = (LoraTuning().prepare(model, cfg, items).train(), body)
     loss = CatalogueLoss(items, len(tokenizer))
     steps = {n: [] for n in models}
     forward = {n: [] for n in models}
@@ -208,7 +214,7 @@ def layer_costs(args) -> dict:
     out = {"rows": row, "layers": {}}
     for n, (_, body) in models.items():
         step, fwd = statistics.median(steps[n]), statistics.median(forward[n])
-        out["layers"][str(n)] = {
+        out["layers"][n] = {
             "median_step_s": round(step, 3),
             "tokens_per_s": round(tokens / step, 1),
             "epoch_s": round(row["steps_per_epoch"] * step, 1),
@@ -216,7 +222,7 @@ def layer_costs(args) -> dict:
             "forward_s": round(fwd, 3),
             "step_over_forward": round(step / fwd, 2),
         }
-        print(n, json.dumps(out["layers"][str(n)]), flush=True)
+        print(n, json.dumps(out["layers"][n]), flush=True)
     full = str(max(args.layers))
     for n in out["layers"]:
         out["layers"][n]["speedup_over_all"] = round(
@@ -237,20 +243,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--layers", type=int, nargs="+", help="the step with the backbone cut to these layers"
     )
+    parser.add_argument(
+        "--tuned-layers",
+        type=int,
+        nargs="+",
+        help="with --layers (the largest: the whole body): the "
+        "step with LoRA on only these top layers of the whole body",
+    )
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     settings = {"model": args.model, "dtype": resolve_dtype(args.dtype), "batch": args.batch}
     if args.layers:
         result = layer_costs(args)
+        tuned = args.tuned_layers or []
         record(
             "train_speed",
-            f"layers-{args.dataset or 'ml100k'}"
+            ("tuned-layers-" if tuned else "layers-")
+            + (args.dataset or "ml100k")
             + ("-avx2" if os.environ.get("ATEN_CPU_CAPABILITY") == "avx2" else ""),
             result,
             {f"{n} layers step s": v["median_step_s"] for n, v in result["layers"].items()}
             | {f"{n} layers speedup": v["speedup_over_all"] for n, v in result["layers"].items()},
             dataset=args.dataset or "ml100k",
-            variant="layers " + " ".join(map(str, args.layers)),
+            variant="layers " + " ".join(map(str, args.layers)) + "".join(f", top {n} tuned" for n in tuned),
             config=settings | {"steps": args.steps},
         )
         return

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import yaml
 
 from benchmarks import data
@@ -41,24 +39,11 @@ RECIPE = {
 
 
 def sample_domain(name: str, users: int, seed: int, share: float = 1.0) -> Path:
-    """A seeded sample of `users` users of data set `name` (their interactions, the items they touched);
-    with `share` < 1, the interactions of only that share of them (the same items table)."""
+    """A seeded sample of `users` users of data set `name` (`data.sample_users`)."""
     target = FOLDER / "data" / (f"{name}-{users}" + (f"-{share:g}" if share < 1 else ""))
     if (target / "items.csv").exists():
         return target
-    source = data.prepare(name)
-    inter = pd.read_csv(source / "interactions.csv", dtype={"user": str, "item": str})
-    chosen = random.Random(seed).sample(sorted(inter["user"].unique()), users)
-    inter = inter[inter["user"].isin(set(chosen))]
-    items = pd.read_csv(source / "items.csv", dtype={"item": str})
-    items = items[items["item"].isin(set(inter["item"]))]
-    if share < 1:
-        kept = set(random.Random(seed + 1).sample(sorted(chosen), round(share * users)))
-        inter = inter[inter["user"].isin(kept)]
-    target.mkdir(parents=True, exist_ok=True)
-    inter.to_csv(target / "interactions.csv", index=False)
-    items.to_csv(target / "items.csv", index=False)
-    return target
+    return data.sample_users(data.prepare(name), target, users, seed, share)
 
 
 def source(folder: Path) -> dict[str, Any]:

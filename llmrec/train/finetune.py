@@ -1,7 +1,8 @@
 """Fine-tuning modes (`model.finetune`), chosen before the training loop (`build_finetuning`).
 
-- `lora`: LoRA on `model.lora.target_modules`, plus the new id-token rows of the (tied) embedding as
-  peft trainable tokens; the run keeps the adapter (`RUN_DIR/adapter`).
+- `lora`: LoRA on `model.lora.target_modules` (of the top `model.tuned_layers` decoder layers, or of
+  all), plus the new id-token rows of the (tied) embedding as peft trainable tokens; the run keeps
+  the adapter (`RUN_DIR/adapter`).
 - `full`: every weight trains, new id-token rows included; the run keeps a whole safetensors model
   with its tokenizer (`RUN_DIR/model`), which transformers and vLLM load directly, with no merge step.
 
@@ -17,6 +18,7 @@ from safetensors.torch import load_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.config import Config
+from llmrec.errors import InputError
 
 
 class LoraTuning:
@@ -25,16 +27,24 @@ class LoraTuning:
 
     def prepare(self, model: PreTrainedModel, cfg: Config, new_token_ids: list[int]):
         lora = cfg.model.lora
+        tuned = tuned_layer_indices(model, cfg.model.tuned_layers)
         peft_cfg = LoraConfig(
             r=lora.r,
             lora_alpha=lora.alpha,
             lora_dropout=lora.dropout,
             target_modules=lora.target_modules,
+            layers_to_transform=tuned,
             task_type="CAUSAL_LM",
             # Only the new id-token rows of the (tied) embedding train; the rest stays frozen.
             trainable_token_indices={"embed_tokens": new_token_ids} if new_token_ids else None,
         )
-        return get_peft_model(model, peft_cfg)
+        model = get_peft_model(model, peft_cfg)
+        if tuned is not None:
+            # With nothing below the tuned layers trainable and the input detached, autograd builds no
+            # graph there: the backward pass stops at the first tuned layer. The tied item rows still
+            # train, through the output head.
+            model.get_input_embeddings().register_forward_hook(lambda module, args, output: output.detach())
+        return model
 
     def state(self, model) -> dict:
         return get_peft_model_state_dict(model, save_embedding_layers=False)
@@ -90,6 +100,17 @@ ATTACHED = ("item_anchor.", "time_gaps.")
 def _own_state(model: PreTrainedModel) -> dict:
     """The model's own weights, without the modules llmrec attaches."""
     return {k: v for k, v in model.state_dict().items() if not k.startswith(ATTACHED)}
+
+
+def tuned_layer_indices(model: PreTrainedModel, tuned_layers: int | None) -> list[int] | None:
+    """The decoder layers LoRA goes on with `model.tuned_layers`: the top that many (None: all)."""
+    if tuned_layers is None:
+        return None
+    body = len(model.get_decoder().layers)
+    if tuned_layers > body:
+        raise InputError(f"model.tuned_layers is {tuned_layers}, but the body has {body} decoder layers",
+                         field="model.tuned_layers")  # fmt: skip
+    return list(range(body - tuned_layers, body))
 
 
 def build_finetuning(cfg: Config) -> LoraTuning | FullTuning:

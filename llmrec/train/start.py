@@ -26,7 +26,7 @@ MAP_KEYS = ("map.weight", "map.bias")  # the anchor's text -> row map; its delta
 
 def check_start_from(cfg: Config) -> RunDir | None:
     """The run `model.start_from` names, checked before any work: a finished LoRA run of the same
-    base model, layers and LoRA settings (its weights must fit this run's body)."""
+    base model, layers, tuned layers and LoRA settings (its weights must fit this run's body)."""
     if cfg.model.start_from is None:
         return None
     source = RunDir(cfg.model.start_from)
@@ -40,7 +40,7 @@ def check_start_from(cfg: Config) -> RunDir | None:
         raise InputError("starting from a run carries its LoRA weights: needs model.finetune: lora",
                          field="model.finetune")  # fmt: skip
     theirs, ours = source.load_config().model, cfg.model
-    for key in ("name", "layers", "lora"):
+    for key in ("name", "layers", "tuned_layers", "lora"):
         mine, other = getattr(ours, key), getattr(theirs, key)
         if mine != other:
             raise InputError(f"model.{key} differs from the run started from ({other!r} there, {mine!r} "

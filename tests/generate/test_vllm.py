@@ -29,15 +29,20 @@ def vllm_run(request, tmp_path_factory, tiny_vllm_backbone):
     return tmp / "run"
 
 
-@pytest.fixture(scope="module", params=[None, 1], ids=["whole-body", "layers-1"])
+@pytest.fixture(
+    scope="module",
+    params=[{}, {"layers": 1}, {"tuned_layers": 1}],
+    ids=["whole-body", "layers-1", "tuned-layers-1"],
+)
 def atomic_vllm_run(request, tmp_path_factory, tiny_vllm_backbone):
     """The default recipe (atomic ids, item lists) with LoRA: vLLM loads the merged model; with
-    `model.layers: 1` the merged model is the cut body, and vLLM must serve it as trained."""
+    `model.layers: 1` the merged model is the cut body, with `model.tuned_layers: 1` a body whose
+    lower layer has no LoRA, and vLLM must serve each as trained."""
     require_vllm()
     from conftest import ATOMIC_PROMPTS
 
     tmp = tmp_path_factory.mktemp("vllm-atomic")
-    overrides = ATOMIC_PROMPTS | {"model": {"layers": request.param}}
+    overrides = ATOMIC_PROMPTS | {"model": request.param}
     config = write_config(tmp, tiny_vllm_backbone, "atomic", overrides, max_steps=4, eval_every=0)
     for args in (["prepare", config], ["train", config]):
         result = runner.invoke(app, args)

@@ -19,6 +19,7 @@ from llmrec.cli import app
 from llmrec.config import Config
 from llmrec.errors import InputError
 from llmrec.generate import Recommender
+from llmrec.ids import ItemIds
 from llmrec.train.finetune import LoraTuning
 from llmrec.train.loop import collate, encode_examples
 from llmrec.train.objectives import CatalogueLoss, TokenLoss
@@ -408,3 +409,66 @@ def test_a_backbone_cut_to_its_first_layers_trains_and_reloads_as_trained(tmp_pa
     assert err.value.field == "model.layers"
     with pytest.raises(InputError, match="model.layers is 3, but the model has 2"):
         load_model(str(tiny_backbone), "fp32", layers=3)
+
+
+def test_tuned_top_layers_train_alone_and_reload_as_trained(tmp_path, tiny_backbone):
+    """`model.tuned_layers: 1` puts LoRA on the top one of the tiny backbone's 2 decoder layers; the
+    layer below and the input's item rows get no gradient (autograd builds no graph there), the item
+    rows still train through the output; the run reloads with the scores it had before saving."""
+    from llmrec.data import SplitData
+    from llmrec.evaluate import ranking_metrics
+    from llmrec.run_dir import RunDir
+
+    overrides = ATOMIC | {"model": {"tuned_layers": 1}, "train": {"eval_users": 16}}
+    config = write_config(tmp_path, tiny_backbone, "atomic", overrides, max_steps=3, eval_every=1)
+    for args in (["prepare", config], ["train", config]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    run = RunDir(tmp_path / "run")
+    rec = Recommender.from_run(run.path)
+    assert len(rec.model.get_decoder().layers) == 2  # the whole body ranks; only the top layer was tuned
+
+    cfg, split = run.load_config(), SplitData.load(run.path)
+    sample = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
+    lists = rec.recommend(split.histories(sample, "valid"), k=10)
+    after = ranking_metrics(
+        sample["valid"].tolist(), [[r.item for r in row] for row in lists], set(split.items["item"])
+    )
+    before = json.loads(run.summary.read_text())["best_valid"]
+    assert before and {k: after[k] for k in before} == pytest.approx(before, abs=1e-6)
+
+    saved = load_file(run.adapter / "adapter_model.safetensors")
+    assert [k for k in saved if ".layers.1." in k and "lora_" in k]
+    assert not [k for k in saved if ".layers.0." in k], sorted(saved)
+
+    # one step by hand: nothing below the tuned layer is in the graph; the item rows get a gradient
+    tok = run.load_tokenizer()
+    model = load_model(str(tiny_backbone), "fp32")
+    resize_for_tokenizer(model, tok, seed=0)
+    item_tokens = tok.convert_tokens_to_ids(ItemIds.load(run.path).ids)
+    model = LoraTuning().prepare(model, cfg, item_tokens)
+    grads = {}
+    layers = model.get_base_model().get_decoder().layers
+    for n, layer in enumerate(layers):
+        layer.register_forward_hook(lambda m, a, out, n=n: grads.update({n: _first(out).requires_grad}))
+    history = [item_tokens[0], item_tokens[1], item_tokens[2]]
+    batch = collate([{"input_ids": history, "labels": [-100, *history[1:]]}], tok.pad_token_id)
+    CatalogueLoss(item_tokens, len(tok))(model, batch).backward()
+    assert grads == {0: False, 1: True}
+    rows = [p for n, p in model.named_parameters() if "trainable_tokens_delta" in n]
+    assert rows and all(p.grad is not None and p.grad.abs().sum() > 0 for p in rows)
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def test_tuned_layers_refuse_what_they_cannot_train(tiny_backbone):
+    with pytest.raises(ValueError, match="model.item_rows"):
+        Config.model_validate({"model": {"tuned_layers": 2, "item_rows": "anchored"}})
+    with pytest.raises(ValueError, match="model.finetune"):
+        Config.model_validate({"model": {"tuned_layers": 2, "finetune": "full"}})
+    with pytest.raises(InputError, match="tuned_layers is 3, but the body has 2") as err:
+        LoraTuning().prepare(load_model(str(tiny_backbone), "fp32"), Config.model_validate(
+            {"model": {"tuned_layers": 3}}), [])  # fmt: skip
+    assert err.value.field == "model.tuned_layers"
