@@ -57,8 +57,7 @@ def prepare(name: str, source: Path | None = None) -> Path:
     if "derived_from" in entry:
         origin = prepare(entry["derived_from"], source)
         if "sample" in entry:
-            if not (target / "items.csv").exists():
-                sample_users(origin, target, **entry["sample"])
+            sample_users(origin, target, **entry["sample"])
         else:
             _derive(name, origin, target)
         return target
@@ -103,7 +102,10 @@ def sample_users(origin: Path, target: Path, users: int, seed: int, share: float
     """A seeded sample of `users` users of the generic data set in `origin` (user, item columns): all
     their interactions, and the items they touched; with `share` < 1, the interactions of only that
     share of them (the same items table). Large catalogues sized to what a 2-core CPU trains in
-    minutes; the same seed gives the same users."""
+    minutes; the same seed gives the same users. A sample already in `target` is kept: items.csv is
+    written last, so its presence means the sample is whole."""
+    if (target / "items.csv").exists():
+        return target
     import pandas as pd
 
     inter = pd.read_csv(origin / "interactions.csv", dtype={"user": str, "item": str})

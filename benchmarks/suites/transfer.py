@@ -41,8 +41,6 @@ RECIPE = {
 def sample_domain(name: str, users: int, seed: int, share: float = 1.0) -> Path:
     """A seeded sample of `users` users of data set `name` (`data.sample_users`)."""
     target = FOLDER / "data" / (f"{name}-{users}" + (f"-{share:g}" if share < 1 else ""))
-    if (target / "items.csv").exists():
-        return target
     return data.sample_users(data.prepare(name), target, users, seed, share)
 
 

@@ -30,6 +30,16 @@ from llmrec.errors import InputError
 from llmrec.io import atomic_path
 
 
+def unknown_domain(
+    domain: object, names: list[str], field: str = "domain", where: str | None = None
+) -> InputError:
+    """The error for a request naming a domain the run was not trained on (the server, the CLI and
+    the generation API all say it the same way)."""
+    return InputError(
+        f"unknown domain {domain!r}: this run's domains are {', '.join(names)}", where=where, field=field
+    )
+
+
 @dataclass
 class SplitData:
     """Items and per-user train/valid/test sequences."""
@@ -129,8 +139,7 @@ class SplitData:
             raise InputError(f"this run was trained on one data source, without domains: leave {field} out",
                              field=field)  # fmt: skip
         if domain not in self.domains:
-            raise InputError(f"unknown domain {domain!r}: this run's domains are {', '.join(self.domains)}",
-                             field=field)  # fmt: skip
+            raise unknown_domain(domain, self.domains, field=field)
 
     def domain_catalogues(self) -> dict[str, set[str]]:
         """Each domain's items (a run over several domains); {} for one source."""

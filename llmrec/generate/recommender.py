@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmrec.config import GenerateConfig, PromptConfig
+from llmrec.data.split import unknown_domain
 from llmrec.errors import InputError
 from llmrec.generate.atomic import catalogue_scores, top_scored
 from llmrec.generate.beam import Scored, beam_search
@@ -56,8 +57,7 @@ class DomainFilter:
             raise InputError(f"domain must be one name, or a list with one per history ({n})", field="domain")
         for m, domain in enumerate(domains, start=1):
             if not isinstance(domain, str) or domain not in self.outside:
-                raise InputError(f"unknown domain {domain!r}: this run's domains are {', '.join(self.names)}",
-                                 where=f"history {m}", field="domain")  # fmt: skip
+                raise unknown_domain(domain, self.names, where=f"history {m}")
         return list(domains)
 
 

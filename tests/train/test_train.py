@@ -369,12 +369,26 @@ def test_a_tracker_whose_package_is_missing_fails_before_training(monkeypatch):
     assert err.value.field == "train.log_with"
 
 
+def assert_reload_ranks_as_at_best_valid(run, rec: Recommender) -> None:
+    """The reloaded run ranks the validation users the training loop scored at its best step with
+    the metrics it saved then (`best_valid`): the weights saved are the weights that were best."""
+    from llmrec.data import SplitData
+    from llmrec.evaluate import ranking_metrics
+
+    cfg, split = run.load_config(), SplitData.load(run.path)
+    sample = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
+    lists = rec.recommend(split.histories(sample, "valid"), k=10)
+    after = ranking_metrics(
+        sample["valid"].tolist(), [[r.item for r in row] for row in lists], set(split.items["item"])
+    )
+    before = json.loads(run.summary.read_text())["best_valid"]
+    assert before and {k: after[k] for k in before} == pytest.approx(before, abs=1e-6)
+
+
 def test_a_backbone_cut_to_its_first_layers_trains_and_reloads_as_trained(tmp_path, tiny_backbone):
     """`model.layers: 1` keeps the first of the tiny backbone's 2 decoder layers, in training and in
     every reload of the run, with the scores it had before saving; only the adapter and the item rows
     train; a run reloaded with another layer count, or more layers than the model has, is a clear error."""
-    from llmrec.data import SplitData
-    from llmrec.evaluate import ranking_metrics
     from llmrec.run_dir import RunDir
 
     overrides = ATOMIC | {"model": {"layers": 1}, "train": {"eval_users": 16}}
@@ -386,15 +400,7 @@ def test_a_backbone_cut_to_its_first_layers_trains_and_reloads_as_trained(tmp_pa
     rec = Recommender.from_run(run.path)
     assert len(rec.model.get_decoder().layers) == 1 and rec.model.config.num_hidden_layers == 1
 
-    # the validation the training loop ran on the in-memory model at its best step, on the reload
-    cfg, split = run.load_config(), SplitData.load(run.path)
-    sample = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
-    lists = rec.recommend(split.histories(sample, "valid"), k=10)
-    after = ranking_metrics(
-        sample["valid"].tolist(), [[r.item for r in row] for row in lists], set(split.items["item"])
-    )
-    before = json.loads(run.summary.read_text())["best_valid"]
-    assert before and {k: after[k] for k in before} == pytest.approx(before, abs=1e-6)
+    assert_reload_ranks_as_at_best_valid(run, rec)
 
     # nothing of the cut body trains: the adapter holds LoRA and item rows of the one kept layer only
     saved = load_file(run.adapter / "adapter_model.safetensors")
@@ -415,8 +421,6 @@ def test_tuned_top_layers_train_alone_and_reload_as_trained(tmp_path, tiny_backb
     """`model.tuned_layers: 1` puts LoRA on the top one of the tiny backbone's 2 decoder layers; the
     layer below and the input's item rows get no gradient (autograd builds no graph there), the item
     rows still train through the output; the run reloads with the scores it had before saving."""
-    from llmrec.data import SplitData
-    from llmrec.evaluate import ranking_metrics
     from llmrec.run_dir import RunDir
 
     overrides = ATOMIC | {"model": {"tuned_layers": 1}, "train": {"eval_users": 16}}
@@ -428,14 +432,8 @@ def test_tuned_top_layers_train_alone_and_reload_as_trained(tmp_path, tiny_backb
     rec = Recommender.from_run(run.path)
     assert len(rec.model.get_decoder().layers) == 2  # the whole body ranks; only the top layer was tuned
 
-    cfg, split = run.load_config(), SplitData.load(run.path)
-    sample = split.eval_sample("valid", cfg.train.eval_users, cfg.train.seed)
-    lists = rec.recommend(split.histories(sample, "valid"), k=10)
-    after = ranking_metrics(
-        sample["valid"].tolist(), [[r.item for r in row] for row in lists], set(split.items["item"])
-    )
-    before = json.loads(run.summary.read_text())["best_valid"]
-    assert before and {k: after[k] for k in before} == pytest.approx(before, abs=1e-6)
+    assert_reload_ranks_as_at_best_valid(run, rec)
+    cfg = run.load_config()
 
     saved = load_file(run.adapter / "adapter_model.safetensors")
     assert [k for k in saved if ".layers.1." in k and "lora_" in k]
