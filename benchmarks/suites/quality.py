@@ -188,14 +188,20 @@ def run_llm(name: str, config: Path, variant: str, seed: int) -> None:
 
 
 def refit(name: str, seeds: list[int], variant: str) -> None:
-    """After a change to how the mixes are fitted (not to training): train's choice fitted again on
-    the trained runs and the cells' results written again."""
+    """After a change to how the mixes are fitted, or to SASRec-CE's settings (its cells trained
+    again first: `run --only sasrec`), not to the LLM's training: train's choice fitted again on the
+    trained runs and the cells' results written again."""
     from llmrec.mix import choose_mix
 
+    sasrec = yaml.safe_load((folder_for(name) / "config.yaml").read_text())["baselines"]["sasrec"]
     for seed in seeds:
         run = folder_for(name) / f"{variant}-seed{seed}"
         if not (run / "train_summary.json").exists():
             continue
+        # the run's own config rebuilds the SASRec-CE it mixes with: give it the suite's settings
+        run_config = yaml.safe_load((run / "config.yaml").read_text())
+        run_config["baselines"]["sasrec"] |= {k: v for k, v in sasrec.items() if k != "seed"}
+        (run / "config.yaml").write_text(yaml.safe_dump(run_config, sort_keys=False))
         choose_mix(
             run, llm_ndcg=json.loads((run / "train_summary.json").read_text())["best_valid"]["ndcg@10"]
         )
