@@ -369,6 +369,19 @@ def test_a_tracker_whose_package_is_missing_fails_before_training(monkeypatch):
     assert err.value.field == "train.log_with"
 
 
+def trained_with_model_settings(tmp_path, tiny_backbone, model: dict):
+    """A tiny atomic run prepared and trained for 3 steps with these `model` settings, and its reload."""
+    from llmrec.run_dir import RunDir
+
+    overrides = ATOMIC | {"model": model, "train": {"eval_users": 16}}
+    config = write_config(tmp_path, tiny_backbone, "atomic", overrides, max_steps=3, eval_every=1)
+    for args in (["prepare", config], ["train", config]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    run = RunDir(tmp_path / "run")
+    return run, Recommender.from_run(run.path)
+
+
 def assert_reload_ranks_as_at_best_valid(run, rec: Recommender) -> None:
     """The reloaded run ranks the validation users the training loop scored at its best step with
     the metrics it saved then (`best_valid`): the weights saved are the weights that were best."""
@@ -389,15 +402,7 @@ def test_a_backbone_cut_to_its_first_layers_trains_and_reloads_as_trained(tmp_pa
     """`model.layers: 1` keeps the first of the tiny backbone's 2 decoder layers, in training and in
     every reload of the run, with the scores it had before saving; only the adapter and the item rows
     train; a run reloaded with another layer count, or more layers than the model has, is a clear error."""
-    from llmrec.run_dir import RunDir
-
-    overrides = ATOMIC | {"model": {"layers": 1}, "train": {"eval_users": 16}}
-    config = write_config(tmp_path, tiny_backbone, "atomic", overrides, max_steps=3, eval_every=1)
-    for args in (["prepare", config], ["train", config]):
-        result = runner.invoke(app, args)
-        assert result.exit_code == 0, result.output + repr(result.exception)
-    run = RunDir(tmp_path / "run")
-    rec = Recommender.from_run(run.path)
+    run, rec = trained_with_model_settings(tmp_path, tiny_backbone, {"layers": 1})
     assert len(rec.model.get_decoder().layers) == 1 and rec.model.config.num_hidden_layers == 1
 
     assert_reload_ranks_as_at_best_valid(run, rec)
@@ -421,15 +426,7 @@ def test_tuned_top_layers_train_alone_and_reload_as_trained(tmp_path, tiny_backb
     """`model.tuned_layers: 1` puts LoRA on the top one of the tiny backbone's 2 decoder layers; the
     layer below and the input's item rows get no gradient (autograd builds no graph there), the item
     rows still train through the output; the run reloads with the scores it had before saving."""
-    from llmrec.run_dir import RunDir
-
-    overrides = ATOMIC | {"model": {"tuned_layers": 1}, "train": {"eval_users": 16}}
-    config = write_config(tmp_path, tiny_backbone, "atomic", overrides, max_steps=3, eval_every=1)
-    for args in (["prepare", config], ["train", config]):
-        result = runner.invoke(app, args)
-        assert result.exit_code == 0, result.output + repr(result.exception)
-    run = RunDir(tmp_path / "run")
-    rec = Recommender.from_run(run.path)
+    run, rec = trained_with_model_settings(tmp_path, tiny_backbone, {"tuned_layers": 1})
     assert len(rec.model.get_decoder().layers) == 2  # the whole body ranks; only the top layer was tuned
 
     assert_reload_ranks_as_at_best_valid(run, rec)
